@@ -1,0 +1,484 @@
+"""Configuration: one frozen object, loaded from TOML, validated before any port binds.
+
+Every limit has a name and a documented default (``conf/smppbridge.example.toml``).
+Environment variables ``SMPPBRIDGE_<SECTION>_<KEY>`` override scalar keys of the
+``[smpp]``, ``[http]``, ``[store]`` and ``[log]`` tables (e.g.
+``SMPPBRIDGE_SMPP_LISTEN=0.0.0.0:2775``). Errors name the key and the problem.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from smppbridge.passwords import check_hash_format, is_hashed
+from smppbridge.smpp.codec import DEFAULT_MAX_COMMAND_LENGTH
+from smppbridge.smpp.session import SessionConfig
+
+__all__ = [
+    "DEMO_TOML",
+    "Account",
+    "Config",
+    "ConfigError",
+    "HttpConfig",
+    "LogConfig",
+    "ProviderConfig",
+    "SmppConfig",
+    "StoreConfig",
+    "load_config",
+    "parse_config",
+]
+
+#: Bind password is a C-octet string of at most 9 octets with its NUL (SMPP 3.4 §4.1.1).
+MAX_BIND_PASSWORD = 8
+#: system_id: 16 octets with its NUL (SMPP 3.4 §4.1.1).
+MAX_SYSTEM_ID = 15
+PROVIDER_TYPES = ("mysmpp-xml", "mysmpp-json", "smsfly", "http-json", "simulator")
+_ENV_PREFIX = "SMPPBRIDGE_"
+_MAX_PORT = 65535
+
+
+class ConfigError(ValueError):
+    """A config problem; the message starts with the key it is about."""
+
+
+@dataclass(frozen=True, slots=True)
+class HostPort:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class SmppConfig:
+    listen: HostPort | None = HostPort("127.0.0.1", 2775)
+    tls_listen: HostPort | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    #: CA bundle; when set, TLS clients must present a certificate it signed.
+    tls_client_ca: str | None = None
+    #: Default window of outstanding requests per bind (an account may override).
+    window: int = 100
+    session_init_timeout: float = 10.0
+    enquire_link_interval: float = 30.0
+    inactivity_timeout: float = 300.0
+    response_timeout: float = 30.0
+    max_command_length: int = DEFAULT_MAX_COMMAND_LENGTH
+    #: Open connections, all peers together / from one IP address (0 = unlimited).
+    max_connections: int = 10_000
+    max_connections_per_ip: int = 1_000
+    #: Seconds SIGTERM waits for in-flight work before cancelling it.
+    shutdown_grace: float = 10.0
+    #: Stop reading a peer whose unread responses exceed this many octets.
+    write_buffer_high: int = 256 * 1024
+
+    def session_config(self, window: int | None = None) -> SessionConfig:
+        return SessionConfig(
+            window=window or self.window,
+            session_init_timeout=self.session_init_timeout,
+            enquire_link_interval=self.enquire_link_interval,
+            inactivity_timeout=self.inactivity_timeout,
+            response_timeout=self.response_timeout,
+            max_command_length=self.max_command_length,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpConfig:
+    listen: HostPort | None = HostPort("127.0.0.1", 8080)
+
+
+@dataclass(frozen=True, slots=True)
+class StoreConfig:
+    url: str = "sqlite:///data/smppbridge.db"
+
+    @property
+    def scheme(self) -> str:
+        return self.url.split(":", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class LogConfig:
+    level: str = "info"
+    #: json | console | auto (console on a TTY, JSON otherwise)
+    format: str = "auto"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    system_id: str
+    #: plain text or ``scrypt$...`` from ``smppbridge hash-password``; never logged
+    password: str = field(repr=False)
+    max_binds: int = 10
+    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    #: submit_sm per second for the whole account (all binds), 0 = unlimited
+    throughput: float = 0.0
+    #: token-bucket depth; 0 means one second's worth of ``throughput``
+    burst: int = 0
+    #: window for this account's binds; None = ``[smpp] window``
+    window: int | None = None
+    providers: tuple[str, ...] = ()
+    #: "decimal" (default, fits legacy parsers) or "hex"
+    message_id_format: str = "decimal"
+
+    def allows(self, ip: str) -> bool:
+        if not self.allowed_networks:
+            return True
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return False
+        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+            addr = addr.ipv4_mapped
+        return any(addr in net for net in self.allowed_networks)
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderConfig:
+    name: str
+    type: str
+    #: the whole ``[[providers]]`` table; each adapter validates its own keys
+    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    smpp: SmppConfig = SmppConfig()
+    http: HttpConfig = HttpConfig()
+    store: StoreConfig = StoreConfig()
+    log: LogConfig = LogConfig()
+    accounts: tuple[Account, ...] = ()
+    providers: tuple[ProviderConfig, ...] = ()
+    source: str = "<defaults>"
+
+    def account(self, system_id: str) -> Account | None:
+        for a in self.accounts:
+            if a.system_id == system_id:
+                return a
+        return None
+
+
+#: The demo configuration of DESIGN.md §7, used by ``smppbridge serve`` without --config.
+DEMO_TOML = """
+[smpp]
+listen = "127.0.0.1:2775"
+
+[http]
+listen = "127.0.0.1:8080"
+
+[store]
+url = "sqlite:///data/smppbridge.db"
+
+[[accounts]]
+system_id = "demo"
+password = "demo"
+providers = ["simulator"]
+
+[[providers]]
+name = "simulator"
+type = "simulator"
+"""
+
+
+# --- parsing -----------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _Table:
+    """A TOML table read with key-path error messages; unknown keys are errors."""
+
+    def __init__(self, data: Mapping[str, Any], path: str) -> None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{path}: expected a table")
+        self.data = data
+        self.path = path
+        self.used: set[str] = set()
+
+    def key(self, name: str) -> str:
+        return f"{self.path}.{name}" if self.path else name
+
+    def get(self, name: str, kind: type[T] | tuple[type, ...], default: T) -> T:
+        self.used.add(name)
+        if name not in self.data:
+            return default
+        value = self.data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if float in kinds and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if isinstance(value, bool) and bool not in kinds:
+            raise ConfigError(f"{self.key(name)}: expected {_names(kinds)}, got a boolean")
+        if not isinstance(value, kinds):
+            raise ConfigError(
+                f"{self.key(name)}: expected {_names(kinds)}, got {type(value).__name__}")
+        return value  # type: ignore[return-value]
+
+    def number(self, name: str, default: float, *, minimum: float = 0,
+               maximum: float | None = None) -> float:
+        value = self.get(name, float, default)
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f" and at most {maximum:g}" if maximum is not None else ""
+            raise ConfigError(f"{self.key(name)}: must be at least {minimum:g}{bound}")
+        return value
+
+    def integer(self, name: str, default: int, *, minimum: int = 0,
+                maximum: int | None = None) -> int:
+        value = self.get(name, int, default)
+        if value < minimum or (maximum is not None and value > maximum):
+            bound = f" and at most {maximum}" if maximum is not None else ""
+            raise ConfigError(f"{self.key(name)}: must be at least {minimum}{bound}")
+        return value
+
+    def finish(self) -> None:
+        unknown = sorted(set(self.data) - self.used)
+        if unknown:
+            raise ConfigError(f"{self.key(unknown[0])}: unknown key")
+
+
+def _names(kinds: tuple[type, ...]) -> str:
+    return " or ".join({"str": "a string", "int": "an integer", "float": "a number",
+                        "bool": "a boolean", "list": "a list"}.get(k.__name__, k.__name__)
+                       for k in kinds)
+
+
+def parse_hostport(value: str, key: str) -> HostPort:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) <= _MAX_PORT:
+        raise ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+    return HostPort(host.strip("[]"), int(port))
+
+
+def _opt_hostport(t: _Table, name: str, default: HostPort | None) -> HostPort | None:
+    raw = t.get(name, str, "")
+    if name not in t.data:
+        return default
+    return parse_hostport(raw, t.key(name)) if raw else None
+
+
+def _smpp(t: _Table) -> SmppConfig:
+    d = SmppConfig()
+    cfg = SmppConfig(
+        listen=_opt_hostport(t, "listen", d.listen),
+        tls_listen=_opt_hostport(t, "tls_listen", None),
+        tls_cert=t.get("tls_cert", str, "") or None,
+        tls_key=t.get("tls_key", str, "") or None,
+        tls_client_ca=t.get("tls_client_ca", str, "") or None,
+        window=t.integer("window", d.window, minimum=1),
+        session_init_timeout=t.number("session_init_timeout", d.session_init_timeout),
+        enquire_link_interval=t.number("enquire_link_interval", d.enquire_link_interval),
+        inactivity_timeout=t.number("inactivity_timeout", d.inactivity_timeout),
+        response_timeout=t.number("response_timeout", d.response_timeout, minimum=0.001),
+        max_command_length=t.integer("max_command_length", d.max_command_length,
+                                     minimum=1024, maximum=16 * 1024 * 1024),
+        max_connections=t.integer("max_connections", d.max_connections),
+        max_connections_per_ip=t.integer("max_connections_per_ip", d.max_connections_per_ip),
+        shutdown_grace=t.number("shutdown_grace", d.shutdown_grace),
+        write_buffer_high=t.integer("write_buffer_high", d.write_buffer_high, minimum=4096),
+    )
+    t.finish()
+    if cfg.tls_listen and not (cfg.tls_cert and cfg.tls_key):
+        raise ConfigError("smpp.tls_listen: needs smpp.tls_cert and smpp.tls_key")
+    for key in ("tls_cert", "tls_key", "tls_client_ca"):
+        path = getattr(cfg, key)
+        if cfg.tls_listen and path and not Path(path).is_file():
+            raise ConfigError(f"smpp.{key}: no such file {path!r}")
+    if not cfg.listen and not cfg.tls_listen:
+        raise ConfigError("smpp.listen: no SMPP listener configured")
+    return cfg
+
+
+def _store(t: _Table) -> StoreConfig:
+    url = t.get("url", str, StoreConfig().url)
+    t.finish()
+    scheme = url.split(":", 1)[0]
+    if scheme == "sqlite":
+        if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
+            raise ConfigError(f"store.url: expected sqlite:///PATH, got {url!r}")
+    elif scheme == "redis":
+        if not url.startswith("redis://"):
+            raise ConfigError(f"store.url: expected redis://HOST:PORT/DB, got {url!r}")
+    elif scheme != "memory":
+        raise ConfigError(f"store.url: unsupported scheme {scheme!r} "
+                          "(sqlite:///PATH, redis://HOST:PORT/DB or memory://)")
+    return StoreConfig(url)
+
+
+def _log(t: _Table) -> LogConfig:
+    level = t.get("level", str, "info").lower()
+    fmt = t.get("format", str, "auto").lower()
+    t.finish()
+    if level not in ("debug", "info", "warning", "error"):
+        raise ConfigError(f"log.level: must be debug, info, warning or error, got {level!r}")
+    if fmt not in ("json", "console", "auto"):
+        raise ConfigError(f"log.format: must be json, console or auto, got {fmt!r}")
+    return LogConfig(level, fmt)
+
+
+def _account(t: _Table) -> Account:
+    system_id = t.get("system_id", str, "")
+    if not system_id or len(system_id) > MAX_SYSTEM_ID or not system_id.isascii():
+        raise ConfigError(f"{t.key('system_id')}: required, 1-{MAX_SYSTEM_ID} ASCII characters")
+    password = t.get("password", str, "")
+    if not password:
+        raise ConfigError(f"{t.key('password')}: required")
+    if is_hashed(password):
+        try:
+            check_hash_format(password)
+        except ValueError as exc:
+            raise ConfigError(f"{t.key('password')}: {exc}") from None
+    elif len(password) > MAX_BIND_PASSWORD:
+        # A bind password is at most 8 characters on the wire (SMPP 3.4 §4.1.1),
+        # so a longer one could never match.
+        raise ConfigError(f"{t.key('password')}: longer than {MAX_BIND_PASSWORD} "
+                          "characters, which no bind can carry")
+    networks = []
+    for i, raw in enumerate(t.get("allowed_networks", list, [])):
+        try:
+            networks.append(ipaddress.ip_network(str(raw), strict=False))
+        except ValueError:
+            raise ConfigError(f"{t.key('allowed_networks')}[{i}]: not a network: "
+                              f"{raw!r}") from None
+    providers = t.get("providers", list, [])
+    if not all(isinstance(p, str) for p in providers):
+        raise ConfigError(f"{t.key('providers')}: expected a list of provider names")
+    id_format = t.get("message_id_format", str, "decimal")
+    if id_format not in ("decimal", "hex"):
+        raise ConfigError(f"{t.key('message_id_format')}: must be decimal or hex")
+    window = t.integer("window", 0, minimum=0) or None
+    account = Account(
+        system_id=system_id,
+        password=password,
+        max_binds=t.integer("max_binds", 10, minimum=1),
+        allowed_networks=tuple(networks),
+        throughput=t.number("throughput", 0.0),
+        burst=t.integer("burst", 0),
+        window=window,
+        providers=tuple(providers),
+        message_id_format=id_format,
+    )
+    t.finish()
+    return account
+
+
+def _provider(t: _Table) -> ProviderConfig:
+    name = t.get("name", str, "")
+    kind = t.get("type", str, "")
+    if not name:
+        raise ConfigError(f"{t.key('name')}: required")
+    if kind not in PROVIDER_TYPES:
+        raise ConfigError(f"{t.key('type')}: must be one of {', '.join(PROVIDER_TYPES)}, "
+                          f"got {kind!r}")
+    validate = _provider_validator()
+    if validate is not None:
+        try:
+            validate(dict(t.data))
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+    return ProviderConfig(name=name, type=kind, raw=dict(t.data))
+
+
+def _provider_validator() -> Callable[[dict[str, Any]], object] | None:
+    """The provider layer's validator, once that layer is installed."""
+    try:
+        from smppbridge.bridge.providers.settings import parse_provider
+    except ImportError:
+        return None
+    return parse_provider
+
+
+def _tables(data: Mapping[str, Any], name: str) -> list[_Table]:
+    raw = data.get(name, [])
+    if not isinstance(raw, list):
+        raise ConfigError(f"{name}: expected an array of tables ([[{name}]])")
+    return [_Table(item, f"{name}[{i}]") for i, item in enumerate(raw)]
+
+
+def _env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
+    for section in ("smpp", "http", "store", "log"):
+        prefix = f"{_ENV_PREFIX}{section.upper()}_"
+        for var, value in env.items():
+            if not var.startswith(prefix):
+                continue
+            key = var[len(prefix):].lower()
+            table = out.setdefault(section, {})
+            current = table.get(key)
+            table[key] = _coerce(value, current, var)
+    return out
+
+
+def _coerce(value: str, current: Any, var: str) -> Any:
+    if isinstance(current, bool):
+        return value.lower() in ("1", "true", "yes", "on")
+    if isinstance(current, int):
+        try:
+            return int(value)
+        except ValueError:
+            raise ConfigError(f"{var}: expected an integer, got {value!r}") from None
+    if isinstance(current, float):
+        try:
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{var}: expected a number, got {value!r}") from None
+    for conv in (int, float):
+        try:
+            return conv(value)
+        except ValueError:
+            continue
+    return value
+
+
+def parse_config(text: str, *, source: str = "<string>",
+                 env: Mapping[str, str] | None = None) -> Config:
+    """Parse and validate a TOML document (environment overrides applied)."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    data = _env_overrides(data, os.environ if env is None else env)
+    top = _Table(data, "")
+    for name in ("smpp", "http", "store", "log"):
+        top.get(name, dict, {})
+    top.used.update({"accounts", "providers"})
+    top.finish()
+    smpp = _smpp(_Table(data.get("smpp", {}), "smpp"))
+    http_t = _Table(data.get("http", {}), "http")
+    http = HttpConfig(listen=_opt_hostport(http_t, "listen", HttpConfig().listen))
+    http_t.finish()
+    store = _store(_Table(data.get("store", {}), "store"))
+    log = _log(_Table(data.get("log", {}), "log"))
+    accounts = tuple(_account(t) for t in _tables(data, "accounts"))
+    providers = tuple(_provider(t) for t in _tables(data, "providers"))
+    seen: set[str] = set()
+    for i, a in enumerate(accounts):
+        if a.system_id in seen:
+            raise ConfigError(f"accounts[{i}].system_id: duplicate {a.system_id!r}")
+        seen.add(a.system_id)
+    names = [p.name for p in providers]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ConfigError(f"providers[{i}].name: duplicate {name!r}")
+    for i, a in enumerate(accounts):
+        for p in a.providers:
+            if p not in names:
+                raise ConfigError(f"accounts[{i}].providers: unknown provider {p!r}")
+    return Config(smpp=smpp, http=http, store=store, log=log, accounts=accounts,
+                  providers=providers, source=source)
+
+
+def load_config(path: str | None, *, env: Mapping[str, str] | None = None) -> Config:
+    """Load ``path``, or the demo configuration when ``path`` is None."""
+    if path is None:
+        return parse_config(DEMO_TOML, source="<demo defaults>", env=env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    return parse_config(text, source=path, env=env)

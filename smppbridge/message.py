@@ -1,0 +1,81 @@
+"""The typed message that flows from the SMPP side to the providers.
+
+The content layer (``smppbridge.text``) turns decoded SUBMIT_SM parts into one
+:class:`Content`; the pipeline wraps it with addressing and ids into an
+:class:`OutboundMessage` that the router and the provider adapters consume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+__all__ = ["Address", "Content", "Kind", "OutboundMessage"]
+
+
+class Kind(StrEnum):
+    """What a message is, decided by its text macro (DESIGN.md §3)."""
+
+    SMS = "sms"
+    VIBER = "viber"
+    HLR = "hlr"
+    MMS = "mms"
+    MAIL = "mail"
+    CALL = "call"
+    SOC = "soc"
+    PING = "ping"
+
+
+@dataclass(frozen=True, slots=True)
+class Address:
+    """An SMPP address: type of number, numbering plan indicator, digits or alphanumeric."""
+
+    addr: str
+    ton: int = 0
+    npi: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Content:
+    """What the subscriber gets, parsed from the decoded text (macros and comment applied).
+
+    ``text`` is what is sent; ``comment`` is what followed ``\\n~~~\\n`` (for CALL it is
+    also the call's ``param``). ``flash`` comes from the data_coding message class 0.
+    """
+
+    kind: Kind
+    text: str
+    subject: str | None = None
+    voice: str | None = None
+    param: str | None = None
+    button_caption: str | None = None
+    button_url: str | None = None
+    image_url: str | None = None
+    fallback_text: str | None = None
+    flash: bool = False
+    comment: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One accepted message on its way to a provider.
+
+    ``message_id`` is the id of the message as a whole (the last part's id);
+    ``part_ids`` lists the id returned for every submit_sm part, in part order — each
+    part gets its own receipt.
+    """
+
+    message_id: str
+    part_ids: tuple[str, ...]
+    account: str
+    source: Address
+    destination: Address
+    content: Content
+    registered_delivery: int = 0
+    #: absolute UNIX times, or None when the ESME left them empty
+    schedule_at: float | None = None
+    expire_at: float | None = None
+    submitted_at: float = 0.0
+    service_type: str = ""
+    data_coding: int = 0
+    extra: dict[str, str] = field(default_factory=dict)
