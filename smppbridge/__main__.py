@@ -1,0 +1,5 @@
+import sys
+
+from smppbridge.cli import main
+
+sys.exit(main())

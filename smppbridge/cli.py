@@ -1,0 +1,143 @@
+"""Command line: ``smppbridge serve | check-config | hash-password | send | simulator``."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = ["main"]
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from smppbridge.app import run
+    from smppbridge.config import ConfigError, load_config
+    from smppbridge.observability.logging import configure_logging
+
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"smppbridge: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(config.log.level, config.log.format)
+    try:
+        return asyncio.run(run(config, args.config))
+    except OSError as exc:
+        print(f"smppbridge: cannot start: {exc}", file=sys.stderr)
+        return 1
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    from smppbridge.config import ConfigError, load_config
+
+    try:
+        config = load_config(args.file)
+    except ConfigError as exc:
+        print(f"{exc}", file=sys.stderr)
+        return 2
+    print(f"{config.source}: OK ({len(config.accounts)} accounts, "
+          f"{len(config.providers)} providers)")
+    return 0
+
+
+def _cmd_hash_password(args: argparse.Namespace) -> int:
+    from smppbridge.config import MAX_BIND_PASSWORD
+    from smppbridge.passwords import hash_password
+
+    password = args.password
+    if password is None:
+        if sys.stdin.isatty():
+            password = getpass.getpass("Password: ")
+            if getpass.getpass("Again: ") != password:
+                print("passwords differ", file=sys.stderr)
+                return 2
+        else:
+            password = sys.stdin.readline().rstrip("\n")
+    if not password or len(password) > MAX_BIND_PASSWORD:
+        print(f"a bind password has 1-{MAX_BIND_PASSWORD} characters (SMPP 3.4 §4.1.1)",
+              file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0
+
+
+def _cmd_send(args: argparse.Namespace) -> int:
+    from smppbridge.tools.send import SendError, send
+
+    try:
+        result = send(host=args.host, port=args.port, system_id=args.system_id,
+                      password=args.password, source=args.source, destination=args.to,
+                      text=args.text, wait=args.wait, receipt=not args.no_receipt)
+    except SendError as exc:
+        print(f"smppbridge send: {exc}", file=sys.stderr)
+        return 1
+    for message_id in result.message_ids:
+        print(f"message_id: {message_id}")
+    for receipt in result.receipts:
+        print(f"receipt: {receipt}")
+    if not args.no_receipt and len(result.receipts) < len(result.message_ids):
+        print(f"no receipt within {args.wait:g}s", file=sys.stderr)
+        return 3
+    return 0
+
+
+def _cmd_simulator(args: argparse.Namespace) -> int:
+    from smppbridge.observability.logging import configure_logging
+    from smppbridge.simulator.app import main as simulator_main
+
+    configure_logging("info", "auto")
+    host, _, port = args.listen.rpartition(":")
+    started = time.monotonic()
+    code: int = simulator_main(host, int(port))
+    _ = started
+    return code
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smppbridge", description="SMPP 3.4 server bridging ESMEs to HTTP providers")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the server (no --config: the demo defaults)")
+    p.add_argument("--config", "-c", metavar="FILE", help="TOML configuration file")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("check-config", help="validate a configuration file")
+    p.add_argument("file")
+    p.set_defaults(func=_cmd_check_config)
+
+    p = sub.add_parser("hash-password",
+                       help="print a salted scrypt hash for an account's password")
+    p.add_argument("password", nargs="?", help="(default: prompt, or one line of stdin)")
+    p.set_defaults(func=_cmd_hash_password)
+
+    p = sub.add_parser("send", help="bind as an ESME, submit one text, print the receipt")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=2775)
+    p.add_argument("--system-id", default="demo")
+    p.add_argument("--password", default="demo")
+    p.add_argument("--from", dest="source", default="smppbridge")
+    p.add_argument("--to", required=True, help="destination number")
+    p.add_argument("--text", required=True)
+    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for receipts")
+    p.add_argument("--no-receipt", action="store_true", help="do not ask for a receipt")
+    p.set_defaults(func=_cmd_send)
+
+    p = sub.add_parser("simulator", help="run the provider simulator")
+    p.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT")
+    p.set_defaults(func=_cmd_simulator)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args: Any = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,382 @@
+"""One ESME connection on asyncio: moves bytes between the socket and the sans-IO
+session, and hands decided-elsewhere work (binds, submits) to the server and handler.
+
+It uses ``asyncio.Protocol`` rather than streams: ``data_received`` feeds the session
+directly, responses are written once per loop turn (many submit_sm_resp in one
+``write``), and ``pause_writing`` from the transport stops reading a peer that does not
+read its responses (back-pressure, memory bounded by the window).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from smppbridge.seam import BindType, SessionContext, SubmitResult
+from smppbridge.smpp import pdu as P
+from smppbridge.smpp.constants import CommandStatus
+from smppbridge.smpp.errors import LocalProtocolError
+from smppbridge.smpp.session import NEED_DATA, Closed, ResponseTimeout, SmscSession
+
+if TYPE_CHECKING:
+    from smppbridge.server.listener import SmppServer
+
+__all__ = ["SmppConnection"]
+
+_S = CommandStatus
+_BIND_TYPES: dict[type[P.Pdu], BindType] = {
+    P.BindTransmitter: BindType.TRANSMITTER,
+    P.BindReceiver: BindType.RECEIVER,
+    P.BindTransceiver: BindType.TRANSCEIVER,
+}
+_log = structlog.get_logger("smppbridge.server")
+
+
+class SmppConnection(asyncio.Protocol):
+    """asyncio glue for one :class:`SmscSession`."""
+
+    def __init__(self, server: SmppServer, *, tls: bool = False) -> None:
+        self.server = server
+        self.tls = tls
+        self.loop = asyncio.get_running_loop()
+        self.session: SmscSession | None = None
+        self.transport: asyncio.Transport | None = None
+        self.ctx: SessionContext | None = None
+        self.peer = ("", 0)
+        self.log: Any = _log
+        self._flush_scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._waiters: dict[int, asyncio.Future[P.Pdu]] = {}
+        self._admitted = False
+        self.closed = asyncio.Event()
+
+    # --- asyncio.Protocol ----------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        peer = transport.get_extra_info("peername") or ("", 0)
+        self.peer = (str(peer[0]), int(peer[1]))
+        self.log = _log.bind(peer=f"{self.peer[0]}:{self.peer[1]}", tls=self.tls)
+        if not self.server.admit(self):
+            self.log.warning("connection.refused", reason="connection limit")
+            self.closed.set()
+            transport.abort()
+            return
+        self._admitted = True
+        cfg = self.server.config.smpp
+        transport.set_write_buffer_limits(high=cfg.write_buffer_high)
+        self.session = SmscSession(cfg.session_config(), self.loop.time())
+        self.log.debug("connection.opened")
+        self._arm_timer()
+
+    def data_received(self, data: bytes) -> None:
+        session = self.session
+        if session is None:
+            return
+        session.receive_data(data, self.loop.time())
+        self._process()
+
+    def eof_received(self) -> bool | None:
+        return None  # close our side too
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer:
+            self._timer.cancel()
+        if self.session is not None and not self.session.closed:
+            self.session.close("connection lost")
+        for fut in self._waiters.values():
+            if not fut.done():
+                fut.set_exception(ConnectionError("SMPP connection lost"))
+        self._waiters.clear()
+        for task in self._tasks:
+            task.cancel()
+        if self._admitted:
+            self.server.forget(self)
+            reason = self.session.close_reason if self.session else "refused"
+            self.log.info("connection.closed", reason=reason)
+        self.closed.set()
+
+    def pause_writing(self) -> None:
+        # The peer is not reading our responses: stop reading its requests until it
+        # catches up (uvicorn flow_control.py). Memory stays bounded by the window.
+        if self.transport is not None:
+            self.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # --- events --------------------------------------------------------------------
+
+    def _process(self) -> None:
+        session = self.session
+        assert session is not None
+        while True:
+            event = session.next_event()
+            if event is NEED_DATA:
+                break
+            if isinstance(event, P.SubmitSm | P.DataSm):
+                self._on_submit(event)
+            elif isinstance(event, Closed):
+                self._on_closed(event)
+            elif isinstance(event, P.BindTransmitter | P.BindReceiver | P.BindTransceiver):
+                self._spawn(self._bind(event))
+            elif isinstance(event, P.SubmitMulti):
+                self._spawn(self._submit_multi(event))
+            elif isinstance(event, P.QuerySm):
+                self._spawn(self._query(event))
+            elif isinstance(event, P.CancelSm):
+                self._spawn(self._cancel(event))
+            elif isinstance(event, P.ReplaceSm):
+                # Replacing a stored message is not offered: it would race the provider
+                # send. Documented in the README.
+                self._respond(P.ReplaceSmResp(sequence_number=event.sequence_number,
+                                              command_status=_S.ESME_RREPLACEFAIL))
+            elif isinstance(event, ResponseTimeout):
+                fut = self._waiters.pop(event.request.sequence_number, None)
+                if fut is not None and not fut.done():
+                    fut.set_exception(TimeoutError("no response within response_timeout"))
+            elif isinstance(event, P.Pdu) and event.is_response:
+                fut = self._waiters.pop(event.sequence_number, None)
+                if fut is not None and not fut.done():
+                    fut.set_result(event)
+        self._flush_soon()
+        self._arm_timer()
+
+    def _on_closed(self, event: Closed) -> None:
+        self.log.debug("session.closed", reason=event.reason)
+        self._flush()
+        if self.transport is not None:
+            self.transport.close()
+
+    def _spawn(self, coro: Any) -> None:
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _respond(self, pdu: P.Pdu) -> None:
+        session = self.session
+        if session is None or session.closed:
+            return  # the ESME went away; nothing to answer
+        try:
+            session.send(pdu, self.loop.time())
+        except LocalProtocolError as exc:
+            self.log.error("response.invalid", error=str(exc), command=pdu.command_id.name)
+            resp_cls = type(pdu)
+            session.send(resp_cls(sequence_number=pdu.sequence_number,
+                                  command_status=_S.ESME_RSYSERR), self.loop.time())
+        self._flush_soon()
+
+    # --- bind ----------------------------------------------------------------------
+
+    async def _bind(self, pdu: P.BindTransmitter | P.BindReceiver | P.BindTransceiver) -> None:
+        resp_cls = P.RESPONSE_CLASS[type(pdu)]
+        bind_type = _BIND_TYPES[type(pdu)]
+        status, account = await self.server.authenticate(pdu, self.peer[0], bind_type)
+        if status != _S.ESME_ROK or account is None or self.session is None \
+                or self.session.closed:
+            self.log.info("bind.refused", system_id=pdu.system_id, bind_type=bind_type.value,
+                          status=f"0x{status:08X}")
+            self._respond(resp_cls(sequence_number=pdu.sequence_number, command_status=status))
+            return
+        self.ctx = SessionContext(
+            session_id=id(self), account=account, bind_type=bind_type,
+            system_type=pdu.system_type, interface_version=pdu.interface_version,
+            peer=f"{self.peer[0]}:{self.peer[1]}")
+        window = account.window or self.server.config.smpp.window
+        self.session.config = self.server.config.smpp.session_config(window)
+        self.server.register_bind(self)
+        self.log = self.log.bind(system_id=account.system_id, bind_type=bind_type.value)
+        self._respond(resp_cls(sequence_number=pdu.sequence_number,  # type: ignore[call-arg]
+                               system_id=self.server.system_id))
+        self.log.info("bind.accepted", interface_version=f"0x{pdu.interface_version:02X}",
+                      system_type=pdu.system_type)
+
+    def update_account(self, account: Any) -> None:
+        """Config reload: the bind keeps going under the account's new settings."""
+        if self.ctx is not None:
+            from dataclasses import replace
+
+            self.ctx = replace(self.ctx, account=account)
+
+    # --- message requests ------------------------------------------------------------
+
+    def _throttled(self) -> bool:
+        assert self.ctx is not None
+        return not self.server.take_token(self.ctx.account.system_id, self.loop.time())
+
+    def _on_submit(self, pdu: P.SubmitSm | P.DataSm) -> None:
+        resp_cls = P.SubmitSmResp if isinstance(pdu, P.SubmitSm) else P.DataSmResp
+        if self.server.stopping:
+            self._respond(resp_cls(sequence_number=pdu.sequence_number,
+                                   command_status=_S.ESME_RSYSERR))
+            return
+        if self._throttled():
+            self._respond(resp_cls(sequence_number=pdu.sequence_number,
+                                   command_status=_S.ESME_RTHROTTLED))
+            return
+        self._spawn(self._submit(pdu, resp_cls))
+
+    async def _handle_submit(self, pdu: P.SubmitSm) -> SubmitResult:
+        assert self.ctx is not None
+        try:
+            return await self.server.handler.submit(self.ctx, pdu)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("submit.failed")
+            return SubmitResult(_S.ESME_RSYSERR)
+
+    async def _submit(self, pdu: P.SubmitSm | P.DataSm,
+                      resp_cls: type[P.SubmitSmResp] | type[P.DataSmResp]) -> None:
+        sm = pdu if isinstance(pdu, P.SubmitSm) else _data_sm_as_submit(pdu)
+        result = await self._handle_submit(sm)
+        self._respond(resp_cls(sequence_number=pdu.sequence_number,
+                               command_status=result.status,
+                               message_id=result.message_id if result.ok else ""))
+
+    async def _submit_multi(self, pdu: P.SubmitMulti) -> None:
+        if self.server.stopping or self._throttled():
+            status = _S.ESME_RSYSERR if self.server.stopping else _S.ESME_RTHROTTLED
+            self._respond(P.SubmitMultiResp(sequence_number=pdu.sequence_number,
+                                            command_status=status))
+            return
+        first_id = ""
+        failures: list[P.UnsuccessSme] = []
+        for dest in pdu.dest_addresses:
+            if dest.dest_flag != 1:
+                # We keep no distribution lists (SMPP 3.4 §4.5.1: dest_flag 2).
+                failures.append(P.UnsuccessSme(0, 0, dest.dl_name, _S.ESME_RINVDLNAME))
+                continue
+            sm = _multi_as_submit(pdu, dest)
+            result = await self._handle_submit(sm)
+            if result.ok:
+                first_id = first_id or result.message_id
+            else:
+                failures.append(P.UnsuccessSme(dest.dest_addr_ton, dest.dest_addr_npi,
+                                               dest.destination_addr, result.status))
+        self._respond(P.SubmitMultiResp(sequence_number=pdu.sequence_number,
+                                        message_id=first_id, unsuccess_smes=tuple(failures)))
+
+    async def _query(self, pdu: P.QuerySm) -> None:
+        assert self.ctx is not None
+        r = await self.server.handler.query(self.ctx, pdu.message_id, pdu.source_addr)
+        if r.status:
+            self._respond(P.QuerySmResp(sequence_number=pdu.sequence_number,
+                                        command_status=r.status))
+            return
+        self._respond(P.QuerySmResp(sequence_number=pdu.sequence_number,
+                                    message_id=pdu.message_id, final_date=r.final_date,
+                                    message_state=r.message_state, error_code=r.error_code))
+
+    async def _cancel(self, pdu: P.CancelSm) -> None:
+        assert self.ctx is not None
+        status = await self.server.handler.cancel(self.ctx, pdu.message_id, pdu.source_addr)
+        self._respond(P.CancelSmResp(sequence_number=pdu.sequence_number,
+                                     command_status=status))
+
+    # --- our requests ----------------------------------------------------------------
+
+    def send_request(self, pdu: P.Pdu) -> asyncio.Future[P.Pdu]:
+        """Send a request (deliver_sm) and return a future for its response.
+
+        The future fails with TimeoutError after the response timer and with
+        ConnectionError when the link drops (asyncpg's waiter pattern).
+        """
+        session = self.session
+        fut: asyncio.Future[P.Pdu] = self.loop.create_future()
+        if session is None or session.closed:
+            fut.set_exception(ConnectionError("SMPP connection closed"))
+            return fut
+        seq = session.send(pdu, self.loop.time())
+        self._waiters[seq] = fut
+        self._flush_soon()
+        self._arm_timer()
+        return fut
+
+    def start_unbind(self) -> None:
+        """Graceful shutdown: ask the ESME to unbind."""
+        if self.session is not None and not self.session.closed:
+            self.session.start_unbind(self.loop.time())
+            self._process()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    async def drain(self) -> None:
+        """Wait until every request received so far has been answered."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        self._flush()
+
+    # --- writing and timers ----------------------------------------------------------
+
+    def _flush_soon(self) -> None:
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self._flush)
+
+    def _flush(self) -> None:
+        self._flush_scheduled = False
+        if self.session is None or self.transport is None or self.transport.is_closing():
+            return
+        data = self.session.data_to_send()
+        if data:
+            self.transport.write(data)
+
+    def _arm_timer(self) -> None:
+        session = self.session
+        if session is None:
+            return
+        when = session.get_timer()
+        if when is None:
+            return
+        # Deadlines only move later as traffic arrives, so a timer armed for an earlier
+        # deadline stays valid; it re-arms itself when it fires early.
+        if self._timer_at is not None and self._timer_at <= when:
+            return
+        if self._timer:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.loop.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        session = self.session
+        if session is None or session.closed:
+            return
+        session.handle_timer(self.loop.time())
+        self._process()
+
+
+def _data_sm_as_submit(pdu: P.DataSm) -> P.SubmitSm:
+    """data_sm carries the text in message_payload; the pipeline sees it as submit_sm."""
+    return P.SubmitSm(
+        sequence_number=pdu.sequence_number, tlvs=pdu.tlvs, service_type=pdu.service_type,
+        source_addr_ton=pdu.source_addr_ton, source_addr_npi=pdu.source_addr_npi,
+        source_addr=pdu.source_addr, dest_addr_ton=pdu.dest_addr_ton,
+        dest_addr_npi=pdu.dest_addr_npi, destination_addr=pdu.destination_addr,
+        esm_class=pdu.esm_class, registered_delivery=pdu.registered_delivery,
+        data_coding=pdu.data_coding)
+
+
+def _multi_as_submit(pdu: P.SubmitMulti, dest: P.DestAddress) -> P.SubmitSm:
+    return P.SubmitSm(
+        sequence_number=pdu.sequence_number, tlvs=pdu.tlvs, service_type=pdu.service_type,
+        source_addr_ton=pdu.source_addr_ton, source_addr_npi=pdu.source_addr_npi,
+        source_addr=pdu.source_addr, dest_addr_ton=dest.dest_addr_ton,
+        dest_addr_npi=dest.dest_addr_npi, destination_addr=dest.destination_addr,
+        esm_class=pdu.esm_class, protocol_id=pdu.protocol_id, priority_flag=pdu.priority_flag,
+        schedule_delivery_time=pdu.schedule_delivery_time,
+        validity_period=pdu.validity_period, registered_delivery=pdu.registered_delivery,
+        replace_if_present_flag=pdu.replace_if_present_flag, data_coding=pdu.data_coding,
+        sm_default_msg_id=pdu.sm_default_msg_id, short_message=pdu.short_message)
+
+
