@@ -1,0 +1,129 @@
+"""Delivery receipt text, both directions (SMPP 3.4 Appendix B), and the receipt
+deliver_sm (§4.6.1, §5.3.2).
+
+Format we emit (lower-case ``text:``, as Kannel and cloudhopper do)::
+
+    id:<id> sub:001 dlvrd:001 submit date:YYMMDDhhmm done date:YYMMDDhhmm
+    stat:<STAT> err:<NNN> text:<first 20 chars>          (one line)
+
+and for HLR lookups (smpp-behaviour-smscenter.md)::
+
+    id:<id> stat:<stat> err:<err> imsi:<imsi> msc:<msc> mcc:<mcc> mnc:<mnc>
+    cn:<cn> net:<net> rcn:<rcn> rnet:<rnet>              (one line)
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+from smppbridge.smpp import pdu as P
+from smppbridge.smpp.constants import EsmClass, MessageState, Tag
+
+__all__ = ["STATES", "Receipt", "format_receipt", "parse_receipt", "receipt_deliver_sm"]
+
+#: stat word → message_state (SMPP 3.4 §5.2.28; ENROUTE is in §5.2.28, not Table B-2).
+STATES: dict[str, MessageState] = {
+    "ENROUTE": MessageState.ENROUTE,
+    "DELIVRD": MessageState.DELIVERED,
+    "EXPIRED": MessageState.EXPIRED,
+    "DELETED": MessageState.DELETED,
+    "UNDELIV": MessageState.UNDELIVERABLE,
+    "ACCEPTD": MessageState.ACCEPTED,
+    "UNKNOWN": MessageState.UNKNOWN,
+    "REJECTD": MessageState.REJECTED,
+}
+#: Characters of the original text quoted in ``text:`` (Appendix B: 20).
+TEXT_CHARS = 20
+#: network_error_code network type: 3 = GSM (§5.3.2.31).
+_GSM_NETWORK = 3
+
+
+def _date(ts: float) -> str:
+    return time.strftime("%y%m%d%H%M", time.gmtime(ts))
+
+
+def _ascii_text(text: str) -> str:
+    # Receipts travel as data_coding 0 and are parsed as ASCII by every client we know
+    # (Kannel, cloudhopper, smpplib); characters outside printable ASCII become '?'.
+    return "".join(c if " " <= c <= "~" else "?" for c in text[:TEXT_CHARS])
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """The fields of one receipt."""
+
+    message_id: str
+    stat: str
+    err: int = 0
+    submit_date: float = 0.0
+    done_date: float = 0.0
+    text: str = ""
+    sub: int = 1
+    dlvrd: int | None = None
+    #: ``imsi:... rnet:...`` for an HLR receipt, else ""
+    hlr_fields: str = ""
+
+    @property
+    def final(self) -> bool:
+        return self.stat not in ("ENROUTE", "ACCEPTD")
+
+    @property
+    def message_state(self) -> MessageState:
+        return STATES.get(self.stat, MessageState.UNKNOWN)
+
+
+def format_receipt(r: Receipt) -> str:
+    """The receipt's short_message text."""
+    if r.hlr_fields:
+        return f"id:{r.message_id} stat:{r.stat} err:{r.err:03d} {r.hlr_fields}"
+    dlvrd = r.dlvrd if r.dlvrd is not None else (r.sub if r.stat == "DELIVRD" else 0)
+    return (f"id:{r.message_id} sub:{r.sub:03d} dlvrd:{dlvrd:03d} "
+            f"submit date:{_date(r.submit_date)} done date:{_date(r.done_date)} "
+            f"stat:{r.stat} err:{r.err:03d} text:{_ascii_text(r.text)}")
+
+
+_FIELD = re.compile(
+    r"(id|sub|dlvrd|submit date|done date|stat|err|text):", re.IGNORECASE)
+
+
+def parse_receipt(text: str) -> dict[str, str]:
+    """Fields of a receipt text, keys lower-case (labels matched case-insensitively).
+
+    ``text`` runs to the end of the string; every other value ends at the next space.
+    """
+    out: dict[str, str] = {}
+    matches = list(_FIELD.finditer(text))
+    for i, m in enumerate(matches):
+        key = m.group(1).lower()
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(text)
+        value = text[m.end():end]
+        out[key] = value if key == "text" else value.strip()
+    return out
+
+
+def receipt_deliver_sm(r: Receipt, *, source_addr: str, source_ton: int, source_npi: int,
+                       dest_addr: str, dest_ton: int, dest_npi: int,
+                       tlvs: bool = True, intermediate: bool = False) -> P.DeliverSm:
+    """The deliver_sm that carries receipt ``r`` back to the ESME.
+
+    Addresses are swapped by the caller's choice of arguments: the receipt comes *from*
+    the original destination *to* the original source. TLVs receipted_message_id,
+    message_state and network_error_code are added for 3.4 binds (``tlvs``).
+    """
+    extra: tuple[P.Tlv, ...] = ()
+    if tlvs:
+        extra = (
+            P.Tlv(Tag.RECEIPTED_MESSAGE_ID, r.message_id.encode("ascii") + b"\0"),
+            P.Tlv(Tag.MESSAGE_STATE, bytes([r.message_state])),
+        )
+        if r.err:
+            extra += (P.Tlv(Tag.NETWORK_ERROR_CODE,
+                            bytes([_GSM_NETWORK]) + (r.err & 0xFFFF).to_bytes(2, "big")),)
+    return P.DeliverSm(
+        source_addr_ton=source_ton, source_addr_npi=source_npi, source_addr=source_addr,
+        dest_addr_ton=dest_ton, dest_addr_npi=dest_npi, destination_addr=dest_addr,
+        esm_class=EsmClass.INTERMEDIATE_NOTIFICATION if intermediate
+        else EsmClass.DELIVERY_RECEIPT,
+        data_coding=0, short_message=format_receipt(r).encode("ascii"), tlvs=extra)

@@ -1,0 +1,182 @@
+"""The SQLite store: durability across reopen, group commit, ids, parts, receipts."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from smppbridge.message import Address, Content, Kind, OutboundMessage
+from smppbridge.store.base import MessageState, PartRecord, ReceiptRecord
+from smppbridge.store.sqlite import SCHEMA_VERSION, SqliteStore
+
+
+def _msg(i: int, parts: int = 1) -> OutboundMessage:
+    ids = tuple(f"{i}-{p}" for p in range(parts))
+    return OutboundMessage(
+        message_id=ids[-1], part_ids=ids, account="acme", source=Address("src", 5, 0),
+        destination=Address(f"7900{i:07d}", 1, 1),
+        content=Content(Kind.VIBER, f"text {i}", button_caption="Go",
+                        button_url="https://x", comment="c"),
+        registered_delivery=1, submitted_at=1000.0 + i, expire_at=2000.0)
+
+
+def _receipt(mid: str, account: str = "acme", expire_at: float = 9999.0) -> ReceiptRecord:
+    return ReceiptRecord(account=account, message_id=mid, stat="DELIVRD", err=0,
+                         submit_date=1.0, done_date=2.0, text="hello", source_addr="7900",
+                         source_ton=1, source_npi=1, dest_addr="src", dest_ton=5, dest_npi=0,
+                         expire_at=expire_at)
+
+
+@pytest.fixture
+async def store(tmp_path: Path):
+    s = SqliteStore(str(tmp_path / "db" / "s.db"))
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def test_accepted_message_survives_reopen(tmp_path: Path) -> None:
+    """A message accepted then the store closed is found, whole, after reopening."""
+    path = str(tmp_path / "s.db")
+    s = SqliteStore(path)
+    await s.open()
+    await s.accept(_msg(1, parts=3))
+    await s.close()
+    s2 = SqliteStore(path)
+    await s2.open()
+    try:
+        found = await s2.find("1-0")  # any part id finds the message
+        assert found is not None
+        assert found.message == _msg(1, parts=3)
+        assert found.state is MessageState.QUEUED
+    finally:
+        await s2.close()
+
+
+async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
+    """Hundreds of concurrent accepts are committed in far fewer transactions."""
+    before = store.commits
+    await asyncio.gather(*(store.accept(_msg(i)) for i in range(500)))
+    assert await store.count(MessageState.QUEUED) == 500
+    assert store.commits - before < 100
+
+
+async def test_failed_op_does_not_sink_its_batch(store: SqliteStore) -> None:
+    """A duplicate id fails alone; the other writes of the same transaction commit."""
+    await store.accept(_msg(1))
+    results = await asyncio.gather(store.accept(_msg(1)), store.accept(_msg(2)),
+                                   return_exceptions=True)
+    assert isinstance(results[0], sqlite3.IntegrityError)
+    assert results[1] is None
+    assert await store.find("2-0") is not None
+
+
+async def test_reserved_ids_never_repeat_across_reopen(tmp_path: Path) -> None:
+    """Id blocks reserved before a restart are never handed out again."""
+    path = str(tmp_path / "s.db")
+    s = SqliteStore(path)
+    await s.open()
+    a = await s.reserve_ids(100)
+    b = await s.reserve_ids(100)
+    await s.close()
+    s = SqliteStore(path)
+    await s.open()
+    c = await s.reserve_ids(100)
+    await s.close()
+    assert a + 100 <= b
+    assert b + 100 <= c
+
+
+async def test_due_sent_final_lifecycle(store: SqliteStore) -> None:
+    """queued → due → sent (found by provider id) → final, with history."""
+    await store.accept(_msg(1))
+    (due,) = await store.due(now=5000.0, limit=10)
+    assert due.message.message_id == "1-0"
+    await store.mark_sent("1-0", "sim", "P1", "ENROUTE", 5001.0)
+    assert await store.due(now=5000.0, limit=10) == []
+    sent = await store.find_by_provider("sim", "P1")
+    assert sent is not None
+    assert sent.state is MessageState.SENT
+    assert [m.message.message_id for m in await store.in_flight()] == ["1-0"]
+    await store.mark_final("1-0", "DELIVRD", 0, 5002.0, receipts=[_receipt("1-0")])
+    await store.mark_final("1-0", "UNDELIV", 1, 5003.0, receipts=[_receipt("1-0")])
+    final = await store.find("1-0")
+    assert final is not None
+    assert (final.state, final.stat, final.done_at) == (MessageState.FINAL, "DELIVRD", 5002.0)
+    # the second final status is ignored, and so is its receipt
+    assert len(await store.receipts_for("acme", 9000.0, 10)) == 1
+    assert [h[1] for h in await store.history("1-0")] == ["queued", "sent", "final"]
+
+
+async def test_scheduled_message_waits(store: SqliteStore) -> None:
+    """A message with a schedule time is not due before it."""
+    await store.accept(replace(_msg(1), schedule_at=3000.0))
+    assert await store.due(now=2999.0, limit=10) == []
+    assert len(await store.due(now=3000.0, limit=10)) == 1
+
+
+async def test_retry_moves_next_attempt(store: SqliteStore) -> None:
+    """mark_retry hides a message until its next attempt time."""
+    await store.accept(_msg(1))
+    await store.mark_retry("1-0", next_at=6000.0, attempts=1)
+    assert await store.due(now=5999.0, limit=10) == []
+    (due,) = await store.due(now=6000.0, limit=10)
+    assert due.attempts == 1
+
+
+async def test_parts_kept_until_message_whole(store: SqliteStore) -> None:
+    """Parts are durable until their message is accepted, then dropped."""
+    for p in range(2):
+        await store.save_part(PartRecord(f"1-{p}", "acme", "k", b"\x01\x02", 10.0 + p))
+    assert [p.part_id for p in await store.load_parts()] == ["1-0", "1-1"]
+    await store.accept(_msg(1, parts=3))
+    assert await store.load_parts() == []
+
+
+async def test_failed_parts_leave_receipts(store: SqliteStore) -> None:
+    """fail_parts drops the parts and stores their REJECTD receipts in one step."""
+    await store.save_part(PartRecord("9-0", "acme", "k", b"x", 1.0))
+    await store.fail_parts(["9-0"], [_receipt("9-0")])
+    assert await store.load_parts() == []
+    (r,) = await store.receipts_for("acme", 100.0, 10)
+    assert r.message_id == "9-0"
+
+
+async def test_receipts_in_order_per_account_with_retry_and_expiry(store: SqliteStore) -> None:
+    """Receipts come back per account in creation order; retry defers; TTL expires."""
+    await store.add_receipts([_receipt("a"), _receipt("b"), _receipt("x", account="other"),
+                              _receipt("old", expire_at=50.0)])
+    assert await store.expire_receipts(now=100.0) == 1
+    got = await store.receipts_for("acme", 100.0, 10)
+    assert [r.message_id for r in got] == ["a", "b"]
+    await store.receipt_retry(got[0].seq, next_at=200.0, attempts=1)
+    assert [r.message_id for r in await store.receipts_for("acme", 150.0, 10)] == ["b"]
+    await store.receipt_done([got[1].seq])
+    assert sorted(await store.accounts_with_receipts(300.0)) == ["acme", "other"]
+    (again,) = await store.receipts_for("acme", 300.0, 10)
+    assert (again.message_id, again.attempts) == ("a", 1)
+
+
+async def test_schema_is_versioned(tmp_path: Path, store: SqliteStore) -> None:
+    """The schema version is recorded; a newer file is refused by an older program."""
+    path = str(tmp_path / "v.db")
+    s = SqliteStore(path)
+    await s.open()
+    await s.close()
+    db = sqlite3.connect(path)
+    assert db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == \
+        str(SCHEMA_VERSION)
+    db.execute("UPDATE meta SET value='999' WHERE key='schema_version'")
+    db.commit()
+    db.close()
+    with pytest.raises(RuntimeError, match="newer"):
+        await SqliteStore(path).open()
+
+
+async def test_ready(store: SqliteStore) -> None:
+    """ready() is True on an open store."""
+    assert await store.ready()
