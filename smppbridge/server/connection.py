@@ -299,6 +299,14 @@ class SmppConnection(asyncio.Protocol):
         self._arm_timer()
         return fut
 
+    @property
+    def interface_version(self) -> int:
+        return self.ctx.interface_version if self.ctx is not None else 0x34
+
+    @property
+    def window(self) -> int:
+        return self.session.config.window if self.session is not None else 1
+
     def start_unbind(self) -> None:
         """Graceful shutdown: ask the ESME to unbind."""
         if self.session is not None and not self.session.closed:

@@ -1,0 +1,158 @@
+"""Receipt dispatcher: the durable receipt outbox → deliver_sm to bound receivers.
+
+Receipts of an account go to any receiver or transceiver bind of that system_id,
+round-robin across its binds, in the order they were created, with at most ``window``
+deliver_sm outstanding per bind. deliver_sm_resp ESME_ROK removes a receipt;
+ESME_RX_T_APPN, ESME_RTHROTTLED, ESME_RMSGQFUL, any other temporary answer or no answer
+in time schedules a retry with exponential backoff; ESME_RX_P_APPN and ESME_RX_R_APPN
+drop it (logged). While no receiver is bound the receipts wait in the store; after
+``ttl`` they are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Protocol
+
+import structlog
+
+from smppbridge.smpp import pdu as P
+from smppbridge.smpp.constants import INTERFACE_VERSION_34, CommandStatus
+from smppbridge.smpp.receipts import Receipt, receipt_deliver_sm
+
+if TYPE_CHECKING:
+    from smppbridge.store.base import ReceiptRecord, Store
+
+__all__ = ["ReceiptDispatcher", "ReceiverBind"]
+
+_S = CommandStatus
+_log = structlog.get_logger("smppbridge.receipts")
+#: deliver_sm_resp statuses after which the ESME will never take this receipt.
+_PERMANENT = frozenset({_S.ESME_RX_P_APPN, _S.ESME_RX_R_APPN})
+
+
+class ReceiverBind(Protocol):
+    """What the dispatcher needs of a bound receiver (an SmppConnection)."""
+
+    @property
+    def interface_version(self) -> int: ...
+
+    @property
+    def window(self) -> int: ...
+
+    def send_request(self, pdu: P.Pdu) -> asyncio.Future[P.Pdu]: ...
+
+
+class ReceiptDispatcher:
+    """See the module docstring."""
+
+    def __init__(self, store: Store, receivers: Callable[[str], Sequence[ReceiverBind]], *,
+                 retry_backoff: float = 5.0, retry_max: float = 600.0,
+                 sweep_interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.receivers = receivers
+        self.retry_backoff = retry_backoff
+        self.retry_max = retry_max
+        self.sweep_interval = sweep_interval
+        self.clock = clock
+        self.sent = 0
+        self.retried = 0
+        self.dropped = 0
+        self.expired = 0
+        self._wake = asyncio.Event()
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._rr = itertools.count()
+
+    def notify(self) -> None:
+        """New receipts were stored or a receiver bound: look again now."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Dispatch until cancelled."""
+        try:
+            while True:
+                self._wake.clear()
+                await self.sweep()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.sweep_interval):
+                        await self._wake.wait()
+        finally:
+            for task in self._active.values():
+                task.cancel()
+
+    async def sweep(self) -> None:
+        """Expire old receipts and start a worker for every account that has a bound
+        receiver and receipts due."""
+        now = self.clock()
+        expired = await self.store.expire_receipts(now)
+        if expired:
+            self.expired += expired
+            _log.warning("receipts.expired", count=expired)
+        for account in await self.store.accounts_with_receipts(now):
+            if account in self._active or not self.receivers(account):
+                continue
+            task = asyncio.get_running_loop().create_task(self._account(account))
+            self._active[account] = task
+            task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        for account, t in list(self._active.items()):
+            if t is task:
+                del self._active[account]
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("receipts.worker_crashed", error=repr(task.exception()))
+
+    async def _account(self, account: str) -> None:
+        while True:
+            binds = list(self.receivers(account))
+            if not binds:
+                return
+            limit = sum(max(1, b.window) for b in binds)
+            batch = await self.store.receipts_for(account, self.clock(), limit)
+            if not batch:
+                return
+            results = await asyncio.gather(*(self._deliver(r, binds) for r in batch))
+            done = [r.seq for r, ok in zip(batch, results, strict=True) if ok]
+            if done:
+                await self.store.receipt_done(done)
+            if len(done) < len(batch):
+                return  # some failed and were rescheduled; the sweep comes back later
+
+    async def _deliver(self, record: ReceiptRecord, binds: Sequence[ReceiverBind]) -> bool:
+        """Send one receipt; True when it is finished with (delivered or dropped)."""
+        bind = binds[next(self._rr) % len(binds)]
+        pdu = receipt_deliver_sm(
+            Receipt(record.message_id, record.stat, record.err, record.submit_date,
+                    record.done_date, record.text, hlr_fields=record.hlr_fields),
+            source_addr=record.source_addr, source_ton=record.source_ton,
+            source_npi=record.source_npi, dest_addr=record.dest_addr,
+            dest_ton=record.dest_ton, dest_npi=record.dest_npi,
+            tlvs=bind.interface_version >= INTERFACE_VERSION_34,
+            intermediate=record.intermediate)
+        try:
+            resp = await bind.send_request(pdu)
+        except (TimeoutError, ConnectionError) as exc:
+            await self._retry(record, str(exc) or type(exc).__name__)
+            return False
+        status = resp.command_status
+        if status == _S.ESME_ROK and isinstance(resp, P.DeliverSmResp):
+            self.sent += 1
+            return True
+        if status in _PERMANENT:
+            self.dropped += 1
+            _log.warning("receipt.dropped", message_id=record.message_id,
+                         status=f"0x{status:08X}")
+            return True
+        await self._retry(record, f"deliver_sm_resp 0x{status:08X}")
+        return False
+
+    async def _retry(self, record: ReceiptRecord, why: str) -> None:
+        attempts = record.attempts + 1
+        delay = min(self.retry_max, self.retry_backoff * 2 ** min(attempts - 1, 20))
+        self.retried += 1
+        _log.debug("receipt.retry", message_id=record.message_id, why=why, delay=delay)
+        await self.store.receipt_retry(record.seq, self.clock() + delay, attempts)

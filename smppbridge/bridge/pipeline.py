@@ -1,0 +1,334 @@
+"""The message pipeline after the content stage: store → route → provider → status →
+receipt outbox.
+
+:class:`Pipeline` is the :class:`~smppbridge.bridge.content.MessageSink` of the content
+stage: ``accept`` returns ESME_ROK only once the message is durably stored. A sender
+task takes due messages from the store and hands them to the router (batching and
+failover live there); outcomes and statuses (polled or by webhook) update the store in
+the same transaction as the receipts they produce. On start, everything not final
+resumes where it stopped: queued messages are sent again with the same client-side id
+(mysmpp ``client_id_sms``), so a crash between the provider's answer and our write does
+not send twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+import structlog
+
+from smppbridge.seam import QueryResult, SessionContext
+from smppbridge.smpp.constants import (
+    INTERMEDIATE_BIT,
+    RECEIPT_MASK,
+    CommandStatus,
+    MessageState,
+    RegisteredDelivery,
+)
+from smppbridge.smpp.receipts import STATES
+from smppbridge.store.base import MessageState as StoreState
+from smppbridge.store.base import ReceiptRecord, StoredMessage
+
+if TYPE_CHECKING:
+    from smppbridge.bridge.content import FailedMessage
+    from smppbridge.bridge.providers.base import SendOutcome, StatusUpdate
+    from smppbridge.bridge.router import Router
+    from smppbridge.bridge.status import StatusPoller
+    from smppbridge.message import OutboundMessage
+    from smppbridge.store.base import Store
+
+__all__ = ["IdAllocator", "Pipeline", "make_receipts", "status_err", "wants_receipt"]
+
+_S = CommandStatus
+_log = structlog.get_logger("smppbridge.pipeline")
+
+#: Default lifetime of an undelivered receipt (DESIGN.md §4: 72 h).
+DEFAULT_RECEIPT_TTL = 72 * 3600.0
+#: A message that cannot reach any provider is retried for this long before it expires
+#: (used when the ESME gave no validity_period).
+DEFAULT_VALIDITY = 48 * 3600.0
+_INTERMEDIATE = ("ENROUTE", "ACCEPTD")
+
+
+class IdAllocator:
+    """Message ids from blocks reserved in the store: unique across restarts (and nodes,
+    when the store is shared), with no store round trip per message.
+
+    Decimal by default, hex per account; a v3.3 bind gets at most 8 characters (SMPP 3.4
+    §3.4), so its ids repeat after 10^8 (decimal) or 16^8 (hex) messages.
+    """
+
+    def __init__(self, store: Store, block: int = 10_000) -> None:
+        self.store = store
+        self.block = block
+        self._next = 0
+        self._end = 0
+        self._lock = asyncio.Lock()
+
+    async def _number(self) -> int:
+        if self._next >= self._end:
+            async with self._lock:
+                if self._next >= self._end:
+                    self._next = await self.store.reserve_ids(self.block)
+                    self._end = self._next + self.block
+        n = self._next
+        self._next += 1
+        return n
+
+    async def take(self, ctx: SessionContext) -> str:
+        n = await self._number()
+        hexa = ctx.account.message_id_format == "hex"
+        if ctx.short_ids:
+            return f"{n % 16**8:x}" if hexa else str(n % 10**8)
+        return f"{n:x}" if hexa else str(n)
+
+
+def wants_receipt(registered_delivery: int, stat: str) -> bool:
+    """Does registered_delivery ask for a receipt with this stat (SMPP 3.4 §5.2.17)?"""
+    if stat in _INTERMEDIATE:
+        return bool(registered_delivery & INTERMEDIATE_BIT)
+    choice = registered_delivery & RECEIPT_MASK
+    if choice == RegisteredDelivery.FINAL:
+        return True
+    return choice == RegisteredDelivery.FAILURE_ONLY and stat != "DELIVRD"
+
+
+def make_receipts(message: OutboundMessage, stat: str, err: int, done_at: float, *,
+                  ttl: float = DEFAULT_RECEIPT_TTL, hlr_fields: str = "",
+                  part_ids: Sequence[str] | None = None) -> list[ReceiptRecord]:
+    """One receipt per part id, if the message asked for receipts with this stat."""
+    if not wants_receipt(message.registered_delivery, stat):
+        return []
+    ids = message.part_ids if part_ids is None else part_ids
+    return [ReceiptRecord(
+        account=message.account, message_id=pid, stat=stat, err=err,
+        submit_date=message.submitted_at, done_date=done_at, text=message.content.text,
+        source_addr=message.destination.addr, source_ton=message.destination.ton,
+        source_npi=message.destination.npi, dest_addr=message.source.addr,
+        dest_ton=message.source.ton, dest_npi=message.source.npi,
+        expire_at=done_at + ttl, intermediate=stat in _INTERMEDIATE, hlr_fields=hlr_fields)
+        for pid in ids]
+
+
+_VENDOR_BASE = 0x400
+
+
+def status_err(status: int) -> int:
+    """The 3-digit receipt ``err:`` for a message refused with ``status`` after some of
+    its parts were acked: the status itself (decimal) for SMPP statuses, 4xx for our
+    vendor statuses 0x4xx (0x400 duplicate → 400, 0x401 flood → 401)."""
+    if status >= _VENDOR_BASE:
+        return 400 + (status - _VENDOR_BASE) % 100
+    return status % 1000
+
+
+def _smpp_time(ts: float) -> str:
+    """Absolute SMPP time YYMMDDhhmmsstnnp in UTC (SMPP 3.4 §7.1.1)."""
+    return time.strftime("%y%m%d%H%M%S", time.gmtime(ts)) + "000+"
+
+
+class Pipeline:
+    """Store, send, follow statuses, produce receipts. See the module docstring."""
+
+    def __init__(self, store: Store, router: Router | None = None, *,
+                 poller: StatusPoller | None = None,
+                 receipts_added: Callable[[], None] | None = None,
+                 receipt_ttl: float = DEFAULT_RECEIPT_TTL,
+                 concurrency: int = 1000, batch: int = 500,
+                 retry_backoff: float = 1.0, retry_max: float = 300.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.router = router
+        self.poller = poller
+        self.receipts_added = receipts_added or (lambda: None)
+        self.receipt_ttl = receipt_ttl
+        self.batch = batch
+        self.retry_backoff = retry_backoff
+        self.retry_max = retry_max
+        self.clock = clock
+        self._slots = asyncio.Semaphore(concurrency)
+        self._wake = asyncio.Event()
+        self._in_flight: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- MessageSink -----------------------------------------------------------------
+
+    async def accept(self, message: OutboundMessage) -> int:
+        if self.router is not None:
+            from smppbridge.bridge.router import NoRoute
+
+            try:
+                self.router.check(message)
+            except NoRoute as exc:
+                return int(exc.status)
+        await self.store.accept(message)
+        self._wake.set()
+        return _S.ESME_ROK
+
+    async def failed(self, failure: FailedMessage) -> None:
+        receipts = [ReceiptRecord(
+            account=failure.account, message_id=p.message_id, stat="REJECTD",
+            err=failure.status & 0xFFF if failure.status < 1000 else 0,
+            submit_date=p.submitted_at, done_date=self.clock(), text=failure.text,
+            source_addr=failure.destination.addr, source_ton=failure.destination.ton,
+            source_npi=failure.destination.npi, dest_addr=failure.source.addr,
+            dest_ton=failure.source.ton, dest_npi=failure.source.npi,
+            expire_at=self.clock() + self.receipt_ttl)
+            for p in failure.parts if wants_receipt(p.registered_delivery, "REJECTD")]
+        await self.store.fail_parts(failure.part_ids, receipts)
+        if receipts:
+            self.receipts_added()
+
+    async def query(self, ctx: SessionContext, message_id: str, source_addr: str
+                    ) -> QueryResult:
+        stored = await self.store.find(message_id)
+        if stored is None or stored.message.account != ctx.system_id:
+            return QueryResult(_S.ESME_RQUERYFAIL)
+        if stored.state is StoreState.FINAL:
+            state = STATES.get(stored.stat, MessageState.UNKNOWN)
+            done = _smpp_time(stored.done_at) if stored.done_at else ""
+            return QueryResult(_S.ESME_ROK, done, int(state), min(stored.err, 255))
+        state = MessageState.ENROUTE
+        return QueryResult(_S.ESME_ROK, "", int(state), 0)
+
+    async def cancel(self, ctx: SessionContext, message_id: str, source_addr: str) -> int:
+        stored = await self.store.find(message_id)
+        if (stored is None or stored.message.account != ctx.system_id
+                or stored.state is not StoreState.QUEUED
+                or stored.message.message_id in self._in_flight):
+            return _S.ESME_RCANCELFAIL
+        now = self.clock()
+        await self.store.mark_final(stored.message.message_id, "DELETED", 0, now,
+                                    make_receipts(stored.message, "DELETED", 0, now,
+                                                  ttl=self.receipt_ttl))
+        self.receipts_added()
+        return _S.ESME_ROK
+
+    async def ready(self) -> bool:
+        return await self.store.ready()
+
+    # --- sending ---------------------------------------------------------------------
+
+    async def resume(self) -> None:
+        """Follow statuses of messages sent before a restart."""
+        if self.poller is None:
+            return
+        for stored in await self.store.in_flight():
+            self.poller.track(stored.provider, stored.provider_id, stored.message.message_id,
+                              expire_at=stored.message.expire_at)
+
+    async def run(self) -> None:
+        """Send due messages until cancelled."""
+        await self.resume()
+        while True:
+            self._wake.clear()
+            now = self.clock()
+            due = [m for m in await self.store.due(now, self.batch)
+                   if m.message.message_id not in self._in_flight]
+            for stored in due:
+                await self._slots.acquire()
+                self._in_flight.add(stored.message.message_id)
+                task = asyncio.get_running_loop().create_task(self._send(stored))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+            if len(due) >= self.batch:
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(1.0):
+                    await self._wake.wait()
+
+    async def drain(self) -> None:
+        """Wait for sends in progress (graceful shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _send(self, stored: StoredMessage) -> None:
+        message = stored.message
+        try:
+            if self.router is None:
+                return
+            outcome = await self.router.send(message)
+            await self._apply_outcome(stored, outcome)
+        except Exception:
+            _log.exception("send.crashed", message_id=message.message_id)
+            await self._retry(stored)
+        finally:
+            self._in_flight.discard(message.message_id)
+            self._slots.release()
+
+    async def _apply_outcome(self, stored: StoredMessage, outcome: SendOutcome) -> None:
+        from smppbridge.bridge.providers.base import SendResult
+
+        message = stored.message
+        now = self.clock()
+        if outcome.result is SendResult.ACCEPTED:
+            receipts = make_receipts(message, "ENROUTE", 0, now, ttl=self.receipt_ttl)
+            await self.store.mark_sent(message.message_id, outcome.provider,
+                                       outcome.provider_id, "ENROUTE", now, receipts)
+            if receipts:
+                self.receipts_added()
+            if self.poller is not None and outcome.provider in self.poller.settings:
+                self.poller.track(outcome.provider, outcome.provider_id, message.message_id,
+                                  sent_at=now, expire_at=message.expire_at)
+            return
+        if outcome.result is SendResult.REJECTED:
+            await self._final(message, outcome.stat.value, int(outcome.err), now,
+                              provider=outcome.provider)
+            _log.debug("send.rejected", message_id=message.message_id, err=int(outcome.err))
+            return
+        # FAILED (every provider of the route) or RETRY: try again later, until validity
+        await self._retry(stored, outcome)
+
+    async def _retry(self, stored: StoredMessage, outcome: SendOutcome | None = None) -> None:
+        message = stored.message
+        now = self.clock()
+        expire_at = message.expire_at or message.submitted_at + DEFAULT_VALIDITY
+        attempts = stored.attempts + 1
+        delay = min(self.retry_max, self.retry_backoff * 2 ** min(attempts, 20))
+        delay *= 0.5 + random.random() / 2  # jitter: spread a recovering provider's load
+        if now + delay >= expire_at:
+            stat = "EXPIRED" if message.expire_at else (
+                outcome.stat.value if outcome is not None else "UNDELIV")
+            err = int(outcome.err) if outcome is not None else 0
+            await self._final(message, stat, err, now)
+            return
+        await self.store.mark_retry(message.message_id, now + delay, attempts)
+
+    async def _final(self, message: OutboundMessage, stat: str, err: int, now: float, *,
+                     hlr_fields: str = "", provider: str = "", provider_id: str = "") -> None:
+        receipts = make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
+                                 hlr_fields=hlr_fields)
+        await self.store.mark_final(message.message_id, stat, err, now, receipts,
+                                    provider=provider, provider_id=provider_id)
+        if receipts:
+            self.receipts_added()
+
+    # --- statuses --------------------------------------------------------------------
+
+    async def on_status(self, provider: str, update: StatusUpdate) -> None:
+        """A status from polling or a webhook."""
+        stored = None
+        if update.message_id:
+            stored = await self.store.find(update.message_id)
+        if stored is None:
+            stored = await self.store.find_by_provider(provider, update.provider_id)
+        if stored is None or stored.state is StoreState.FINAL:
+            return
+        now = update.done_at or self.clock()
+        hlr = update.hlr.receipt_fields() if update.hlr is not None else ""
+        if update.final:
+            await self._final(stored.message, update.stat.value, int(update.err), now,
+                              hlr_fields=hlr)
+            return
+        receipts = make_receipts(stored.message, update.stat.value, int(update.err), now,
+                                 ttl=self.receipt_ttl)
+        if receipts:
+            await self.store.add_receipts(receipts)
+            self.receipts_added()
+
+
