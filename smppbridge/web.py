@@ -1,6 +1,5 @@
-"""The HTTP side: ``/healthz`` (alive), ``/readyz`` (listeners up, store reachable).
-
-The operations issue adds ``/metrics``; the provider issue mounts webhooks under
+"""The HTTP side: ``/healthz`` (alive), ``/readyz`` (listeners up, store reachable),
+``/metrics`` (Prometheus text format); the provider layer mounts webhooks under
 ``/webhooks/<provider>`` on the same router.
 """
 
@@ -8,13 +7,24 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
+import structlog
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
 from smppbridge.http.server import Request, Response, Router
+from smppbridge.observability.metrics import METRICS, Metrics
 
 __all__ = ["build_router"]
 
+_log = structlog.get_logger("smppbridge.web")
 
-def build_router(ready_checks: dict[str, Callable[[], Awaitable[bool]]]) -> Router:
-    """A router with the health endpoints; ``ready_checks`` name what /readyz needs."""
+
+def build_router(ready_checks: dict[str, Callable[[], Awaitable[bool]]], *,
+                 info: Callable[[], Awaitable[dict[str, object]]] | None = None,
+                 metrics: Metrics = METRICS,
+                 refresh: Callable[[], Awaitable[None]] | None = None) -> Router:
+    """A router with the health endpoints; ``ready_checks`` name what /readyz needs;
+    ``info`` adds informational fields (provider health) that never make a node unready;
+    ``refresh`` updates gauges read from the store before a scrape."""
     router = Router()
 
     async def healthz(_: Request) -> Response:
@@ -28,8 +38,24 @@ def build_router(ready_checks: dict[str, Callable[[], Awaitable[bool]]]) -> Rout
             except Exception:  # a failing probe is "not ready", never a 500
                 results[name] = False
         ok = all(results.values())
-        return Response.json({"ready": ok, "checks": results}, status=200 if ok else 503)
+        body: dict[str, object] = {"ready": ok, "checks": results}
+        if info is not None:
+            try:
+                body.update(await info())
+            except Exception:  # informational only
+                body["info_error"] = True
+        return Response.json(body, status=200 if ok else 503)
+
+    async def scrape(_: Request) -> Response:
+        if refresh is not None:
+            try:
+                await refresh()
+            except Exception:  # a failing gauge refresh must not hide the counters
+                _log.warning("metrics.refresh_failed", exc_info=True)
+        return Response(body=generate_latest(metrics.registry),
+                        content_type=CONTENT_TYPE_LATEST)
 
     router.add("GET", "/healthz", healthz)
     router.add("GET", "/readyz", readyz)
+    router.add("GET", "/metrics", scrape)
     return router

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from smppbridge.observability.metrics import METRICS
 from smppbridge.seam import BindType, SessionContext, SubmitResult
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
@@ -71,6 +72,7 @@ class SmppConnection(asyncio.Protocol):
         cfg = self.server.config.smpp
         transport.set_write_buffer_limits(high=cfg.write_buffer_high)
         self.session = SmscSession(cfg.session_config(), self.loop.time())
+        self.session.observer = _count_pdu
         self.log.debug("connection.opened")
         self._arm_timer()
 
@@ -217,6 +219,8 @@ class SmppConnection(asyncio.Protocol):
                                    command_status=_S.ESME_RSYSERR))
             return
         if self._throttled():
+            assert self.ctx is not None
+            METRICS.submit(self.ctx.system_id, _S.ESME_RTHROTTLED).inc()
             self._respond(resp_cls(sequence_number=pdu.sequence_number,
                                    command_status=_S.ESME_RTHROTTLED))
             return
@@ -234,8 +238,15 @@ class SmppConnection(asyncio.Protocol):
 
     async def _submit(self, pdu: P.SubmitSm | P.DataSm,
                       resp_cls: type[P.SubmitSmResp] | type[P.DataSmResp]) -> None:
+        started = self.loop.time()
         sm = pdu if isinstance(pdu, P.SubmitSm) else _data_sm_as_submit(pdu)
         result = await self._handle_submit(sm)
+        assert self.ctx is not None
+        METRICS.submit(self.ctx.system_id, result.status).inc()
+        METRICS.submit_latency.observe(self.loop.time() - started)
+        if not result.ok:
+            self.log.debug("submit.refused", status=f"0x{result.status:08X}",
+                           destination=sm.destination_addr)
         self._respond(resp_cls(sequence_number=pdu.sequence_number,
                                command_status=result.status,
                                message_id=result.message_id if result.ok else ""))
@@ -362,6 +373,10 @@ class SmppConnection(asyncio.Protocol):
             return
         session.handle_timer(self.loop.time())
         self._process()
+
+
+def _count_pdu(direction: str, command_id: int, status: int) -> None:
+    METRICS.pdu(direction, command_id, status).inc()
 
 
 def _data_sm_as_submit(pdu: P.DataSm) -> P.SubmitSm:

@@ -6,18 +6,21 @@ import asyncio
 import contextlib
 import ssl
 from collections import defaultdict
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import structlog
 
+from smppbridge.observability.metrics import METRICS
 from smppbridge.passwords import PasswordChecker
+from smppbridge.seam import BindType
 from smppbridge.server.connection import SmppConnection
 from smppbridge.server.flow import ConnectionLimiter, TokenBucket
 from smppbridge.smpp.constants import CommandStatus
 
 if TYPE_CHECKING:
     from smppbridge.config import Account, Config
-    from smppbridge.seam import BindType, SubmitHandler
+    from smppbridge.seam import SubmitHandler
     from smppbridge.smpp import pdu as P
 
 __all__ = ["SmppServer", "make_tls_context"]
@@ -55,6 +58,8 @@ class SmppServer:
         self._buckets: dict[str, TokenBucket] = {}
         self._passwords = PasswordChecker()
         self._tls: ssl.SSLContext | None = None
+        #: called when a receiver/transceiver binds (the receipt dispatcher's wake-up)
+        self.on_receiver_bound: Callable[[str], None] = lambda _system_id: None
 
     # --- listening -------------------------------------------------------------------
 
@@ -92,14 +97,17 @@ class SmppServer:
         if self.stopping or not self._limiter.admit(conn.peer[0]):
             return False
         self.connections.add(conn)
+        METRICS.connections.inc()
         return True
 
     def forget(self, conn: SmppConnection) -> None:
         self.connections.discard(conn)
+        METRICS.connections.dec()
         self._limiter.release(conn.peer[0])
         if conn.ctx is not None:
             binds = self.binds.get(conn.ctx.system_id)
-            if binds is not None:
+            if binds is not None and conn in binds:
+                METRICS.binds.labels(conn.ctx.system_id, conn.ctx.bind_type.value).dec()
                 binds.discard(conn)
                 if not binds:
                     del self.binds[conn.ctx.system_id]
@@ -107,6 +115,9 @@ class SmppServer:
     def register_bind(self, conn: SmppConnection) -> None:
         assert conn.ctx is not None
         self.binds[conn.ctx.system_id].add(conn)
+        METRICS.binds.labels(conn.ctx.system_id, conn.ctx.bind_type.value).inc()
+        if conn.ctx.bind_type is not BindType.TRANSMITTER:
+            self.on_receiver_bound(conn.ctx.system_id)
 
     async def authenticate(self, pdu: P.BindTransmitter | P.BindReceiver | P.BindTransceiver,
                            ip: str, bind_type: BindType) -> tuple[int, Account | None]:
@@ -140,8 +151,6 @@ class SmppServer:
 
     def receivers(self, system_id: str) -> list[SmppConnection]:
         """Binds of ``system_id`` that may receive deliver_sm (receiver/transceiver)."""
-        from smppbridge.seam import BindType
-
         return [c for c in self.binds.get(system_id, ())
                 if c.ctx is not None and c.ctx.bind_type is not BindType.TRANSMITTER]
 

@@ -26,6 +26,7 @@ never reads a clock.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 
@@ -174,6 +175,9 @@ class SmscSession:
         self._pending_in: dict[int, P.Pdu] = {}  # their requests we have not answered
         self._pending_out: dict[int, tuple[P.Pdu, float]] = {}  # ours, with deadline
         self._probe_seq = 0
+        #: Called with ("in" | "out", command_id, command_status) for every PDU, so the
+        #: I/O layer can count them without the session knowing about metrics.
+        self.observer: Callable[[str, int, int], None] | None = None
 
     # --- input ---------------------------------------------------------------------
 
@@ -196,6 +200,8 @@ class SmscSession:
                 pdu = decode(frame)
             except RemoteProtocolError as exc:
                 self._last_active = now
+                if self.observer is not None:
+                    self.observer("in", exc.command_id, 0)
                 self._reject(exc)
                 continue
             self._handle(pdu, now)
@@ -215,6 +221,8 @@ class SmscSession:
 
     def _handle(self, pdu: P.Pdu, now: float) -> None:
         cid = pdu.command_id
+        if self.observer is not None:
+            self.observer("in", cid, pdu.command_status)
         if cid is not C.ENQUIRE_LINK_RESP:
             self._last_active = now
         if cid not in _ALLOWED[self.state]:
@@ -283,15 +291,16 @@ class SmscSession:
             raise LocalProtocolError("session is closed")
         cid = pdu.command_id
         if cid.is_response:
-            request = self._pending_in.pop(pdu.sequence_number, None)
+            request = self._pending_in.get(pdu.sequence_number)
             if request is None or request.command_id | 0x80000000 != cid:
                 raise LocalProtocolError(f"{cid.name} answers no outstanding request")
+            if (self._v33 and isinstance(pdu, P.SubmitSmResp | P.DataSmResp)
+                    and len(pdu.message_id) > MAX_V33_MESSAGE_ID):
+                raise LocalProtocolError(
+                    f"message_id {pdu.message_id!r} too long for a v3.3 bind")
+            del self._pending_in[pdu.sequence_number]
             if cid in _BOUND_STATE:
                 pdu = self._complete_bind(pdu, request)
-            elif (self._v33 and isinstance(pdu, P.SubmitSmResp | P.DataSmResp)
-                  and len(pdu.message_id) > MAX_V33_MESSAGE_ID):
-                raise LocalProtocolError(
-                        f"message_id {pdu.message_id!r} too long for a v3.3 bind")
             self._write(pdu)
             return pdu.sequence_number
         if cid not in _MAY_SEND[self.state]:
@@ -340,6 +349,8 @@ class SmscSession:
         return len(self._pending_out)
 
     def _write(self, pdu: P.Pdu) -> None:
+        if self.observer is not None:
+            self.observer("out", pdu.command_id, pdu.command_status)
         if self._v33 and pdu.tlvs:
             pdu = pdu.with_(tlvs=())  # SMPP 3.4 §3.4: no TLVs to a v3.3 ESME
         self._out += encode(pdu)

@@ -1,0 +1,100 @@
+"""Every Prometheus metric of smppbridge, in one place, with bounded labels.
+
+Label values come from closed sets (command names, status names, configured accounts
+and providers, fixed outcome words), so cardinality is bounded by the config. Children
+are bound once (per session or per key) and reused on the hot path.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from smppbridge import __version__
+from smppbridge.smpp.constants import CommandId, CommandStatus
+
+__all__ = ["METRICS", "Metrics", "status_name"]
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
+                    2.5, 5.0)
+_HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+@cache
+def status_name(status: int) -> str:
+    """A command_status as its name; statuses we do not know collapse to "other"."""
+    try:
+        return CommandStatus(status).name
+    except ValueError:
+        return "other"
+
+
+@cache
+def command_name(command_id: int) -> str:
+    try:
+        return CommandId(command_id).name.lower()
+    except ValueError:
+        return "unknown"
+
+
+class Metrics:
+    """The metric families; one instance per registry (tests make their own)."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        r = registry if registry is not None else CollectorRegistry(auto_describe=True)
+        self.registry = r
+        self.build_info = Info("smppbridge_build", "Build information", registry=r)
+        self.build_info.info({"version": __version__})
+        self.binds = Gauge("smppbridge_binds", "Open binds", ["account", "bind_type"],
+                           registry=r)
+        self.connections = Gauge("smppbridge_connections", "Open SMPP connections",
+                                 registry=r)
+        self.pdus = Counter("smppbridge_pdus", "PDUs by direction, command and status",
+                            ["direction", "command", "status"], registry=r)
+        self.submits = Counter("smppbridge_submits", "submit_sm by account and outcome",
+                               ["account", "outcome"], registry=r)
+        self.submit_latency = Histogram("smppbridge_submit_ack_seconds",
+                                        "submit_sm received → submit_sm_resp queued",
+                                        buckets=_LATENCY_BUCKETS, registry=r)
+        self.provider_requests = Counter("smppbridge_provider_requests",
+                                         "Provider HTTP requests by provider and outcome",
+                                         ["provider", "outcome"], registry=r)
+        self.provider_latency = Histogram("smppbridge_provider_request_seconds",
+                                          "Provider HTTP request latency", ["provider"],
+                                          buckets=_HTTP_BUCKETS, registry=r)
+        self.breaker = Gauge("smppbridge_provider_breaker_open",
+                             "1 while a provider's circuit breaker is open", ["provider"],
+                             registry=r)
+        self.messages = Gauge("smppbridge_messages", "Stored messages by state", ["state"],
+                              registry=r)
+        self.receipts = Counter("smppbridge_receipts",
+                                "Receipt deliveries: sent, retried, dropped, expired",
+                                ["event"], registry=r)
+        self.receipts_waiting = Gauge("smppbridge_receipts_waiting",
+                                      "Receipts stored, not yet delivered", registry=r)
+        self.flood_refusals = Counter("smppbridge_flood_refusals",
+                                      "Messages refused by a flood rule", ["rule"],
+                                      registry=r)
+        self.parts_waiting = Gauge("smppbridge_long_message_parts_waiting",
+                                   "Parts of long messages waiting for the rest", registry=r)
+        self.store_write = Histogram("smppbridge_store_write_seconds",
+                                     "Durable store write (group commit) latency",
+                                     buckets=_LATENCY_BUCKETS, registry=r)
+
+    def pdu(self, direction: str, command_id: int, status: int) -> Counter:
+        """The bound child for one (direction, command, status)."""
+        return self._pdu_child(direction, command_id, status)
+
+    @cache  # noqa: B019 - one Metrics per process (or per test); children live as long
+    def _pdu_child(self, direction: str, command_id: int, status: int) -> Counter:
+        return self.pdus.labels(direction, command_name(command_id), status_name(status))
+
+    @cache  # noqa: B019 - see above
+    def submit(self, account: str, status: int) -> Counter:
+        outcome = "accepted" if status == CommandStatus.ESME_ROK else status_name(status)
+        return self.submits.labels(account, outcome)
+
+
+#: The process-wide metrics, served at /metrics.
+METRICS = Metrics()
