@@ -1,24 +1,61 @@
-"""Assembles one node: SMPP listeners, the submit handler, the HTTP side; runs until
-SIGTERM/SIGINT and reloads on SIGHUP."""
+"""Assembles one node: SMPP listeners → content stage → durable pipeline → providers,
+the receipt dispatcher, the HTTP side; runs until SIGTERM/SIGINT, reloads on SIGHUP."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import signal
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 import structlog
 
-from smppbridge.config import Config, ConfigError, load_config
+from smppbridge.bridge.content import ContentHandler, ContentSettings
+from smppbridge.bridge.dispatcher import ReceiptDispatcher
+from smppbridge.bridge.flood import MemoryFloodState
+from smppbridge.bridge.pipeline import IdAllocator, Pipeline
+from smppbridge.bridge.providers import ProviderSettings, build_provider, parse_provider
+from smppbridge.bridge.providers.base import Provider
+from smppbridge.bridge.providers.resilience import ProviderRunner
+from smppbridge.bridge.router import Router, parse_route
+from smppbridge.bridge.status import StatusPoller, webhook_handler
+from smppbridge.config import Account, Config, ConfigError, load_config
 from smppbridge.http.server import HttpServer
-from smppbridge.seam import MemoryHandler, SubmitHandler
+from smppbridge.observability.metrics import METRICS
+from smppbridge.seam import BindType, SessionContext
 from smppbridge.server.listener import SmppServer
+from smppbridge.store.base import MessageState, PartRecord, Store
+from smppbridge.store.sqlite import SqliteStore
 from smppbridge.web import build_router
 
-__all__ = ["Node", "run"]
+__all__ = ["Node", "open_store", "run"]
 
 _log = structlog.get_logger("smppbridge")
+
+
+def open_store(config: Config) -> Store:
+    """The store named by ``[store] url`` (not yet opened)."""
+    url = config.store.url
+    if url.startswith("memory:"):
+        return SqliteStore(":memory:")
+    if url.startswith("redis:"):
+        from smppbridge.store.redis import RedisStore
+
+        return RedisStore.from_url(url)  # type: ignore[return-value]
+    return SqliteStore.from_url(url)
+
+
+@functools.cache
+def _content_settings(account: Account) -> ContentSettings:
+    return ContentSettings(account.iso_default, account.limits, account.flood)
+
+
+def content_settings(ctx: SessionContext) -> ContentSettings:
+    return _content_settings(ctx.account)
 
 
 @dataclass
@@ -27,47 +64,153 @@ class Node:
 
     config: Config
     config_path: str | None = None
-    handler: SubmitHandler = field(default_factory=MemoryHandler)
+    store: Store = field(init=False)
     smpp: SmppServer = field(init=False)
+    pipeline: Pipeline = field(init=False)
+    content: ContentHandler = field(init=False)
+    dispatcher: ReceiptDispatcher = field(init=False)
+    router: Router = field(init=False)
+    poller: StatusPoller = field(init=False)
+    providers: dict[str, Provider] = field(init=False, default_factory=dict)
     http: HttpServer | None = field(init=False, default=None)
     http_address: tuple[str, int] | None = field(init=False, default=None)
+    _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
-        self.smpp = SmppServer(self.config, self.handler)
+        cfg = self.config
+        self.store = open_store(cfg)
+        settings: dict[str, ProviderSettings] = {p.name: parse_provider(p.raw)
+                                                 for p in cfg.providers}
+        self.providers = {name: build_provider(s) for name, s in settings.items()}
+        runners = {name: ProviderRunner(self.providers[name], s)
+                   for name, s in settings.items()}
+        names = list(settings)
+        routes = [parse_route(r, i, names) for i, r in enumerate(cfg.routes)]
+        self.router = Router(runners, routes,
+                             {a.system_id: a.providers for a in cfg.accounts})
+        self.smpp = SmppServer(cfg, handler=None)  # type: ignore[arg-type]
+        self.dispatcher = ReceiptDispatcher(
+            self.store, self.smpp.receivers, retry_backoff=cfg.receipts.retry_backoff,
+            retry_max=cfg.receipts.retry_max)
+        self.pipeline = Pipeline(self.store, self.router,
+                                 receipts_added=self.dispatcher.notify,
+                                 receipt_ttl=cfg.receipts.ttl_hours * 3600)
+        self.poller = StatusPoller(self.providers, settings, self.pipeline.on_status)
+        self.pipeline.poller = self.poller
+        self.content = ContentHandler(self.pipeline, new_id=IdAllocator(self.store).take,
+                                      flood=MemoryFloodState(), settings=content_settings,
+                                      reassembly=cfg.content)
+        self.smpp.handler = self.content
+        self.smpp.on_receiver_bound = lambda _system_id: self.dispatcher.notify()
 
     async def start(self) -> None:
+        await self.store.open()
+        restored = await self.content.restore(await self.store.load_parts(),
+                                              self._restored_context)
+        if restored:
+            _log.info("parts.restored", count=restored)
         await self.smpp.start()
+        self._spawn(self.pipeline.run(), "pipeline")
+        self._spawn(self.poller.run(), "status poller")
+        self._spawn(self.dispatcher.run(), "receipt dispatcher")
+        self._spawn(self._expire_parts(), "long-message expiry")
         if self.config.http.listen:
             async def listeners_up() -> bool:
                 return self.smpp.listening
 
-            router = build_router({"smpp_listeners": listeners_up,
-                                   "store": self.handler.ready})
+            router = build_router({"smpp_listeners": listeners_up, "store": self.store.ready},
+                                  info=self._provider_health, refresh=self._refresh_gauges)
+            router.add_prefix("POST", "/webhooks/",
+                              webhook_handler(self.providers, self.pipeline.on_status,
+                                              poller=self.poller))
             self.http = HttpServer(router)
             self.http_address = await self.http.start(self.config.http.listen.host,
                                                       self.config.http.listen.port)
             _log.info("listener.started", listener="http",
                       address=f"{self.http_address[0]}:{self.http_address[1]}")
 
+    def _restored_context(self, part: PartRecord) -> SessionContext | None:
+        account = self.config.account(part.account)
+        if account is None:
+            return None
+        return SessionContext(0, account, BindType.TRANSMITTER, part.system_type,
+                              part.interface_version, "restored")
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(coro, name=name)
+        task.add_done_callback(_report_crash)
+        self._tasks.append(task)
+
+    async def _expire_parts(self) -> None:
+        while True:
+            deadline = self.content.next_deadline()
+            delay = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.time()))
+            await asyncio.sleep(delay)
+            await self.content.expire()
+
+    async def _provider_health(self) -> dict[str, object]:
+        async def one(p: Provider) -> bool:
+            try:
+                async with asyncio.timeout(2.0):
+                    return await p.ready()
+            except Exception:  # unreachable or slow: reported, never fatal
+                return False
+        names = list(self.providers)
+        results = await asyncio.gather(*(one(self.providers[n]) for n in names))
+        return {"providers": dict(zip(names, results, strict=True))}
+
+    async def _refresh_gauges(self) -> None:
+        count = getattr(self.store, "count", None)
+        if count is not None:
+            for state in MessageState:
+                METRICS.messages.labels(state.value).set(await count(state))
+        for name, runner in self.router.runners.items():
+            METRICS.breaker.labels(name).set(0 if runner.available else 1)
+        METRICS.parts_waiting.set(self.content.reassembler.pending_parts
+                                  if hasattr(self.content.reassembler, "pending_parts") else 0)
+
     def reload(self) -> bool:
         """Re-read the config file; an invalid one is refused and the old one kept."""
         try:
             new = load_config(self.config_path)
-        except ConfigError as exc:
+            for p in new.providers:
+                parse_provider(p.raw)
+        except (ConfigError, ValueError) as exc:
             _log.error("config.reload_refused", error=str(exc))
             return False
-        if (new.smpp.listen, new.smpp.tls_listen, new.http.listen) != (
-                self.config.smpp.listen, self.config.smpp.tls_listen, self.config.http.listen):
-            _log.warning("config.listen_changed", note="listen addresses apply on restart")
+        if (new.smpp.listen, new.smpp.tls_listen, new.http.listen, new.store.url) != (
+                self.config.smpp.listen, self.config.smpp.tls_listen,
+                self.config.http.listen, self.config.store.url):
+            _log.warning("config.restart_needed",
+                         note="listen addresses and the store apply on restart")
         self.config = new
         self.smpp.reload(new)
+        self.router.account_providers = {a.system_id: a.providers for a in new.accounts}
+        names = list(self.router.runners)
+        self.router.routes = tuple(parse_route(r, i, names) for i, r in enumerate(new.routes))
         _log.info("config.reloaded", accounts=len(new.accounts), providers=len(new.providers))
         return True
 
     async def stop(self) -> None:
         await self.smpp.shutdown()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(self.config.smpp.shutdown_grace):
+                await self.pipeline.drain()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
+        await self.router.aclose()
+        for provider in self.providers.values():
+            with contextlib.suppress(Exception):
+                await provider.aclose()
+        await self.store.close()
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        _log.error("task.crashed", task=task.get_name(), error=repr(task.exception()))
 
 
 async def run(config: Config, config_path: str | None,

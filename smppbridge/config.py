@@ -11,14 +11,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from smppbridge.bridge.flood import FloodRules
 from smppbridge.passwords import check_hash_format, is_hashed
 from smppbridge.smpp.codec import DEFAULT_MAX_COMMAND_LENGTH
 from smppbridge.smpp.session import SessionConfig
+from smppbridge.text.concat import ReassemblyConfig
+from smppbridge.text.macros import ContentLimits
 
 __all__ = [
     "DEMO_TOML",
@@ -112,6 +115,15 @@ class LogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ReceiptConfig:
+    #: hours an undelivered receipt is kept for a receiver bind (DESIGN.md §4: 72 h)
+    ttl_hours: float = 72.0
+    #: first retry delay after a failed deliver_sm, doubling up to retry_max
+    retry_backoff: float = 5.0
+    retry_max: float = 600.0
+
+
+@dataclass(frozen=True, slots=True)
 class Account:
     system_id: str
     #: plain text or ``scrypt$...`` from ``smppbridge hash-password``; never logged
@@ -127,6 +139,10 @@ class Account:
     providers: tuple[str, ...] = ()
     #: "decimal" (default, fits legacy parsers) or "hex"
     message_id_format: str = "decimal"
+    #: read GSM 7-bit data_coding as ISO-8859-1 on every bind (as system_type "ISO" does)
+    iso_default: bool = False
+    flood: FloodRules = field(default_factory=FloodRules)
+    limits: ContentLimits = field(default_factory=ContentLimits)
 
     def allows(self, ip: str) -> bool:
         if not self.allowed_networks:
@@ -154,8 +170,11 @@ class Config:
     http: HttpConfig = HttpConfig()
     store: StoreConfig = StoreConfig()
     log: LogConfig = LogConfig()
+    content: ReassemblyConfig = field(default_factory=ReassemblyConfig)
+    receipts: ReceiptConfig = field(default_factory=ReceiptConfig)
     accounts: tuple[Account, ...] = ()
     providers: tuple[ProviderConfig, ...] = ()
+    routes: tuple[Mapping[str, Any], ...] = ()
     source: str = "<defaults>"
 
     def account(self, system_id: str) -> Account | None:
@@ -352,6 +371,8 @@ def _account(t: _Table) -> Account:
     if id_format not in ("decimal", "hex"):
         raise ConfigError(f"{t.key('message_id_format')}: must be decimal or hex")
     window = t.integer("window", 0, minimum=0) or None
+    flood = _flood(_Table(t.get("flood", dict, {}), t.key("flood")))
+    limits = _limits(_Table(t.get("limits", dict, {}), t.key("limits")))
     account = Account(
         system_id=system_id,
         password=password,
@@ -362,9 +383,57 @@ def _account(t: _Table) -> Account:
         window=window,
         providers=tuple(providers),
         message_id_format=id_format,
+        iso_default=t.get("iso_default", bool, False),
+        flood=flood,
+        limits=limits,
     )
     t.finish()
     return account
+
+
+def _flood(t: _Table) -> FloodRules:
+    d = FloodRules()
+    rules = FloodRules(
+        duplicate_window=t.number("duplicate_window", d.duplicate_window),
+        flood_gap=t.number("flood_gap", d.flood_gap),
+        flood_limit=t.integer("flood_limit", d.flood_limit),
+        duplicate_status=t.integer("duplicate_status", d.duplicate_status, minimum=1,
+                                   maximum=0xFFFFFFFF),
+        flood_status=t.integer("flood_status", d.flood_status, minimum=1, maximum=0xFFFFFFFF),
+        enabled=t.get("enabled", bool, d.enabled),
+    )
+    t.finish()
+    return rules
+
+
+def _limits(t: _Table) -> ContentLimits:
+    d = ContentLimits()
+    limits = ContentLimits(**{name: t.integer(name, getattr(d, name), minimum=1)
+                              for name in ContentLimits.__dataclass_fields__})
+    t.finish()
+    return limits
+
+
+def _content(t: _Table) -> ReassemblyConfig:
+    d = ReassemblyConfig()
+    cfg = ReassemblyConfig(
+        window=t.number("reassembly_window", d.window, minimum=1),
+        max_parts=t.integer("max_parts", d.max_parts, minimum=2, maximum=255),
+        max_pending=t.integer("max_pending", d.max_pending, minimum=1),
+    )
+    t.finish()
+    return cfg
+
+
+def _receipts(t: _Table) -> ReceiptConfig:
+    d = ReceiptConfig()
+    cfg = ReceiptConfig(
+        ttl_hours=t.number("ttl_hours", d.ttl_hours, minimum=0.001),
+        retry_backoff=t.number("retry_backoff", d.retry_backoff, minimum=0.01),
+        retry_max=t.number("retry_max", d.retry_max, minimum=0.01),
+    )
+    t.finish()
+    return cfg
 
 
 def _provider(t: _Table) -> ProviderConfig:
@@ -444,9 +513,9 @@ def parse_config(text: str, *, source: str = "<string>",
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     data = _env_overrides(data, os.environ if env is None else env)
     top = _Table(data, "")
-    for name in ("smpp", "http", "store", "log"):
+    for name in ("smpp", "http", "store", "log", "content", "receipts"):
         top.get(name, dict, {})
-    top.used.update({"accounts", "providers"})
+    top.used.update({"accounts", "providers", "routes"})
     top.finish()
     smpp = _smpp(_Table(data.get("smpp", {}), "smpp"))
     http_t = _Table(data.get("http", {}), "http")
@@ -454,6 +523,8 @@ def parse_config(text: str, *, source: str = "<string>",
     http_t.finish()
     store = _store(_Table(data.get("store", {}), "store"))
     log = _log(_Table(data.get("log", {}), "log"))
+    content = _content(_Table(data.get("content", {}), "content"))
+    receipts = _receipts(_Table(data.get("receipts", {}), "receipts"))
     accounts = tuple(_account(t) for t in _tables(data, "accounts"))
     providers = tuple(_provider(t) for t in _tables(data, "providers"))
     seen: set[str] = set()
@@ -469,8 +540,24 @@ def parse_config(text: str, *, source: str = "<string>",
         for p in a.providers:
             if p not in names:
                 raise ConfigError(f"accounts[{i}].providers: unknown provider {p!r}")
-    return Config(smpp=smpp, http=http, store=store, log=log, accounts=accounts,
-                  providers=providers, source=source)
+    routes = tuple(dict(t.data) for t in _tables(data, "routes"))
+    _check_routes(routes, names)
+    return Config(smpp=smpp, http=http, store=store, log=log, content=content,
+                  receipts=receipts, accounts=accounts, providers=providers, routes=routes,
+                  source=source)
+
+
+def _check_routes(routes: Sequence[Mapping[str, Any]], names: Sequence[str]) -> None:
+    """Validate ``[[routes]]`` with the router's own parser, once that layer exists."""
+    try:
+        from smppbridge.bridge.router import parse_route
+    except ImportError:
+        return
+    for i, raw in enumerate(routes):
+        try:
+            parse_route(raw, i, names)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def load_config(path: str | None, *, env: Mapping[str, str] | None = None) -> Config:

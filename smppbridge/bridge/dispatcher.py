@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from smppbridge.observability.metrics import METRICS
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import INTERFACE_VERSION_34, CommandStatus
 from smppbridge.smpp.receipts import Receipt, receipt_deliver_sm
@@ -33,6 +34,10 @@ _S = CommandStatus
 _log = structlog.get_logger("smppbridge.receipts")
 #: deliver_sm_resp statuses after which the ESME will never take this receipt.
 _PERMANENT = frozenset({_S.ESME_RX_P_APPN, _S.ESME_RX_R_APPN})
+_SENT = METRICS.receipts.labels("sent")
+_RETRIED = METRICS.receipts.labels("retried")
+_DROPPED = METRICS.receipts.labels("dropped")
+_EXPIRED = METRICS.receipts.labels("expired")
 
 
 class ReceiverBind(Protocol):
@@ -91,6 +96,7 @@ class ReceiptDispatcher:
         expired = await self.store.expire_receipts(now)
         if expired:
             self.expired += expired
+            _EXPIRED.inc(expired)
             _log.warning("receipts.expired", count=expired)
         for account in await self.store.accounts_with_receipts(now):
             if account in self._active or not self.receivers(account):
@@ -141,9 +147,11 @@ class ReceiptDispatcher:
         status = resp.command_status
         if status == _S.ESME_ROK and isinstance(resp, P.DeliverSmResp):
             self.sent += 1
+            _SENT.inc()
             return True
         if status in _PERMANENT:
             self.dropped += 1
+            _DROPPED.inc()
             _log.warning("receipt.dropped", message_id=record.message_id,
                          status=f"0x{status:08X}")
             return True
@@ -154,5 +162,6 @@ class ReceiptDispatcher:
         attempts = record.attempts + 1
         delay = min(self.retry_max, self.retry_backoff * 2 ** min(attempts - 1, 20))
         self.retried += 1
+        _RETRIED.inc()
         _log.debug("receipt.retry", message_id=record.message_id, why=why, delay=delay)
         await self.store.receipt_retry(record.seq, self.clock() + delay, attempts)

@@ -32,7 +32,7 @@ from smppbridge.smpp.constants import (
 )
 from smppbridge.smpp.receipts import STATES
 from smppbridge.store.base import MessageState as StoreState
-from smppbridge.store.base import ReceiptRecord, StoredMessage
+from smppbridge.store.base import PartRecord, ReceiptRecord, StoredMessage
 
 if TYPE_CHECKING:
     from smppbridge.bridge.content import FailedMessage
@@ -101,10 +101,13 @@ def wants_receipt(registered_delivery: int, stat: str) -> bool:
 def make_receipts(message: OutboundMessage, stat: str, err: int, done_at: float, *,
                   ttl: float = DEFAULT_RECEIPT_TTL, hlr_fields: str = "",
                   part_ids: Sequence[str] | None = None) -> list[ReceiptRecord]:
-    """One receipt per part id, if the message asked for receipts with this stat."""
-    if not wants_receipt(message.registered_delivery, stat):
-        return []
+    """One receipt per part id whose submit_sm asked for one with this stat."""
     ids = message.part_ids if part_ids is None else part_ids
+    per_part = message.extra.get("part_registered_delivery")
+    asked = dict(zip(message.part_ids, (int(v) for v in per_part.split(",")), strict=False)) \
+        if per_part else {}
+    ids = [pid for pid in ids
+           if wants_receipt(asked.get(pid, message.registered_delivery), stat)]
     return [ReceiptRecord(
         account=message.account, message_id=pid, stat=stat, err=err,
         submit_date=message.submitted_at, done_date=done_at, text=message.content.text,
@@ -211,6 +214,9 @@ class Pipeline:
 
     async def ready(self) -> bool:
         return await self.store.ready()
+
+    async def hold_part(self, part: PartRecord) -> None:
+        await self.store.save_part(part)
 
     # --- sending ---------------------------------------------------------------------
 

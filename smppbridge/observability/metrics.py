@@ -9,12 +9,16 @@ from __future__ import annotations
 
 from functools import cache
 
+import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from smppbridge import __version__
 from smppbridge.smpp.constants import CommandId, CommandStatus
 
 __all__ = ["METRICS", "Metrics", "status_name"]
+
+# *_created series double the exposition for nothing an operator uses.
+prometheus_client.disable_created_metrics()
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
                     2.5, 5.0)

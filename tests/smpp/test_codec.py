@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -288,9 +290,7 @@ def test_any_bytes_frame_or_raise_protocol_errors(data: bytes) -> None:
     reader.feed(data)
     try:
         while (frame := reader.next_frame()) is not None:
-            try:
+            with contextlib.suppress(RemoteProtocolError):
                 decode(frame)
-            except RemoteProtocolError:
-                pass
     except InvalidCommandLength:
         pass

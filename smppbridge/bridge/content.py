@@ -1,0 +1,532 @@
+"""The content stage: submit_sm parts in, whole checked messages out to a sink.
+
+Theory of operation
+-------------------
+:class:`ContentHandler` is a :class:`~smppbridge.seam.SubmitHandler`. For each submit_sm
+(and each data_sm / submit_multi destination the server turns into one) it:
+
+1. reads the user data (:func:`~smppbridge.text.concat.read_segment`) and checks the
+   data_coding value, so a malformed part is refused on its own submit_sm_resp;
+2. gives the part its own message id (every part gets an id and, later, a receipt);
+3. for a part of a long message, feeds the :class:`~smppbridge.text.concat.Reassembler`
+   and answers ``ESME_ROK`` with the part's id until the message is whole;
+4. for a whole message: joins the parts' octets and decodes them once (a surrogate pair
+   or GSM escape may straddle two parts), applies macros and the comment rule, the
+   flood rules, and hands an :class:`~smppbridge.message.OutboundMessage` to the
+   :class:`MessageSink` (the durable store), whose status answers the final part.
+
+When a long message fails at its final part (bad text, macro, flood, refused by the
+sink) the final part's submit_sm_resp carries the error, and the parts already acked
+are reported to :meth:`MessageSink.failed` so each can get its ``REJECTD`` receipt.
+:meth:`ContentHandler.expire` does the same for messages whose parts stopped coming.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Protocol
+
+import structlog
+
+from smppbridge.bridge.flood import (
+    FloodRules,
+    FloodState,
+    MemoryFloodState,
+    flood_error,
+    text_digest,
+)
+from smppbridge.message import Address, OutboundMessage
+from smppbridge.seam import QueryResult, SessionContext, SubmitResult
+from smppbridge.smpp.codec import decode as decode_pdu
+from smppbridge.smpp.codec import encode as encode_pdu
+from smppbridge.smpp.constants import CommandStatus, MessageState
+from smppbridge.smpp.pdu import SubmitSm
+from smppbridge.smpp.times import parse_smpp_time
+from smppbridge.store.base import PartRecord
+from smppbridge.text.concat import (
+    IncompleteMessage,
+    Part,
+    PartKey,
+    Reassembler,
+    ReassemblyConfig,
+    Segment,
+    read_segment,
+)
+from smppbridge.text.encoding import ContentError, InvalidDataCoding, decode, parse_data_coding
+from smppbridge.text.macros import ContentLimits, parse_content
+
+__all__ = [
+    "ISO_SYSTEM_TYPE",
+    "BinaryNotSupported",
+    "ContentHandler",
+    "ContentSettings",
+    "CounterIds",
+    "FailedMessage",
+    "FailedPart",
+    "FailureReason",
+    "MemorySink",
+    "MessageSink",
+]
+
+_log = structlog.get_logger("smppbridge.bridge")
+_OK = CommandStatus.ESME_ROK
+
+#: bind system_type that asks for ISO-8859-1 instead of GSM 03.38 for data_coding 0
+#: (SMS Center API: 'system-type = "ISO"'); compared case-insensitively.
+ISO_SYSTEM_TYPE = "ISO"
+
+
+class BinaryNotSupported(InvalidDataCoding):
+    """An 8-bit message for an application port: our HTTP providers carry text only."""
+
+
+@dataclass(frozen=True, slots=True)
+class ContentSettings:
+    """Per-account settings of this stage (config: ``[[accounts]]``)."""
+
+    #: read data_coding 0 (and the GSM 7-bit groups) as ISO-8859-1 for every bind of the
+    #: account, not only binds with system_type "ISO"
+    iso_default: bool = False
+    limits: ContentLimits = field(default_factory=ContentLimits)
+    flood: FloodRules = field(default_factory=FloodRules)
+
+
+class FailureReason(StrEnum):
+    INCOMPLETE = "incomplete"  # the window closed before every part arrived
+    REPLACED = "replaced"  # a new message reused the reference (different total)
+    REFUSED = "refused"  # the whole message was refused at its final part
+
+
+@dataclass(frozen=True, slots=True)
+class FailedPart:
+    """A part that was acked ``ESME_ROK`` and is now owed a ``REJECTD`` receipt."""
+
+    message_id: str
+    seq: int
+    registered_delivery: int
+    submitted_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class FailedMessage:
+    """Parts of a message that will never be sent, for the receipts stage."""
+
+    account: str
+    source: Address
+    destination: Address
+    parts: tuple[FailedPart, ...]
+    #: the command_status that refused the message; for INCOMPLETE / REPLACED,
+    #: ESME_RSUBMITFAIL (no SMPP status names "parts missing")
+    status: int
+    reason: FailureReason
+    #: the decoded text as far as it decodes ("" when it does not), for ``text:``
+    text: str = ""
+
+    @property
+    def part_ids(self) -> tuple[str, ...]:
+        return tuple(p.message_id for p in self.parts)
+
+
+class MessageSink(Protocol):
+    """Where whole messages go: the durable store in production, memory in tests."""
+
+    async def accept(self, message: OutboundMessage) -> int:
+        """Store ``message`` durably; the command_status answers its final part."""
+        ...
+
+    async def failed(self, failure: FailedMessage) -> None:
+        """Parts acked earlier whose message failed: send them REJECTD receipts."""
+        ...
+
+    async def query(self, ctx: SessionContext, message_id: str, source_addr: str) -> QueryResult:
+        """query_sm for an id this stage handed out."""
+        ...
+
+    async def cancel(self, ctx: SessionContext, message_id: str, source_addr: str) -> int:
+        """cancel_sm; returns the command_status."""
+        ...
+
+    async def ready(self) -> bool:
+        """True when the store is reachable."""
+        ...
+
+    async def hold_part(self, part: PartRecord) -> None:
+        """Keep a non-final part durably before it is acked (restart replays it)."""
+        ...
+
+
+class CounterIds:
+    """Default id generator: process-unique decimal ids (8 digits for v3.3 binds).
+
+    Not unique across restarts or nodes — production injects the store's generator.
+    """
+
+    def __init__(self) -> None:
+        self._n = itertools.count(1)
+        self._epoch = int(time.time()) % 100_000
+
+    def __call__(self, ctx: SessionContext) -> str:
+        n = next(self._n)
+        if ctx.short_ids:
+            # SMPP 3.4 §3.4: at most 8 octets for a v3.3 ESME.
+            return f"{n % 100_000_000:08d}"
+        return f"{self._epoch:05d}{n:010d}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Envelope:
+    """Who a message is from and to."""
+
+    account: str
+    source: Address
+    destination: Address
+
+    @classmethod
+    def of(cls, account: str, pdu: SubmitSm) -> _Envelope:
+        return cls(account, Address(pdu.source_addr, pdu.source_addr_ton, pdu.source_addr_npi),
+                   Address(pdu.destination_addr, pdu.dest_addr_ton, pdu.dest_addr_npi))
+
+
+@dataclass(frozen=True, slots=True)
+class _PartInfo:
+    """What the handler keeps of each part until its message is whole."""
+
+    pdu: SubmitSm
+    iso: bool
+    port_addressed: bool
+
+
+def _default_settings(_ctx: SessionContext) -> ContentSettings:
+    return ContentSettings()
+
+
+class ContentHandler:
+    """:class:`~smppbridge.seam.SubmitHandler` that decodes, reassembles and checks."""
+
+    def __init__(
+        self,
+        sink: MessageSink,
+        *,
+        new_id: Callable[[SessionContext], str | Awaitable[str]] | None = None,
+        flood: FloodState | None = None,
+        settings: Callable[[SessionContext], ContentSettings] = _default_settings,
+        reassembly: ReassemblyConfig | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sink = sink
+        self.new_id: Callable[[SessionContext], str | Awaitable[str]] = new_id or CounterIds()
+        self.flood: FloodState = flood if flood is not None else MemoryFloodState()
+        self.settings = settings
+        self.reassembler: Reassembler[_PartInfo] = Reassembler(reassembly)
+        self.clock = clock
+
+    # --- SubmitHandler -------------------------------------------------------------------
+
+    async def submit(self, ctx: SessionContext, pdu: SubmitSm) -> SubmitResult:
+        now = self.clock()
+        settings = self.settings(ctx)
+        try:
+            segment = read_segment(pdu.esm_class, pdu.short_message, pdu.tlv)
+            parse_data_coding(pdu.data_coding)
+        except ContentError as exc:
+            _log.info("submit.refused", reason=str(exc), status=exc.status)
+            return SubmitResult(exc.status)
+        try:
+            parse_smpp_time(pdu.schedule_delivery_time, now)
+        except ValueError:
+            return SubmitResult(CommandStatus.ESME_RINVSCHED)
+        try:
+            parse_smpp_time(pdu.validity_period, now)
+        except ValueError:
+            return SubmitResult(CommandStatus.ESME_RINVEXPIRY)
+        iso = settings.iso_default or ctx.system_type.strip().upper() == ISO_SYSTEM_TYPE
+        info = _PartInfo(pdu, iso, segment.port_addressed)
+        message_id = await self._take_id(ctx)
+        return await self._add(ctx, settings, pdu, segment, info, message_id, now)
+
+    async def _take_id(self, ctx: SessionContext) -> str:
+        got = self.new_id(ctx)
+        if inspect.isawaitable(got):
+            return await got
+        return got
+
+    async def _add(self, ctx: SessionContext, settings: ContentSettings, pdu: SubmitSm,
+                   segment: Segment, info: _PartInfo, message_id: str, now: float,
+                   *, replay: bool = False) -> SubmitResult:
+        if segment.concat is None:
+            part = Part(1, message_id, segment.payload, now, info)
+            return await self._whole(ctx, settings, (part,), (), message_id=message_id, now=now)
+        key = PartKey(ctx.system_id, pdu.source_addr, pdu.destination_addr,
+                      segment.concat.reference)
+        try:
+            added = self.reassembler.add(key, segment.concat, segment.payload,
+                                         message_id=message_id, now=now, meta=info)
+        except ContentError as exc:
+            _log.info("submit.refused", reason=str(exc), status=exc.status)
+            return SubmitResult(exc.status)
+        for old in added.evicted:
+            await self._fail_incomplete(old, FailureReason.REPLACED)
+        done = added.completed
+        if done is None:
+            if not replay:
+                # Acked only once durable: a restart replays it into the reassembler.
+                await self.sink.hold_part(PartRecord(
+                    part_id=message_id, account=ctx.system_id, key=repr(key),
+                    pdu=encode_pdu(pdu), arrived_at=now, system_type=ctx.system_type,
+                    interface_version=ctx.interface_version))
+            return SubmitResult(_OK, message_id)
+        return await self._whole(ctx, settings, done.parts, done.repeats,
+                                 message_id=message_id, now=now)
+
+    async def restore(self, parts: Sequence[PartRecord],
+                      context: Callable[[PartRecord], SessionContext | None]) -> int:
+        """Replay parts kept durably before a restart into the reassembler, with their
+        original ids and arrival times; returns how many were replayed. ``context``
+        gives the session context of a part's account (None: account gone, dropped)."""
+        replayed = 0
+        for record in parts:
+            ctx = context(record)
+            if ctx is None:
+                continue
+            pdu = decode_pdu(record.pdu)
+            assert isinstance(pdu, SubmitSm)
+            settings = self.settings(ctx)
+            segment = read_segment(pdu.esm_class, pdu.short_message, pdu.tlv)
+            iso = settings.iso_default or ctx.system_type.strip().upper() == ISO_SYSTEM_TYPE
+            info = _PartInfo(pdu, iso, segment.port_addressed)
+            await self._add(ctx, settings, pdu, segment, info, record.part_id,
+                            record.arrived_at, replay=True)
+            replayed += 1
+        return replayed
+
+    async def query(self, ctx: SessionContext, message_id: str, source_addr: str) -> QueryResult:
+        if self.reassembler.holds(message_id):
+            # A part waiting for the rest of its message is on its way (§5.2.28 ENROUTE).
+            return QueryResult(_OK, message_state=MessageState.ENROUTE)
+        return await self.sink.query(ctx, message_id, source_addr)
+
+    async def cancel(self, ctx: SessionContext, message_id: str, source_addr: str) -> int:
+        return await self.sink.cancel(ctx, message_id, source_addr)
+
+    async def ready(self) -> bool:
+        return await self.sink.ready()
+
+    # --- timers --------------------------------------------------------------------------
+
+    async def expire(self, now: float | None = None) -> int:
+        """Fail every long message whose window closed; returns how many. Call it
+        periodically (:meth:`next_deadline` says when it next has work)."""
+        late = self.reassembler.expire(self.clock() if now is None else now)
+        for old in late:
+            await self._fail_incomplete(old, FailureReason.INCOMPLETE)
+        return len(late)
+
+    def next_deadline(self) -> float | None:
+        return self.reassembler.next_deadline()
+
+    # --- internals -----------------------------------------------------------------------
+
+    async def _whole(
+        self,
+        ctx: SessionContext,
+        settings: ContentSettings,
+        parts: Sequence[Part[_PartInfo]],
+        repeats: Sequence[Part[_PartInfo]],
+        *,
+        message_id: str,
+        now: float,
+    ) -> SubmitResult:
+        """Decode, parse, check and hand over a whole message; ``message_id`` is the id
+        of the part that completed it, whose submit_sm_resp carries the verdict."""
+        first = parts[0].meta.pdu
+        env = _Envelope.of(ctx.system_id, first)
+        earlier = [p for p in _in_order(parts, repeats) if p.message_id != message_id]
+        text = ""
+        try:
+            text = self._decode(parts)
+            content = parse_content(text, flash=parse_data_coding(first.data_coding).flash,
+                                    limits=settings.limits)
+            digest = text_digest(text)
+            status = await self.flood.check_and_record(
+                account=env.account, source=env.source.addr, destination=env.destination.addr,
+                text_digest=digest, now=now, rules=settings.flood)
+            error = flood_error(status, settings.flood)
+            if error is not None:
+                raise error
+        except ContentError as exc:
+            _log.info("submit.refused", reason=str(exc), status=exc.status,
+                      parts=len(parts))
+            await self._fail_parts(env, earlier, exc.status, FailureReason.REFUSED, text)
+            return SubmitResult(exc.status)
+        message = OutboundMessage(
+            message_id=message_id,
+            part_ids=tuple(p.message_id for p in _in_order(parts, repeats)),
+            account=env.account,
+            source=env.source,
+            destination=env.destination,
+            content=content,
+            registered_delivery=next(
+                (p.meta.pdu.registered_delivery for p in parts if p.meta.pdu.registered_delivery),
+                0),
+            submitted_at=parts[0].received_at,
+            schedule_at=_time_or_none(first.schedule_delivery_time, parts[0].received_at),
+            expire_at=_time_or_none(first.validity_period, parts[0].received_at),
+            service_type=first.service_type,
+            data_coding=first.data_coding,
+            extra=_extra(parts, repeats),
+        )
+        try:
+            status = await self.sink.accept(message)
+        except Exception:
+            await self._undo(env, earlier, text, CommandStatus.ESME_RSYSERR,
+                             digest=digest, now=now)
+            raise
+        if status != _OK:
+            await self._undo(env, earlier, text, status, digest=digest, now=now)
+            return SubmitResult(status)
+        return SubmitResult(_OK, message_id)
+
+    def _decode(self, parts: Sequence[Part[_PartInfo]]) -> str:
+        codings = {p.meta.pdu.data_coding for p in parts}
+        if len(codings) > 1:
+            msg = f"parts of one message use different data_coding values {sorted(codings)}"
+            raise InvalidDataCoding(msg)
+        info = parts[0].meta
+        decoded = decode(b"".join(p.payload for p in parts), info.pdu.data_coding,
+                         iso=info.iso, binary=any(p.meta.port_addressed for p in parts))
+        if decoded.text is None:
+            msg = "binary (port-addressed 8-bit) messages are not supported"
+            raise BinaryNotSupported(msg)
+        return decoded.text
+
+    async def _undo(
+        self,
+        env: _Envelope,
+        earlier: Sequence[Part[_PartInfo]],
+        text: str,
+        status: int,
+        *,
+        digest: bytes,
+        now: float,
+    ) -> None:
+        """The sink refused a message the flood rules accepted: forget its duplicate
+        record (a retry is not a duplicate of a message never sent), fail earlier parts."""
+        _log.info("submit.refused", reason="sink", status=status)
+        await self.flood.release(account=env.account, source=env.source.addr,
+                                 destination=env.destination.addr, text_digest=digest,
+                                 recorded_at=now)
+        await self._fail_parts(env, earlier, status, FailureReason.REFUSED, text)
+
+    async def _fail_incomplete(
+        self, message: IncompleteMessage[_PartInfo], reason: FailureReason
+    ) -> None:
+        text = ""
+        # Missing parts may cut a character in two; the receipt's text is optional.
+        with contextlib.suppress(ContentError):
+            text = self._decode(message.parts)
+        _log.info("submit.incomplete", reason=reason.value, total=message.total,
+                  received=len(message.parts))
+        account = message.key.account if isinstance(message.key, PartKey) else ""
+        env = _Envelope.of(account, message.parts[0].meta.pdu)
+        await self._fail_parts(env, _in_order(message.parts, message.repeats),
+                               CommandStatus.ESME_RSUBMITFAIL, reason, text)
+
+    async def _fail_parts(
+        self,
+        env: _Envelope,
+        parts: Sequence[Part[_PartInfo]],
+        status: int,
+        reason: FailureReason,
+        text: str,
+    ) -> None:
+        if not parts:
+            return
+        failed = tuple(FailedPart(p.message_id, p.seq, p.meta.pdu.registered_delivery,
+                                  p.received_at) for p in parts)
+        await self.sink.failed(FailedMessage(env.account, env.source, env.destination, failed,
+                                             status, reason, text))
+
+
+def _time_or_none(value: str, received_at: float) -> float | None:
+    # Already validated when the part arrived; relative times count from its arrival.
+    try:
+        return parse_smpp_time(value, received_at)
+    except ValueError:
+        return None
+
+
+def _in_order(
+    parts: Sequence[Part[_PartInfo]], repeats: Sequence[Part[_PartInfo]]
+) -> list[Part[_PartInfo]]:
+    """Parts in part order, each repeat right after its original."""
+    out: list[Part[_PartInfo]] = []
+    for p in parts:
+        out.append(p)
+        out.extend(r for r in repeats if r.seq == p.seq)
+    return out
+
+
+def _extra(parts: Sequence[Part[_PartInfo]], repeats: Sequence[Part[_PartInfo]]) -> dict[str, str]:
+    """Per-part data OutboundMessage has no field for yet (raw SMPP times, receipts)."""
+    first = parts[0].meta.pdu
+    extra: dict[str, str] = {}
+    if first.schedule_delivery_time:
+        extra["schedule_delivery_time"] = first.schedule_delivery_time
+    if first.validity_period:
+        extra["validity_period"] = first.validity_period
+    ordered = _in_order(parts, repeats)
+    if len(ordered) > 1:
+        extra["part_registered_delivery"] = ",".join(
+            str(p.meta.pdu.registered_delivery) for p in ordered)
+    return extra
+
+
+@dataclass
+class MemorySink:
+    """Keeps accepted messages in memory: for tests and the demo.
+
+    ``accept_status`` makes every accept answer that status (to test refusals).
+    Keeps the last ``capacity`` messages.
+    """
+
+    capacity: int = 100_000
+    accept_status: int = _OK
+    messages: dict[str, OutboundMessage] = field(default_factory=dict)
+    failures: list[FailedMessage] = field(default_factory=list)
+    _by_part: dict[str, str] = field(default_factory=dict)
+
+    async def accept(self, message: OutboundMessage) -> int:
+        if self.accept_status != _OK:
+            return self.accept_status
+        self.messages[message.message_id] = message
+        for pid in message.part_ids:
+            self._by_part[pid] = message.message_id
+        while len(self.messages) > self.capacity:
+            old = self.messages.pop(next(iter(self.messages)))
+            for pid in old.part_ids:
+                self._by_part.pop(pid, None)
+        return _OK
+
+    async def failed(self, failure: FailedMessage) -> None:
+        self.failures.append(failure)
+        del self.failures[: -self.capacity]
+
+    async def query(self, ctx: SessionContext, message_id: str, source_addr: str) -> QueryResult:
+        if message_id not in self._by_part:
+            return QueryResult(CommandStatus.ESME_RQUERYFAIL)
+        return QueryResult(_OK, message_state=MessageState.ACCEPTED)
+
+    async def cancel(self, ctx: SessionContext, message_id: str, source_addr: str) -> int:
+        return CommandStatus.ESME_RCANCELFAIL
+
+    async def ready(self) -> bool:
+        return True
+
+    async def hold_part(self, part: PartRecord) -> None:
+        return None

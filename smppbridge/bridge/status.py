@@ -1,0 +1,347 @@
+"""Provider statuses and send errors mapped to receipt ``stat``/``err``, the polling
+scheduler, and the webhook endpoint.
+
+Mapping (DESIGN.md §4, refined with the specs; docs/providers.md has the tables):
+
+- mysmpp ``send`` is "no status yet" (ENROUTE, intermediate); ``deliver`` and ``read``
+  are DELIVRD; ``not_deliver`` UNDELIV; ``expired`` EXPIRED. ``partly_deliver`` is, per
+  the status spec, "sent, but the status was not received" and names no parts, so it
+  stays intermediate (ENROUTE, err 004) and, if nothing better comes before the
+  validity ends, the message ends UNKNOWN err 004 rather than claiming delivery.
+- SMS-fly ``ACCEPTD`` is ACCEPTD; the queue/progress states are ENROUTE; ``DELIVRD`` and
+  ``VIEWED`` DELIVRD; ``UNDELIV``/``ERROR``/``REFUND`` UNDELIV; ``EXPIRED`` EXPIRED;
+  ``STOPED`` and ``INSUFFICIENTFUND`` REJECTD. With several channels (Viber → SMS
+  cascade) any delivered channel makes DELIVRD, any channel still moving keeps the
+  message ENROUTE, otherwise the last channel's status stands.
+
+The poller (theory of operation): every tracked message has a due time. The first poll
+is ``poll_interval`` after sending; each poll that brings no final status doubles the
+interval up to ``poll_max_interval`` (old messages are asked less often). Due messages
+are grouped per provider and asked ``poll_batch`` ids per request. A message stops being
+polled at its final status, or at its deadline: validity end + ``status_grace``, or
+``max_status_age`` when it has no validity; then it ends EXPIRED (validity passed) or
+UNKNOWN (we stopped waiting), err 003, so every message gets a final receipt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import heapq
+import itertools
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import structlog
+
+from smppbridge.bridge.providers.base import Err, ProviderError, Stat, StatusUpdate
+from smppbridge.http.server import Request, Response
+
+if TYPE_CHECKING:
+    from smppbridge.bridge.providers.base import Provider
+    from smppbridge.bridge.providers.settings import ProviderSettings
+    from smppbridge.http.server import Handler
+
+__all__ = [
+    "MYSMPP_ERRORS",
+    "MYSMPP_STATES",
+    "SMSFLY_ERRORS",
+    "SMSFLY_STATUSES",
+    "OnUpdate",
+    "StatusPoller",
+    "combine_channels",
+    "mysmpp_error",
+    "mysmpp_state",
+    "smsfly_error",
+    "smsfly_status",
+    "webhook_handler",
+]
+
+_log = structlog.get_logger()
+
+#: mysmpp ``state`` values (provider-mysmpp-xml-status.md).
+MYSMPP_STATES: dict[str, tuple[Stat, Err]] = {
+    "send": (Stat.ENROUTE, Err.OK),
+    "deliver": (Stat.DELIVRD, Err.OK),
+    "read": (Stat.DELIVRD, Err.OK),
+    "not_deliver": (Stat.UNDELIV, Err.UNDELIVERABLE),
+    "expired": (Stat.EXPIRED, Err.EXPIRED),
+    "partly_deliver": (Stat.ENROUTE, Err.PARTLY_DELIVERED),
+}
+
+#: mysmpp send error texts (provider-mysmpp-xml-send.md ``information``, -json-send.md
+#: ``error``), matched case-insensitively as prefixes, most specific first.
+MYSMPP_ERRORS: tuple[tuple[str, Err], ...] = (
+    ("phone number is on the stop list", Err.STOP_LIST),
+    ("phone number must be less than", Err.NUMBER_INVALID),
+    ("specify phone number", Err.NUMBER_INVALID),
+    ("this destination is closed", Err.DESTINATION_CLOSED),
+    ("sms text rejected by moderator", Err.MODERATION),
+    ("the sender has not been moderated", Err.SENDER_INVALID),
+    ("there is no such sender", Err.SENDER_INVALID),
+    ("the sender must not exceed", Err.SENDER_INVALID),
+    ("no sender", Err.SENDER_INVALID),
+    ("no message text", Err.TEXT_INVALID),
+    ("no link", Err.CONTENT_INVALID),
+    ("provide the", Err.CONTENT_INVALID),  # "... contact name ... for a business card"
+    ("we have run out of sms", Err.OUT_OF_FUNDS),
+    ("out of sms", Err.OUT_OF_FUNDS),
+    ("account blocked", Err.ACCOUNT_BLOCKED),
+    ("your account is locked", Err.ACCOUNT_BLOCKED),
+    ("incorrect login or password", Err.ACCOUNT_BLOCKED),
+    ("incorrect xml document format", Err.REQUEST_INVALID),
+    ("incorrect json document format", Err.REQUEST_INVALID),
+    ("post data is missing", Err.REQUEST_INVALID),
+)
+
+#: SMS-fly message statuses (provider-smsfly-v2.04.md, Message Status Table).
+SMSFLY_STATUSES: dict[str, tuple[Stat, Err]] = {
+    "ACCEPTD": (Stat.ACCEPTD, Err.OK),
+    "ACCEPTED": (Stat.ACCEPTD, Err.OK),  # the send response example spells it so
+    "PENDING": (Stat.ENROUTE, Err.OK),
+    "INPROGRESS": (Stat.ENROUTE, Err.OK),
+    "SENT": (Stat.ENROUTE, Err.OK),
+    "MODERATION": (Stat.ENROUTE, Err.OK),
+    "RESERVED": (Stat.ENROUTE, Err.OK),
+    "DELIVRD": (Stat.DELIVRD, Err.OK),
+    "VIEWED": (Stat.DELIVRD, Err.OK),
+    "EXPIRED": (Stat.EXPIRED, Err.EXPIRED),
+    "UNDELIV": (Stat.UNDELIV, Err.UNDELIVERABLE),
+    "ERROR": (Stat.UNDELIV, Err.PROVIDER_ERROR),
+    "REFUND": (Stat.UNDELIV, Err.REFUNDED),
+    "STOPED": (Stat.REJECTD, Err.STOPPED),
+    "INSUFFICIENTFUND": (Stat.REJECTD, Err.OUT_OF_FUNDS),
+}
+
+#: SMS-fly error codes (Table of error codes during request processing).
+SMSFLY_ERRORS: dict[str, Err] = {
+    "INVREQUEST": Err.REQUEST_INVALID,
+    "INVACTION": Err.REQUEST_INVALID,
+    "INVRECIPIENT": Err.NUMBER_INVALID,
+    "INVTEXT": Err.TEXT_INVALID,
+    "INVBUTTON": Err.CONTENT_INVALID,
+    "INVIMAGEURL": Err.CONTENT_INVALID,
+    "INVROUTE": Err.NO_ROUTE,
+    "INVSOURCE": Err.SENDER_INVALID,
+    "INVCHANNELS": Err.REQUEST_INVALID,
+    "INVSMSMESSAGE": Err.TEXT_INVALID,
+    "INVVIBERMESSAGE": Err.TEXT_INVALID,
+    "INVMSGID": Err.REQUEST_INVALID,
+    "FORBIDDEN": Err.ACCOUNT_BLOCKED,
+}
+
+
+def mysmpp_state(state: str) -> tuple[Stat, Err]:
+    """A mysmpp ``state`` → (stat, err); an unknown word keeps the message ENROUTE."""
+    return MYSMPP_STATES.get(state.strip().lower(), (Stat.ENROUTE, Err.OK))
+
+
+def mysmpp_error(text: str) -> Err:
+    """A mysmpp error text → err; unknown texts are 302."""
+    low = text.strip().lower()
+    for prefix, err in MYSMPP_ERRORS:
+        if low.startswith(prefix):
+            return err
+    return Err.REJECTED_OTHER
+
+
+def smsfly_status(status: str) -> tuple[Stat, Err]:
+    """An SMS-fly status → (stat, err); an unknown word keeps the message ENROUTE."""
+    return SMSFLY_STATUSES.get(status.strip().upper(), (Stat.ENROUTE, Err.OK))
+
+
+def smsfly_error(code: str) -> Err:
+    return SMSFLY_ERRORS.get(code.strip().upper(), Err.REJECTED_OTHER)
+
+
+def combine_channels(channels: Sequence[tuple[Stat, Err]]) -> tuple[Stat, Err]:
+    """One status for a multi-channel (cascade) message, channels in send order."""
+    if not channels:
+        return Stat.ENROUTE, Err.OK
+    if any(stat is Stat.DELIVRD for stat, _ in channels):
+        return Stat.DELIVRD, Err.OK
+    moving = [c for c in channels if not c[0].final]
+    if moving:
+        return moving[-1]
+    return channels[-1]
+
+
+# --- the poller ---------------------------------------------------------------------------
+
+#: Called with the provider's name and an update (``message_id`` filled in when known).
+OnUpdate = Callable[[str, StatusUpdate], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Tracked:
+    provider: str
+    provider_id: str
+    message_id: str
+    deadline: float
+    validity: bool
+    interval: float
+    due: float
+    last: StatusUpdate | None = None
+
+
+class StatusPoller:
+    """Asks providers for statuses until each message is final; see the module docstring.
+
+    ``clock`` is wall time (UNIX seconds) because validity ends are absolute times.
+    """
+
+    def __init__(self, providers: Mapping[str, Provider],
+                 settings: Mapping[str, ProviderSettings], on_update: OnUpdate, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.providers = providers
+        self.settings = settings
+        self.on_update = on_update
+        self.clock = clock
+        self._items: dict[tuple[str, str], _Tracked] = {}
+        self._heap: list[tuple[float, int, tuple[str, str]]] = []
+        self._seq = itertools.count()
+        self._wake = asyncio.Event()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def track(self, provider: str, provider_id: str, message_id: str, *,
+              sent_at: float | None = None, expire_at: float | None = None) -> None:
+        """Start following a message the provider accepted."""
+        s = self.settings[provider]
+        sent = self.clock() if sent_at is None else sent_at
+        deadline = (expire_at + s.status_grace if expire_at is not None
+                    else sent + s.max_status_age)
+        interval = s.poll_interval
+        due = min(sent + interval, deadline) if interval > 0 else deadline
+        item = _Tracked(provider, provider_id, message_id, deadline, expire_at is not None,
+                        interval, due)
+        self._items[(provider, provider_id)] = item
+        self._push(item)
+
+    def forget(self, provider: str, provider_id: str) -> None:
+        """Stop following (a webhook brought the final status)."""
+        self._items.pop((provider, provider_id), None)
+
+    def next_due(self) -> float | None:
+        while self._heap:
+            due, _, key = self._heap[0]
+            item = self._items.get(key)
+            if item is not None and item.due == due:
+                return due
+            heapq.heappop(self._heap)  # stale entry
+        return None
+
+    def _push(self, item: _Tracked) -> None:
+        heapq.heappush(self._heap, (item.due, next(self._seq), (item.provider, item.provider_id)))
+        self._wake.set()
+
+    async def poll_due(self) -> int:
+        """Poll every message due now; returns how many updates were reported."""
+        now = self.clock()
+        due: dict[str, list[_Tracked]] = {}
+        while (when := self.next_due()) is not None and when <= now:
+            _, _, key = heapq.heappop(self._heap)
+            item = self._items[key]
+            due.setdefault(item.provider, []).append(item)
+        counts = await asyncio.gather(*(self._poll_provider(name, items, now)
+                                        for name, items in due.items()))
+        return sum(counts)
+
+    async def _poll_provider(self, name: str, items: list[_Tracked], now: float) -> int:
+        s = self.settings[name]
+        reported = 0
+        pollable = [i for i in items if i.interval > 0 and i.deadline > now]
+        for start in range(0, len(pollable), s.poll_batch):
+            chunk = pollable[start:start + s.poll_batch]
+            try:
+                updates = await self.providers[name].poll([i.provider_id for i in chunk])
+            except ProviderError as exc:
+                _log.warning("status.poll_failed", provider=name, error=str(exc),
+                             ids=len(chunk))
+                continue
+            for update in updates:
+                item = self._items.get((name, update.provider_id))
+                if item is not None:
+                    reported += await self._apply(item, update)
+        for item in items:
+            if (item.provider, item.provider_id) not in self._items:
+                continue
+            if now >= item.deadline:
+                reported += await self._give_up(item)
+            else:
+                item.interval = min(item.interval * 2, s.poll_max_interval)
+                item.due = min(now + item.interval, item.deadline)
+                self._push(item)
+        return reported
+
+    async def _apply(self, item: _Tracked, update: StatusUpdate) -> int:
+        update = dataclasses.replace(update, message_id=update.message_id or item.message_id)
+        changed = item.last is None or (item.last.stat, item.last.err) != (update.stat,
+                                                                          update.err)
+        item.last = update
+        if update.final:
+            self.forget(item.provider, item.provider_id)
+        if not changed:
+            return 0
+        await self.on_update(item.provider, update)
+        return 1
+
+    async def _give_up(self, item: _Tracked) -> int:
+        self.forget(item.provider, item.provider_id)
+        if item.last is not None and item.last.err is Err.PARTLY_DELIVERED:
+            stat, err = Stat.UNKNOWN, Err.PARTLY_DELIVERED
+        else:
+            stat = Stat.EXPIRED if item.validity else Stat.UNKNOWN
+            err = Err.NO_FINAL_STATUS
+        _log.info("status.gave_up", provider=item.provider, provider_id=item.provider_id,
+                  stat=stat.value)
+        await self.on_update(item.provider, StatusUpdate(
+            item.provider_id, stat, err, "no final status before the deadline",
+            done_at=self.clock(), message_id=item.message_id))
+        return 1
+
+    async def run(self) -> None:
+        """Poll forever (until cancelled), sleeping until the next due message."""
+        while True:
+            self._wake.clear()
+            nxt = self.next_due()
+            delay = None if nxt is None else max(0.0, nxt - self.clock())
+            if delay is None or delay > 0:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(delay):
+                        await self._wake.wait()
+                continue
+            try:
+                await self.poll_due()
+            except Exception:
+                _log.exception("status.poll_crashed")
+
+
+def webhook_handler(providers: Mapping[str, Provider], on_update: OnUpdate, *,
+                    poller: StatusPoller | None = None,
+                    prefix: str = "/webhooks/") -> Handler:
+    """An HTTP handler for ``POST /webhooks/<provider name>``: parses with the provider's
+    ``parse_webhook``, reports each update, and stops polling messages made final.
+    Mount with ``router.add_prefix("POST", "/webhooks/", handler)``."""
+
+    async def handle(request: Request) -> Response:
+        name = request.path[len(prefix):].strip("/")
+        provider = providers.get(name)
+        if provider is None:
+            return Response.text("unknown provider\n", status=404)
+        try:
+            updates = provider.parse_webhook(request)
+        except ValueError as exc:
+            _log.warning("status.webhook_invalid", provider=name, error=str(exc))
+            return Response.text(f"invalid: {exc}\n", status=400)
+        for update in updates:
+            if poller is not None and update.final:
+                poller.forget(name, update.provider_id)
+            await on_update(name, update)
+        return Response.text("OK")
+
+    return handle
