@@ -26,7 +26,7 @@ from smppbridge.bridge.status import StatusPoller, webhook_handler
 from smppbridge.config import Account, Config, ConfigError, load_config
 from smppbridge.http.server import HttpServer
 from smppbridge.observability.metrics import METRICS
-from smppbridge.seam import BindType, SessionContext
+from smppbridge.seam import BindType, SessionContext, SubmitHandler
 from smppbridge.server.listener import SmppServer
 from smppbridge.store.base import MessageState, PartRecord, Store
 from smppbridge.store.sqlite import SqliteStore
@@ -64,6 +64,8 @@ class Node:
 
     config: Config
     config_path: str | None = None
+    #: replaces the content stage at the SMPP seam (tests inject blocking handlers)
+    handler: SubmitHandler | None = None
     store: Store = field(init=False)
     smpp: SmppServer = field(init=False)
     pipeline: Pipeline = field(init=False)
@@ -100,7 +102,7 @@ class Node:
         self.content = ContentHandler(self.pipeline, new_id=IdAllocator(self.store).take,
                                       flood=MemoryFloodState(), settings=content_settings,
                                       reassembly=cfg.content)
-        self.smpp.handler = self.content
+        self.smpp.handler = self.handler if self.handler is not None else self.content
         self.smpp.on_receiver_bound = lambda _system_id: self.dispatcher.notify()
 
     async def start(self) -> None:

@@ -11,6 +11,8 @@ import smpplib.client
 import smpplib.consts
 import smpplib.exceptions
 
+from smppbridge.text.encoding import gsm_encodable, gsm_encode
+
 __all__ = ["SendError", "SendResult", "encode_parts", "send"]
 
 #: Octets of user data in one SMS (GSM 03.40 §9.2.3.24: 140 octets).
@@ -30,17 +32,6 @@ class SendResult:
     receipts: list[str] = field(default_factory=list)
 
 
-def _gsm_or_none(text: str) -> bytes | None:
-    try:
-        from smppbridge.text.encoding import gsm_encode
-    except ImportError:  # pragma: no cover - the content layer ships with the package
-        return None
-    try:
-        return gsm_encode(text)
-    except ValueError:
-        return None
-
-
 def encode_parts(text: str, ref: int) -> tuple[int, list[bytes], bool]:
     """(data_coding, short_message of each part, udhi) for ``text``.
 
@@ -48,9 +39,8 @@ def encode_parts(text: str, ref: int) -> tuple[int, list[bytes], bool]:
     alphabet, else UCS2 (data_coding 8). Long texts are cut into parts with an 8-bit
     concatenation UDH; a part never ends inside an escape sequence or a surrogate pair.
     """
-    gsm = _gsm_or_none(text)
-    if gsm is not None:
-        coding, payload, unit = 0, gsm, 1
+    if gsm_encodable(text):
+        coding, payload, unit = 0, gsm_encode(text), 1
     else:
         coding, payload, unit = _UCS2, text.encode("utf-16-be"), 2
     if len(payload) <= _SMS_OCTETS:
