@@ -83,7 +83,7 @@ class Esme:
         return 0
 
     def _loop(self) -> None:
-        self.client._socket.settimeout(0.2)  # noqa: SLF001 - lets the loop see _stop
+        self.client._socket.settimeout(0.2)
         while not self._stop:
             try:
                 self.client.read_once(auto_send_enquire_link=False)
