@@ -155,3 +155,54 @@ def test_missing_file_is_a_config_error(tmp_path: object) -> None:
     """A config path that cannot be read names the path."""
     with pytest.raises(ConfigError, match="cannot read"):
         load_config("/nonexistent/smppbridge.toml", env={})
+
+
+def test_content_and_receipt_keys() -> None:
+    """Per-account flood/limits tables and the [content]/[receipts] sections parse."""
+    cfg = parse_config("""
+[content]
+reassembly_window = 30
+max_parts = 10
+[receipts]
+ttl_hours = 1
+[[accounts]]
+system_id = "a"
+password = "p"
+iso_default = true
+flood = { duplicate_window = 10, flood_limit = 5, flood_status = 0x4FF }
+limits = { sms = 160 }
+""", env={})
+    (acct,) = cfg.accounts
+    assert acct.iso_default
+    assert acct.flood.duplicate_window == 10.0
+    assert acct.flood.flood_limit == 5
+    assert acct.flood.flood_status == 0x4FF
+    assert acct.flood.flood_gap == 30.0
+    assert acct.limits.sms == 160
+    assert acct.limits.viber == 1000
+    assert cfg.content.window == 30.0
+    assert cfg.content.max_parts == 10
+    assert cfg.receipts.ttl_hours == 1.0
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('[[accounts]]\nsystem_id = "a"\npassword = "p"\nflood = { windw = 1 }\n',
+     "accounts[0].flood.windw: unknown key"),
+    ('[[accounts]]\nsystem_id = "a"\npassword = "p"\nlimits = { sms = 0 }\n',
+     "accounts[0].limits.sms: must be at least 1"),
+    ("[content]\nmax_parts = 300\n", "content.max_parts: must be at least 2 and at most 255"),
+])
+def test_content_key_errors(text: str, message: str) -> None:
+    """Errors in the nested tables name the full key path."""
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, env={})
+    assert message in str(exc.value)
+
+
+def test_example_config_is_valid() -> None:
+    """conf/smppbridge.example.toml passes validation (TLS and files aside)."""
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "conf" / "smppbridge.example.toml"
+    cfg = load_config(str(path), env={})
+    assert cfg.account("acme") is not None
