@@ -6,7 +6,6 @@ import argparse
 import asyncio
 import getpass
 import sys
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,15 +85,32 @@ def _cmd_send(args: argparse.Namespace) -> int:
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
+    import contextlib
+    import tomllib
+
     from smppbridge.observability.logging import configure_logging
-    from smppbridge.simulator.app import main as simulator_main
+    from smppbridge.simulator.app import run_simulator
 
     configure_logging("info", "auto")
     host, _, port = args.listen.rpartition(":")
-    started = time.monotonic()
-    code: int = simulator_main(host, int(port))
-    _ = started
-    return code
+    if not host or not port.isdigit():
+        print(f"--listen: expected HOST:PORT, got {args.listen!r}", file=sys.stderr)
+        return 2
+    settings: dict[str, Any] = {}
+    if args.config:
+        try:
+            with open(args.config, "rb") as f:
+                settings = tomllib.load(f)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            print(f"{args.config}: {exc}", file=sys.stderr)
+            return 2
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(run_simulator(host.strip("[]"), int(port), settings))
+    except ValueError as exc:
+        print(f"simulator: invalid configuration: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -129,6 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("simulator", help="run the provider simulator")
     p.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT")
+    p.add_argument("--config", metavar="FILE",
+                   help="TOML with simulator settings (outcome rules, latency, faults)")
     p.set_defaults(func=_cmd_simulator)
     return parser
 

@@ -1,0 +1,54 @@
+"""The command line: check-config, hash-password, serve refusing a bad file."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from smppbridge.cli import main
+from smppbridge.passwords import verify_password
+
+
+def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A valid file prints OK and exits 0."""
+    f = tmp_path / "ok.toml"
+    f.write_text('[[accounts]]\nsystem_id = "a"\npassword = "p"\n')
+    assert main(["check-config", str(f)]) == 0
+    assert "OK (1 accounts, 0 providers)" in capsys.readouterr().out
+
+
+def test_check_config_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid file exits 2 and prints the key and the problem."""
+    f = tmp_path / "bad.toml"
+    f.write_text("[smpp]\nwindow = -1\n")
+    assert main(["check-config", str(f)]) == 2
+    assert "smpp.window: must be at least 1" in capsys.readouterr().err
+
+
+def test_serve_refuses_an_invalid_file_before_binding(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """serve validates the whole file first and exits 2 with the message."""
+    f = tmp_path / "bad.toml"
+    f.write_text('[[accounts]]\nsystem_id = "a"\npassword = "p"\nproviders = ["x"]\n')
+    assert main(["serve", "--config", str(f)]) == 2
+    assert "accounts[0].providers: unknown provider 'x'" in capsys.readouterr().err
+
+
+def test_hash_password_from_stdin(monkeypatch: pytest.MonkeyPatch,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """hash-password reads one line of stdin and prints a hash that verifies it."""
+    monkeypatch.setattr("sys.stdin", io.StringIO("s3cret\n"))
+    assert main(["hash-password"]) == 0
+    hashed = capsys.readouterr().out.strip()
+    assert hashed.startswith("scrypt$")
+    assert verify_password("s3cret", hashed)
+    assert "s3cret" not in hashed
+
+
+def test_hash_password_refuses_what_no_bind_can_carry(capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """A password over 8 characters cannot be sent in a bind: refused."""
+    assert main(["hash-password", "123456789"]) == 2
+    assert "1-8 characters" in capsys.readouterr().err
