@@ -203,10 +203,7 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
-        await self.router.aclose()
-        for provider in self.providers.values():
-            with contextlib.suppress(Exception):
-                await provider.aclose()
+        await self.router.aclose()  # flushes batches and closes each provider
         await self.store.close()
 
 

@@ -18,7 +18,7 @@ from smppbridge.smpp.constants import CommandId, CommandStatus
 __all__ = ["METRICS", "Metrics", "status_name"]
 
 # *_created series double the exposition for nothing an operator uses.
-prometheus_client.disable_created_metrics()
+prometheus_client.disable_created_metrics()  # type: ignore[no-untyped-call]
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0,
                     2.5, 5.0)

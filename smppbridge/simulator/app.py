@@ -21,6 +21,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import signal
+import sys
 import time
 import zoneinfo
 from collections.abc import Awaitable, Callable, Mapping
@@ -35,7 +37,7 @@ from smppbridge.http.server import CloseConnection, Handler, HttpServer, Request
 from smppbridge.simulator.config import SimConfig
 from smppbridge.simulator.engine import SimEngine, SimMessage
 
-__all__ = ["Simulator", "build_router", "run_simulator"]
+__all__ = ["Simulator", "build_router", "main", "run_simulator"]
 
 _log = structlog.get_logger()
 _MOSCOW = zoneinfo.ZoneInfo("Europe/Moscow")
@@ -513,14 +515,50 @@ def build_router(sim: Simulator) -> Router:
 
 
 async def run_simulator(host: str, port: int,
-                        config: SimConfig | Mapping[str, Any] | None = None) -> None:
-    """Serve the simulator until cancelled (``smppbridge simulator --listen HOST:PORT``)."""
+                        config: SimConfig | Mapping[str, Any] | None = None, *,
+                        on_ready: Callable[[tuple[str, int]], None] | None = None) -> None:
+    """Serve the simulator until cancelled (``smppbridge simulator --listen HOST:PORT``);
+    ``on_ready`` gets the bound address (port 0 picks one)."""
     if config is not None and not isinstance(config, SimConfig):
         config = SimConfig.from_dict(config)
     sim = Simulator(config)
     bound = await sim.start(host, port)
     _log.info("simulator.started", listen=f"{bound[0]}:{bound[1]}")
+    if on_ready is not None:
+        on_ready(bound)
     try:
         await asyncio.Event().wait()
     finally:
         await sim.aclose()
+
+
+def main(host: str, port: int, config: SimConfig | Mapping[str, Any] | None = None) -> int:
+    """Blocking entry point of ``smppbridge simulator``: serve until SIGINT or SIGTERM;
+    prints the bound address; returns the process exit code (1 when it cannot bind)."""
+
+    async def serve() -> None:
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+
+        def ready(bound: tuple[str, int]) -> None:
+            print(f"simulator listening on http://{bound[0]}:{bound[1]}", flush=True)
+
+        server = asyncio.create_task(run_simulator(host, port, config, on_ready=ready))
+        stopping = asyncio.create_task(stop.wait())
+        await asyncio.wait({server, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        for task in (server, stopping):
+            task.cancel()
+        await asyncio.gather(server, stopping, return_exceptions=True)
+        failure = None if server.cancelled() else server.exception()
+        if failure is not None:
+            raise failure
+
+    try:
+        asyncio.run(serve())
+    except OSError as exc:
+        print(f"smppbridge simulator: cannot listen on {host}:{port}: {exc.strerror}",
+              file=sys.stderr)
+        return 1
+    return 0
