@@ -81,6 +81,11 @@ class SmppConfig:
     shutdown_grace: float = 10.0
     #: Stop reading a peer whose unread responses exceed this many octets.
     write_buffer_high: int = 256 * 1024
+    #: Failed binds (per source IP, and per system_id) within bind_failure_window
+    #: seconds that lock that IP / system_id out for bind_lockout seconds (0 = off).
+    bind_max_failures: int = 5
+    bind_failure_window: float = 60.0
+    bind_lockout: float = 60.0
 
     def session_config(self, window: int | None = None) -> SessionConfig:
         return SessionConfig(
@@ -300,6 +305,9 @@ def _smpp(t: _Table) -> SmppConfig:
         max_connections_per_ip=t.integer("max_connections_per_ip", d.max_connections_per_ip),
         shutdown_grace=t.number("shutdown_grace", d.shutdown_grace),
         write_buffer_high=t.integer("write_buffer_high", d.write_buffer_high, minimum=4096),
+        bind_max_failures=t.integer("bind_max_failures", d.bind_max_failures),
+        bind_failure_window=t.number("bind_failure_window", d.bind_failure_window),
+        bind_lockout=t.number("bind_lockout", d.bind_lockout),
     )
     t.finish()
     if cfg.tls_listen and not (cfg.tls_cert and cfg.tls_key):

@@ -60,3 +60,55 @@ class ConnectionLimiter:
         self._per_ip[ip] -= 1
         if self._per_ip[ip] <= 0:
             del self._per_ip[ip]
+
+
+class BindGuard:
+    """Brute-force protection: after ``max_failures`` failed binds within ``window``
+    seconds from one IP address, or for one system_id, further binds from that IP / for
+    that system_id are refused for ``lockout`` seconds without checking the password.
+
+    ``max_failures = 0`` disables it. Time is passed in.
+    """
+
+    def __init__(self, max_failures: int, window: float, lockout: float) -> None:
+        self.max_failures = max_failures
+        self.window = window
+        self.lockout = lockout
+        self._failures: dict[str, list[float]] = {}
+        self._locked_until: dict[str, float] = {}
+
+    def locked(self, keys: tuple[str, ...], now: float) -> bool:
+        if not self.max_failures:
+            return False
+        locked = False
+        for key in keys:
+            until = self._locked_until.get(key)
+            if until is None:
+                continue
+            if now < until:
+                locked = True
+            else:
+                del self._locked_until[key]
+        return locked
+
+    def failed(self, keys: tuple[str, ...], now: float) -> bool:
+        """Record a failure; True when it locked one of the keys."""
+        if not self.max_failures:
+            return False
+        newly = False
+        for key in keys:
+            recent = [t for t in self._failures.get(key, ()) if now - t < self.window]
+            recent.append(now)
+            if len(recent) >= self.max_failures:
+                self._locked_until[key] = now + self.lockout
+                self._failures.pop(key, None)
+                newly = True
+            else:
+                self._failures[key] = recent
+        if len(self._failures) > 100_000:
+            self._failures.clear()
+        return newly
+
+    def succeeded(self, keys: tuple[str, ...]) -> None:
+        for key in keys:
+            self._failures.pop(key, None)

@@ -15,7 +15,7 @@ from smppbridge.observability.metrics import METRICS
 from smppbridge.passwords import PasswordChecker
 from smppbridge.seam import BindType
 from smppbridge.server.connection import SmppConnection
-from smppbridge.server.flow import ConnectionLimiter, TokenBucket
+from smppbridge.server.flow import BindGuard, ConnectionLimiter, TokenBucket
 from smppbridge.smpp.constants import CommandStatus
 
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ class SmppServer:
                                           config.smpp.max_connections_per_ip)
         self._buckets: dict[str, TokenBucket] = {}
         self._passwords = PasswordChecker()
+        cfg = config.smpp
+        self._guard = BindGuard(cfg.bind_max_failures, cfg.bind_failure_window,
+                                cfg.bind_lockout)
         self._tls: ssl.SSLContext | None = None
         #: called when a receiver/transceiver binds (the receipt dispatcher's wake-up)
         self.on_receiver_bound: Callable[[str], None] = lambda _system_id: None
@@ -121,8 +124,25 @@ class SmppServer:
 
     async def authenticate(self, pdu: P.BindTransmitter | P.BindReceiver | P.BindTransceiver,
                            ip: str, bind_type: BindType) -> tuple[int, Account | None]:
-        """Decide a bind (order matters: the network is checked before the password so
-        that a refused network learns nothing about the password)."""
+        """Decide a bind. Order matters: a locked-out IP or system_id is refused before
+        anything is checked, and the network before the password, so that neither a
+        brute-forcer nor a refused network learns anything about the password."""
+        now = asyncio.get_running_loop().time()
+        keys = (f"ip:{ip}", f"id:{pdu.system_id}")
+        if self._guard.locked(keys, now):
+            _log.warning("bind.locked_out", ip=ip, system_id=pdu.system_id)
+            return _S.ESME_RBINDFAIL, None
+        status, account = await self._check(pdu, ip)
+        if status in (_S.ESME_RINVSYSID, _S.ESME_RINVPASWD):
+            if self._guard.failed(keys, now):
+                _log.warning("bind.lockout_started", ip=ip, system_id=pdu.system_id,
+                             lockout=self.config.smpp.bind_lockout)
+        elif status == _S.ESME_ROK:
+            self._guard.succeeded(keys)
+        return status, account
+
+    async def _check(self, pdu: P.BindTransmitter | P.BindReceiver | P.BindTransceiver,
+                     ip: str) -> tuple[int, Account | None]:
         account = self.config.account(pdu.system_id)
         if account is None:
             return _S.ESME_RINVSYSID, None
@@ -166,6 +186,9 @@ class SmppServer:
         self._buckets.clear()
         self._limiter.max_total = config.smpp.max_connections
         self._limiter.max_per_ip = config.smpp.max_connections_per_ip
+        self._guard.max_failures = config.smpp.bind_max_failures
+        self._guard.window = config.smpp.bind_failure_window
+        self._guard.lockout = config.smpp.bind_lockout
         for system_id, conns in self.binds.items():
             account = config.account(system_id)
             if account is not None:

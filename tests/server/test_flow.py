@@ -37,3 +37,32 @@ def test_limiter_total_and_per_ip() -> None:
     lim.release("a")
     assert lim.admit("c")
     assert lim.total == 3
+
+
+def test_bind_guard_locks_after_failures_and_unlocks_later() -> None:
+    """5 failures within the window lock the key for the lockout; then it is free."""
+    from smppbridge.server.flow import BindGuard
+
+    guard = BindGuard(max_failures=5, window=60.0, lockout=30.0)
+    keys = ("ip:1.2.3.4", "id:acme")
+    assert [guard.failed(keys, float(t)) for t in range(5)] == [False] * 4 + [True]
+    assert guard.locked(keys, 10.0)
+    assert guard.locked(("ip:9.9.9.9", "id:acme"), 10.0)  # the system_id is locked too
+    assert not guard.locked(("ip:9.9.9.9", "id:other"), 10.0)
+    assert not guard.locked(keys, 34.0)
+
+
+def test_bind_guard_forgets_old_failures_and_successes() -> None:
+    """Failures older than the window do not count; a success clears the count."""
+    from smppbridge.server.flow import BindGuard
+
+    guard = BindGuard(max_failures=3, window=10.0, lockout=30.0)
+    keys = ("ip:a",)
+    guard.failed(keys, 0.0)
+    guard.failed(keys, 1.0)
+    assert not guard.failed(keys, 20.0)  # the first two are out of the window
+    guard.succeeded(keys)
+    assert not guard.failed(keys, 21.0)
+    assert not guard.failed(keys, 22.0)
+    assert guard.failed(keys, 23.0)
+    assert not BindGuard(0, 10.0, 10.0).failed(keys, 0.0)  # 0 disables
