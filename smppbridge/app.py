@@ -162,14 +162,17 @@ class Node:
         return {"providers": dict(zip(names, results, strict=True))}
 
     async def _refresh_gauges(self) -> None:
+        """Gauges read from the store and the runners at scrape time."""
         count = getattr(self.store, "count", None)
         if count is not None:
             for state in MessageState:
                 METRICS.messages.labels(state.value).set(await count(state))
+        count_receipts = getattr(self.store, "count_receipts", None)
+        if count_receipts is not None:
+            METRICS.receipts_waiting.set(await count_receipts())
         for name, runner in self.router.runners.items():
             METRICS.breaker.labels(name).set(0 if runner.available else 1)
-        METRICS.parts_waiting.set(self.content.reassembler.pending_parts
-                                  if hasattr(self.content.reassembler, "pending_parts") else 0)
+        METRICS.parts_waiting.set(self.content.reassembler.pending_parts)
 
     def reload(self) -> bool:
         """Re-read the config file; an invalid one is refused and the old one kept."""

@@ -42,6 +42,7 @@ from smppbridge.bridge.flood import (
     text_digest,
 )
 from smppbridge.message import Address, OutboundMessage
+from smppbridge.observability.metrics import METRICS
 from smppbridge.seam import QueryResult, SessionContext, SubmitResult
 from smppbridge.smpp.codec import decode as decode_pdu
 from smppbridge.smpp.codec import encode as encode_pdu
@@ -75,6 +76,8 @@ __all__ = [
 ]
 
 _log = structlog.get_logger("smppbridge.bridge")
+_FLOOD_REFUSED = {"DuplicateMessage": METRICS.flood_refusals.labels("duplicate"),
+                  "SubscriberFlood": METRICS.flood_refusals.labels("subscriber_flood")}
 _OK = CommandStatus.ESME_ROK
 
 #: bind system_type that asks for ISO-8859-1 instead of GSM 03.38 for data_coding 0
@@ -358,6 +361,7 @@ class ContentHandler:
                 text_digest=digest, now=now, rules=settings.flood)
             error = flood_error(status, settings.flood)
             if error is not None:
+                _FLOOD_REFUSED[type(error).__name__].inc()
                 raise error
         except ContentError as exc:
             _log.info("submit.refused", reason=str(exc), status=exc.status,

@@ -18,12 +18,14 @@ import json
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 from smppbridge.message import Address, Content, Kind, OutboundMessage
+from smppbridge.observability.metrics import METRICS
 from smppbridge.store.base import MessageState, PartRecord, ReceiptRecord, StoredMessage
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -32,6 +34,7 @@ T = TypeVar("T")
 SCHEMA_VERSION = 1
 #: Most operations folded into one transaction; bounds commit latency under load.
 _MAX_BATCH = 2000
+_WRITE_LATENCY = METRICS.store_write
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -191,6 +194,7 @@ class SqliteStore:
         loop = self._loop
         assert loop is not None
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
+        started = time.monotonic()
         db.execute("BEGIN IMMEDIATE")
         for op, fut in batch:
             db.execute("SAVEPOINT op")
@@ -204,6 +208,7 @@ class SqliteStore:
         try:
             db.execute("COMMIT")
             self.commits += 1
+            _WRITE_LATENCY.observe(time.monotonic() - started)
         except sqlite3.Error as exc:
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
@@ -385,6 +390,11 @@ class SqliteStore:
         def op(db: sqlite3.Connection) -> list[str]:
             return [r[0] for r in db.execute(
                 "SELECT DISTINCT account FROM receipts WHERE next_at<=?", (now,)).fetchall()]
+        return await self._call(op)
+
+    async def count_receipts(self) -> int:
+        def op(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT count(*) FROM receipts").fetchone()[0])
         return await self._call(op)
 
     async def count(self, state: MessageState) -> int:

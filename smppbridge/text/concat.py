@@ -419,6 +419,11 @@ class Reassembler(Generic[M]):
         """Messages waiting for parts."""
         return len(self._groups)
 
+    @property
+    def pending_parts(self) -> int:
+        """Parts held, all waiting messages together (a metric)."""
+        return len(self._ids)
+
     def holds(self, message_id: str) -> bool:
         """True when ``message_id`` is a part of a message still waiting for parts."""
         return message_id in self._ids

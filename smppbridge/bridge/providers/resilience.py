@@ -32,11 +32,15 @@ from smppbridge.bridge.providers.base import (
     Provider,
     ProviderError,
     ProviderRejected,
+    ProviderTimeout,
     SendOutcome,
     SendResult,
 )
+from smppbridge.observability.metrics import METRICS
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from smppbridge.bridge.providers.settings import ProviderSettings
     from smppbridge.message import OutboundMessage
 
@@ -128,6 +132,17 @@ class ProviderRunner:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._request_children: dict[str, Counter] = {}
+        self._latency = METRICS.provider_latency.labels(self.name)
+
+    def _observe(self, outcome: str, started: float) -> None:
+        # Children bound once per (provider, outcome); outcomes are a closed set.
+        child = self._request_children.get(outcome)
+        if child is None:
+            child = self._request_children[outcome] = METRICS.provider_requests.labels(
+                self.name, outcome)
+        child.inc()
+        self._latency.observe(time.monotonic() - started)
 
     @property
     def available(self) -> bool:
@@ -190,9 +205,11 @@ class ProviderRunner:
             if not self.breaker.allow():
                 last_error = f"{self.name}: circuit breaker open"
                 break
+            started = time.monotonic()
             try:
                 outcomes = await self.provider.send([messages[i] for i in todo])
             except ProviderRejected as exc:
+                self._observe("refused", started)
                 self.breaker.success()  # it answered: it is up, it just refuses us
                 _log.warning("provider.send_refused", provider=self.name, error=str(exc))
                 for i in todo:
@@ -201,11 +218,14 @@ class ProviderRunner:
                 todo = []
                 break
             except ProviderError as exc:
+                self._observe("timeout" if isinstance(exc, ProviderTimeout) else "failed",
+                              started)
                 self.breaker.failure()
                 last_error = str(exc)
                 _log.warning("provider.send_failed", provider=self.name, attempt=attempt,
                              error=last_error, messages=len(todo))
                 continue
+            self._observe("ok", started)
             self.breaker.success()
             retry = []
             for i, outcome in zip(todo, outcomes, strict=True):
