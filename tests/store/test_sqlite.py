@@ -180,3 +180,24 @@ async def test_schema_is_versioned(tmp_path: Path, store: SqliteStore) -> None:
 async def test_ready(store: SqliteStore) -> None:
     """ready() is True on an open store."""
     assert await store.ready()
+
+
+async def test_due_claims_messages_until_retry_or_restart(tmp_path: Path) -> None:
+    """A message returned by due() is not returned again while it is being sent; a retry
+    releases it, and so does a restart (whatever was in flight is due again)."""
+    path = str(tmp_path / "c.db")
+    s = SqliteStore(path)
+    await s.open()
+    await s.accept(_msg(1))
+    await s.accept(_msg(2))
+    assert len(await s.due(5000.0, 10)) == 2
+    assert await s.due(5000.0, 10) == []
+    await s.mark_retry("1-0", next_at=5000.0, attempts=1)
+    assert [m.message.message_id for m in await s.due(5000.0, 10)] == ["1-0"]
+    await s.close()
+    s = SqliteStore(path)
+    await s.open()
+    try:
+        assert sorted(m.message.message_id for m in await s.due(5000.0, 10)) == ["1-0", "2-0"]
+    finally:
+        await s.close()
