@@ -23,11 +23,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"smppbridge: invalid configuration: {exc}", file=sys.stderr)
         return 2
     configure_logging(config.log.level, config.log.format)
+    _use_uvloop()
     try:
         return asyncio.run(run(config, args.config))
     except OSError as exc:
         print(f"smppbridge: cannot start: {exc}", file=sys.stderr)
         return 1
+
+
+def _use_uvloop() -> None:
+    """uvloop when installed (`pip install smppbridge[speed]`), else the stdlib loop."""
+    try:
+        import uvloop
+    except ImportError:
+        return
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
 def _cmd_check_config(args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ read its responses (back-pressure, memory bounded by the window).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import structlog
 
@@ -58,8 +58,9 @@ class SmppConnection(asyncio.Protocol):
     # --- asyncio.Protocol ----------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's transports implement the interface without subclassing it.
+        self.transport = cast("asyncio.Transport", transport)
+        transport = self.transport
         peer = transport.get_extra_info("peername") or ("", 0)
         self.peer = (str(peer[0]), int(peer[1]))
         self.log = _log.bind(peer=f"{self.peer[0]}:{self.peer[1]}", tls=self.tls)
