@@ -32,7 +32,7 @@ from smppbridge.smpp.constants import (
 )
 from smppbridge.smpp.receipts import STATES
 from smppbridge.store.base import MessageState as StoreState
-from smppbridge.store.base import PartRecord, ReceiptRecord, StoredMessage
+from smppbridge.store.base import PartRecord, ReceiptRecord, StoredMessage, StoreUnavailable
 
 if TYPE_CHECKING:
     from smppbridge.bridge.content import FailedMessage
@@ -169,7 +169,12 @@ class Pipeline:
                 self.router.check(message)
             except NoRoute as exc:
                 return int(exc.status)
-        await self.store.accept(message)
+        try:
+            await self.store.accept(message)
+        except StoreUnavailable:
+            # Temporary (SMPP-FACTS §4: peers retry RMSGQFUL like RTHROTTLED).
+            _log.warning("submit.store_unavailable", message_id=message.message_id)
+            return _S.ESME_RMSGQFUL
         self._wake.set()
         return _S.ESME_ROK
 

@@ -20,6 +20,7 @@ from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.smpp.errors import LocalProtocolError
 from smppbridge.smpp.session import NEED_DATA, Closed, ResponseTimeout, SmscSession
+from smppbridge.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
     from smppbridge.server.listener import SmppServer
@@ -233,6 +234,9 @@ class SmppConnection(asyncio.Protocol):
             return await self.server.handler.submit(self.ctx, pdu)
         except asyncio.CancelledError:
             raise
+        except StoreUnavailable:
+            self.log.warning("submit.store_unavailable")
+            return SubmitResult(_S.ESME_RMSGQFUL)
         except Exception:
             self.log.exception("submit.failed")
             return SubmitResult(_S.ESME_RSYSERR)

@@ -15,7 +15,13 @@ from typing import Protocol
 
 from smppbridge.message import OutboundMessage
 
-__all__ = ["MessageState", "PartRecord", "ReceiptRecord", "Store", "StoredMessage"]
+__all__ = ["MessageState", "PartRecord", "ReceiptRecord", "Store", "StoreUnavailable",
+           "StoredMessage"]
+
+
+class StoreUnavailable(Exception):
+    """The store cannot be reached right now (e.g. Redis down); temporary. A submit
+    that meets it is answered ESME_RMSGQFUL so the ESME retries later."""
 
 
 class MessageState(StrEnum):
