@@ -175,6 +175,9 @@ class SmppConnection(asyncio.Protocol):
             session.send(resp_cls(sequence_number=pdu.sequence_number,
                                   command_status=_S.ESME_RSYSERR), self.loop.time())
         self._flush_soon()
+        # A response can change the next deadline (a bind moves OPEN's bind deadline to
+        # the bound state's probe and inactivity deadlines).
+        self._arm_timer()
 
     # --- bind ----------------------------------------------------------------------
 
