@@ -203,18 +203,27 @@ class SqliteStore:
                                    asyncio.Future[Any]]]) -> None:
         loop = self._loop
         assert loop is not None
-        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]] = []
         started = time.monotonic()
         db.execute("BEGIN IMMEDIATE")
-        for op, fut in batch:
-            db.execute("SAVEPOINT op")
-            try:
-                results.append((fut, op(db), None))
-                db.execute("RELEASE op")
-            except Exception as exc:
-                db.execute("ROLLBACK TO op")
-                db.execute("RELEASE op")
-                results.append((fut, None, exc))
+        results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
+        try:
+            # Fast path: no savepoints (they would triple the statements per submit).
+            results = [(fut, op(db), None) for op, fut in batch]
+        except Exception:
+            # Some op failed: undo the batch and run it again with a savepoint per op, so
+            # that one bad op (e.g. a duplicate id) fails alone.
+            db.execute("ROLLBACK")
+            db.execute("BEGIN IMMEDIATE")
+            results = []
+            for op, fut in batch:
+                db.execute("SAVEPOINT op")
+                try:
+                    results.append((fut, op(db), None))
+                    db.execute("RELEASE op")
+                except Exception as exc:  # one bad op must not sink the batch
+                    db.execute("ROLLBACK TO op")
+                    db.execute("RELEASE op")
+                    results.append((fut, None, exc))
         try:
             db.execute("COMMIT")
             self.commits += 1
@@ -286,9 +295,12 @@ class SqliteStore:
                  m.registered_delivery, m.schedule_at, m.expire_at, m.submitted_at,
                  m.service_type, m.data_coding, json.dumps(m.extra), state.value, final_stat,
                  final_err, m.schedule_at or 0.0, now if final_stat else None))
-            db.executemany("INSERT OR REPLACE INTO part_ids VALUES (?,?)",
-                           [(p, m.message_id) for p in m.part_ids])
             if len(m.part_ids) > 1:
+                # Single-part messages are found by their own id; only the other parts
+                # of a long message need the part → message index.
+                db.executemany("INSERT OR REPLACE INTO part_ids VALUES (?,?)",
+                               [(p, m.message_id) for p in m.part_ids
+                                if p != m.message_id])
                 db.executemany("DELETE FROM parts WHERE part_id=?",
                                [(p,) for p in m.part_ids])
             db.execute("INSERT INTO history VALUES (?,?,?,?,?,'')",
@@ -349,8 +361,12 @@ class SqliteStore:
 
     async def find(self, message_id: str) -> StoredMessage | None:
         def op(db: sqlite3.Connection) -> StoredMessage | None:
-            row = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id=(SELECT message_id "
-                             "FROM part_ids WHERE part_id=?)", (message_id,)).fetchone()
+            row = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id=?",
+                             (message_id,)).fetchone()
+            if row is None:
+                row = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id=(SELECT "
+                                 "message_id FROM part_ids WHERE part_id=?)",
+                                 (message_id,)).fetchone()
             return _row_to_message(row) if row else None
         return await self._call(op)
 
