@@ -5,6 +5,7 @@ and receipts come back over SMPP."""
 from __future__ import annotations
 
 import asyncio
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +20,7 @@ from smppbridge.app import Node
 from smppbridge.config import parse_config
 from smppbridge.smpp.receipts import parse_receipt
 from smppbridge.store.base import MessageState
+from smppbridge.text.encoding import gsm_encode
 
 TEXT = "Привет 😀 emoji cut across parts: " + "😀" * 40 + " the end ✓"
 
@@ -212,5 +214,28 @@ async def test_receipts_wait_for_a_receiver(node: Node) -> None:
         assert await asyncio.to_thread(esme.wait, lambda e: len(e.receipts) == 1, 10)
         assert parse_receipt(esme.receipts[0])["id"] == message_id
         assert parse_receipt(esme.receipts[0])["text"] == "hello later"
+    finally:
+        await asyncio.to_thread(esme.close)
+
+
+async def test_hlr_lookup_returns_the_hlr_receipt_format(node: Node) -> None:
+    """`__HLR__` goes to the provider as an HLR lookup; the receipt comes back in the SMS
+    Center HLR format (id stat err imsi msc mcc mnc cn net rcn rnet, urlencoded)."""
+    esme = await asyncio.to_thread(Esme, node.smpp.addresses["smpp"][1])
+    try:
+        esme.thread.start()
+
+        def send() -> None:
+            esme.client.send_message(source_addr="Shop", source_addr_ton=5,
+                                     destination_addr="79001112233", dest_addr_ton=1,
+                                     short_message=gsm_encode("__HLR__"), data_coding=0,
+                                     registered_delivery=1)
+        await asyncio.to_thread(send)
+        assert await asyncio.to_thread(esme.wait, lambda e: len(e.receipts) == 1, 10)
+        text = esme.receipts[0]
+        message_id = esme.resps[0].message_id.decode()
+        assert re.fullmatch(
+            rf"id:{message_id} stat:DELIVRD err:000 imsi:\d* msc:\d* mcc:\d* mnc:\d* "
+            r"cn:[^ ]* net:[^ ]* rcn:[^ ]* rnet:[^ ]*", text), text
     finally:
         await asyncio.to_thread(esme.close)
