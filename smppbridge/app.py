@@ -25,12 +25,13 @@ from smppbridge.bridge.router import Router, parse_route
 from smppbridge.bridge.status import StatusPoller, webhook_handler
 from smppbridge.config import Account, Config, ConfigError, load_config
 from smppbridge.http.server import HttpServer
+from smppbridge.http.server import Router as HttpRouter
 from smppbridge.observability.metrics import METRICS
 from smppbridge.seam import BindType, SessionContext, SubmitHandler
 from smppbridge.server.listener import SmppServer
 from smppbridge.store.base import MessageState, PartRecord, Store
 from smppbridge.store.sqlite import SqliteStore
-from smppbridge.web import build_router
+from smppbridge.web import build_router, metrics_handler
 
 __all__ = ["Node", "open_store", "run"]
 
@@ -45,7 +46,7 @@ def open_store(config: Config) -> Store:
     if url.startswith("redis:"):
         from smppbridge.store.redis import RedisStore
 
-        return RedisStore.from_url(url)  # type: ignore[return-value]
+        return RedisStore.from_url(url)
     return SqliteStore.from_url(url)
 
 
@@ -76,6 +77,9 @@ class Node:
     providers: dict[str, Provider] = field(init=False, default_factory=dict)
     http: HttpServer | None = field(init=False, default=None)
     http_address: tuple[str, int] | None = field(init=False, default=None)
+    #: the /metrics-only server of ``[http] metrics_listen``
+    metrics_http: HttpServer | None = field(init=False, default=None)
+    metrics_address: tuple[str, int] | None = field(init=False, default=None)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -99,8 +103,11 @@ class Node:
                                  receipt_ttl=cfg.receipts.ttl_hours * 3600)
         self.poller = StatusPoller(self.providers, settings, self.pipeline.on_status)
         self.pipeline.poller = self.poller
+        # Flood rules hold across nodes when the store is shared (Redis).
+        flood_state = getattr(self.store, "flood_state", None)
+        flood = flood_state() if flood_state is not None else MemoryFloodState()
         self.content = ContentHandler(self.pipeline, new_id=IdAllocator(self.store).take,
-                                      flood=MemoryFloodState(), settings=content_settings,
+                                      flood=flood, settings=content_settings,
                                       reassembly=cfg.content)
         self.smpp.handler = self.handler if self.handler is not None else self.content
         self.smpp.on_receiver_bound = lambda _system_id: self.dispatcher.notify()
@@ -116,20 +123,31 @@ class Node:
         self._spawn(self.poller.run(), "status poller")
         self._spawn(self.dispatcher.run(), "receipt dispatcher")
         self._spawn(self._expire_parts(), "long-message expiry")
-        if self.config.http.listen:
+        http = self.config.http
+        if http.listen:
             async def listeners_up() -> bool:
                 return self.smpp.listening
 
             router = build_router({"smpp_listeners": listeners_up, "store": self.store.ready},
-                                  info=self._provider_health, refresh=self._refresh_gauges)
+                                  info=self._provider_health, refresh=self._refresh_gauges,
+                                  serve_metrics=http.metrics_listen is None)
             router.add_prefix("POST", "/webhooks/",
                               webhook_handler(self.providers, self.pipeline.on_status,
-                                              poller=self.poller))
+                                              poller=self.poller,
+                                              settings=self.poller.settings))
             self.http = HttpServer(router)
-            self.http_address = await self.http.start(self.config.http.listen.host,
-                                                      self.config.http.listen.port)
+            self.http_address = await self.http.start(http.listen.host, http.listen.port)
             _log.info("listener.started", listener="http",
                       address=f"{self.http_address[0]}:{self.http_address[1]}")
+        if http.metrics_listen:
+            # /metrics alone on its own (private) address; the main listener leaves it out.
+            metrics_router = HttpRouter()
+            metrics_router.add("GET", "/metrics", metrics_handler(refresh=self._refresh_gauges))
+            self.metrics_http = HttpServer(metrics_router)
+            self.metrics_address = await self.metrics_http.start(http.metrics_listen.host,
+                                                                 http.metrics_listen.port)
+            _log.info("listener.started", listener="metrics",
+                      address=f"{self.metrics_address[0]}:{self.metrics_address[1]}")
 
     def _restored_context(self, part: PartRecord) -> SessionContext | None:
         account = self.config.account(part.account)
@@ -183,9 +201,9 @@ class Node:
         except (ConfigError, ValueError) as exc:
             _log.error("config.reload_refused", error=str(exc))
             return False
-        if (new.smpp.listen, new.smpp.tls_listen, new.http.listen, new.store.url) != (
+        if (new.smpp.listen, new.smpp.tls_listen, new.http, new.store.url) != (
                 self.config.smpp.listen, self.config.smpp.tls_listen,
-                self.config.http.listen, self.config.store.url):
+                self.config.http, self.config.store.url):
             _log.warning("config.restart_needed",
                          note="listen addresses and the store apply on restart")
         self.config = new
@@ -206,6 +224,8 @@ class Node:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.http is not None:
             await self.http.close()
+        if self.metrics_http is not None:
+            await self.metrics_http.close()
         await self.router.aclose()  # flushes batches and closes each provider
         await self.store.close()
 

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
+import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
+
+    from smppbridge.tools.send import SendResult
 
 __all__ = ["main"]
 
@@ -74,24 +82,103 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+class _SendProgress:
+    """``smppbridge send`` progress on a terminal (rich): a spinner while binding, then
+    bars for submitted parts and receipts; ``message_id:``/``receipt:`` lines are printed
+    above the bars as they arrive, so the scrollback matches the plain output."""
+
+    def __init__(self) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self._progress = Progress(SpinnerColumn(), TextColumn("{task.description}"),
+                                  BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                  transient=True)
+        self._binding = self._progress.add_task("binding", total=None)
+        self._submitted: TaskID | None = None
+        self._receipts: TaskID | None = None
+
+    def __enter__(self) -> _SendProgress:
+        self._progress.start()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self._progress.stop()
+
+    def submitting(self, parts: int, receipts: bool) -> None:
+        self._progress.remove_task(self._binding)
+        self._submitted = self._progress.add_task("submitted", total=parts)
+        if receipts:
+            self._receipts = self._progress.add_task("receipts", total=parts)
+
+    def _line(self, text: str) -> None:
+        # Receipt texts come from the network: never read them as rich markup.
+        self._progress.console.print(text, markup=False, highlight=False, soft_wrap=True)
+
+    def message_id(self, message_id: str) -> None:
+        if self._submitted is not None:
+            self._progress.advance(self._submitted)
+        self._line(f"message_id: {message_id}")
+
+    def receipt(self, text: str) -> None:
+        if self._receipts is not None:
+            self._progress.advance(self._receipts)
+        self._line(f"receipt: {text}")
+
+
+def _send_report(result: SendResult, exit_status: int, error: str | None) -> dict[str, Any]:
+    """The ``send --json`` document: ids, receipts (raw text and parsed fields)."""
+    from smppbridge.smpp.receipts import parse_receipt
+
+    report: dict[str, Any] = {
+        "message_ids": result.message_ids,
+        "receipts": [{"raw": r, "fields": parse_receipt(r)} for r in result.receipts],
+        "exit_status": exit_status,
+    }
+    if error is not None:
+        report["error"] = error
+    return report
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
     from smppbridge.tools.send import SendError, send
 
+    # Progress only for a person watching: never into a pipe, a file, or JSON output.
+    progress = _SendProgress() if not args.json and sys.stdout.isatty() else None
+    error: str | None = None
     try:
-        result = send(host=args.host, port=args.port, system_id=args.system_id,
-                      password=args.password, source=args.source, destination=args.to,
-                      text=args.text, wait=args.wait, receipt=not args.no_receipt)
+        with progress if progress is not None else contextlib.nullcontext():
+            result = send(host=args.host, port=args.port, system_id=args.system_id,
+                          password=args.password, source=args.source, destination=args.to,
+                          text=args.text, wait=args.wait, receipt=not args.no_receipt,
+                          observer=progress)
     except SendError as exc:
-        print(f"smppbridge send: {exc}", file=sys.stderr)
-        return 1
-    for message_id in result.message_ids:
-        print(f"message_id: {message_id}")
-    for receipt in result.receipts:
-        print(f"receipt: {receipt}")
-    if not args.no_receipt and len(result.receipts) < len(result.message_ids):
-        print(f"no receipt within {args.wait:g}s", file=sys.stderr)
-        return 3
-    return 0
+        result, code, error = exc.result, 1, f"{exc}"
+    else:
+        code = 0
+        if not args.no_receipt and len(result.receipts) < len(result.message_ids):
+            code, error = 3, f"no receipt within {args.wait:g}s"
+    if args.json:
+        print(json.dumps(_send_report(result, code, error)))
+        return code
+    if code == 1:
+        print(f"smppbridge send: {error}", file=sys.stderr)
+        return code
+    if progress is None:  # the progress display printed them as they came
+        for message_id in result.message_ids:
+            print(f"message_id: {message_id}")
+        for receipt in result.receipts:
+            print(f"receipt: {receipt}")
+    if error is not None:
+        print(error, file=sys.stderr)
+    return code
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
@@ -151,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--text", required=True)
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for receipts")
     p.add_argument("--no-receipt", action="store_true", help="do not ask for a receipt")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: message_ids, receipts (with parsed "
+                        "fields), exit_status, error")
     p.set_defaults(func=_cmd_send)
 
     p = sub.add_parser("simulator", help="run the provider simulator")

@@ -101,6 +101,9 @@ class SmppConfig:
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
     listen: HostPort | None = HostPort("127.0.0.1", 8080)
+    #: serve /metrics here instead of on ``listen`` (e.g. a private address); None = on
+    #: ``listen``
+    metrics_listen: HostPort | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -527,7 +530,8 @@ def parse_config(text: str, *, source: str = "<string>",
     top.finish()
     smpp = _smpp(_Table(data.get("smpp", {}), "smpp"))
     http_t = _Table(data.get("http", {}), "http")
-    http = HttpConfig(listen=_opt_hostport(http_t, "listen", HttpConfig().listen))
+    http = HttpConfig(listen=_opt_hostport(http_t, "listen", HttpConfig().listen),
+                      metrics_listen=_opt_hostport(http_t, "metrics_listen", None))
     http_t.finish()
     store = _store(_Table(data.get("store", {}), "store"))
     log = _log(_Table(data.get("log", {}), "log"))

@@ -47,6 +47,7 @@ from smppbridge.seam import QueryResult, SessionContext, SubmitResult
 from smppbridge.smpp.codec import decode as decode_pdu
 from smppbridge.smpp.codec import encode as encode_pdu
 from smppbridge.smpp.constants import CommandStatus, MessageState
+from smppbridge.smpp.errors import LocalProtocolError
 from smppbridge.smpp.pdu import SubmitSm
 from smppbridge.smpp.times import parse_smpp_time
 from smppbridge.store.base import PartRecord
@@ -267,6 +268,16 @@ class ContentHandler:
             return await self._whole(ctx, settings, (part,), (), message_id=message_id, now=now)
         key = PartKey(ctx.system_id, pdu.source_addr, pdu.destination_addr,
                       segment.concat.reference)
+        wire = b""
+        if not replay:
+            try:
+                wire = encode_pdu(pdu)
+            except LocalProtocolError as exc:
+                # The decoder keeps a non-ASCII octet of a C-octet string (as Latin-1);
+                # such a part cannot be kept for replay, so refuse it with the field's
+                # status rather than fail the whole submit with ESME_RSYSERR.
+                _log.info("submit.refused", reason=str(exc), status=exc.status)
+                return SubmitResult(exc.status)
         try:
             added = self.reassembler.add(key, segment.concat, segment.payload,
                                          message_id=message_id, now=now, meta=info)
@@ -281,7 +292,7 @@ class ContentHandler:
                 # Acked only once durable: a restart replays it into the reassembler.
                 await self.sink.hold_part(PartRecord(
                     part_id=message_id, account=ctx.system_id, key=repr(key),
-                    pdu=encode_pdu(pdu), arrived_at=now, system_type=ctx.system_type,
+                    pdu=wire, arrived_at=now, system_type=ctx.system_type,
                     interface_version=ctx.interface_version))
             return SubmitResult(_OK, message_id)
         return await self._whole(ctx, settings, done.parts, done.repeats,

@@ -24,6 +24,7 @@ from smppbridge.observability.metrics import METRICS
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import INTERFACE_VERSION_34, CommandStatus
 from smppbridge.smpp.receipts import Receipt, receipt_deliver_sm
+from smppbridge.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
     from smppbridge.store.base import ReceiptRecord, Store
@@ -79,9 +80,18 @@ class ReceiptDispatcher:
     async def run(self) -> None:
         """Dispatch until cancelled."""
         try:
+            outage = 0
             while True:
                 self._wake.clear()
-                await self.sweep()
+                try:
+                    await self.sweep()
+                    outage = 0
+                except StoreUnavailable as exc:
+                    # Keep dispatching after a store outage; back off up to 5 s.
+                    outage += 1
+                    _log.warning("receipts.store_unavailable", error=str(exc), attempt=outage)
+                    await asyncio.sleep(min(5.0, 0.1 * 2 ** min(outage, 6)))
+                    continue
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(self.sweep_interval):
                         await self._wake.wait()
@@ -113,6 +123,12 @@ class ReceiptDispatcher:
             _log.error("receipts.worker_crashed", error=repr(task.exception()))
 
     async def _account(self, account: str) -> None:
+        try:
+            await self._account_loop(account)
+        except StoreUnavailable as exc:
+            _log.warning("receipts.store_unavailable", account=account, error=str(exc))
+
+    async def _account_loop(self, account: str) -> None:
         while True:
             binds = list(self.receivers(account))
             if not binds:

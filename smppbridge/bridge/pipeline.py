@@ -236,11 +236,22 @@ class Pipeline:
     async def run(self) -> None:
         """Send due messages until cancelled."""
         await self.resume()
+        outage = 0
         while True:
             self._wake.clear()
             now = self.clock()
-            due = [m for m in await self.store.due(now, self.batch)
-                   if m.message.message_id not in self._in_flight]
+            try:
+                found = await self.store.due(now, self.batch)
+            except StoreUnavailable as exc:
+                # Keep the loop alive through a store outage; back off up to 5 s.
+                outage += 1
+                _log.warning("send.store_unavailable", error=str(exc), attempt=outage)
+                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(outage, 6)))
+                continue
+            if outage:
+                _log.info("send.store_back", after_attempts=outage)
+                outage = 0
+            due = [m for m in found if m.message.message_id not in self._in_flight]
             for stored in due:
                 await self._slots.acquire()
                 self._in_flight.add(stored.message.message_id)
@@ -264,10 +275,22 @@ class Pipeline:
             if self.router is None:
                 return
             outcome = await self.router.send(message)
-            await self._apply_outcome(stored, outcome)
+            # The provider has the message now: its outcome must reach the store even
+            # through a store outage, or the message would stay claimed by this node.
+            delay = 0.1
+            while True:
+                try:
+                    await self._apply_outcome(stored, outcome)
+                    break
+                except StoreUnavailable as exc:
+                    _log.warning("send.outcome_waiting_for_store", error=str(exc),
+                                 message_id=message.message_id)
+                    await asyncio.sleep(delay)
+                    delay = min(5.0, delay * 2)
         except Exception:
             _log.exception("send.crashed", message_id=message.message_id)
-            await self._retry(stored)
+            with contextlib.suppress(StoreUnavailable):
+                await self._retry(stored)
         finally:
             self._in_flight.discard(message.message_id)
             self._slots.release()

@@ -28,7 +28,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import hashlib
 import heapq
+import hmac
+import ipaddress
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -58,6 +61,7 @@ __all__ = [
     "smsfly_error",
     "smsfly_status",
     "webhook_handler",
+    "webhook_refusal",
 ]
 
 _log = structlog.get_logger()
@@ -321,18 +325,84 @@ class StatusPoller:
                 _log.exception("status.poll_crashed")
 
 
+#: Where a webhook call carries its credentials (see :func:`webhook_refusal`): names of
+#: a header and a query parameter, not secrets.
+WEBHOOK_SECRET_HEADER = "x-webhook-secret"  # noqa: S105
+WEBHOOK_SECRET_QUERY = "secret"  # noqa: S105
+WEBHOOK_SIGNATURE_HEADER = "x-signature"
+_HTTP_UNAUTHORIZED = 401
+_HTTP_FORBIDDEN = 403
+
+
+def _client_allowed(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+                    ) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)
+
+
+def _same(given: str, expected: str) -> bool:
+    # Constant time in the content; only the length can show.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
+
+
+def webhook_refusal(request: Request, s: ProviderSettings) -> tuple[int, str] | None:
+    """Why this webhook call must be refused, as (HTTP status, reason), or None.
+
+    Checks what the provider's settings ask for, all of it when several are set:
+    ``webhook_networks`` (the source address; 403 outside them), ``webhook_secret``
+    (header ``X-Webhook-Secret`` or query ``?secret=``, compared in constant time; 401)
+    and ``webhook_hmac_key`` (``X-Signature: sha256=<hex HMAC-SHA256 of the body>``;
+    401). The reason names what failed, never a value, so it is safe to log.
+    """
+    if s.webhook_networks and not _client_allowed(request.client[0], s.webhook_networks):
+        return _HTTP_FORBIDDEN, "source address not in webhook_networks"
+    if s.webhook_secret:
+        given = request.headers.get(WEBHOOK_SECRET_HEADER)
+        if given is None:
+            given = next(iter(request.query.get(WEBHOOK_SECRET_QUERY, ())), None)
+        if given is None:
+            return _HTTP_UNAUTHORIZED, "no secret"
+        if not _same(given, s.webhook_secret):
+            return _HTTP_UNAUTHORIZED, "wrong secret"
+    if s.webhook_hmac_key:
+        scheme, _, signature = request.headers.get(WEBHOOK_SIGNATURE_HEADER, "").partition("=")
+        if scheme.strip().lower() != "sha256" or not signature:
+            return _HTTP_UNAUTHORIZED, "no sha256 signature"
+        expected = hmac.new(s.webhook_hmac_key.encode(), request.body, hashlib.sha256)
+        if not _same(signature.strip().lower(), expected.hexdigest()):
+            return _HTTP_UNAUTHORIZED, "wrong signature"
+    return None
+
+
 def webhook_handler(providers: Mapping[str, Provider], on_update: OnUpdate, *,
                     poller: StatusPoller | None = None,
+                    settings: Mapping[str, ProviderSettings] | None = None,
                     prefix: str = "/webhooks/") -> Handler:
-    """An HTTP handler for ``POST /webhooks/<provider name>``: parses with the provider's
-    ``parse_webhook``, reports each update, and stops polling messages made final.
-    Mount with ``router.add_prefix("POST", "/webhooks/", handler)``."""
+    """An HTTP handler for ``POST /webhooks/<provider name>``: authenticates the call
+    as the provider's ``settings`` ask (:func:`webhook_refusal`), parses with the
+    provider's ``parse_webhook``, reports each update, and stops polling messages made
+    final. Mount with ``router.add_prefix("POST", "/webhooks/", handler)``."""
+    settings = settings if settings is not None else {}
 
     async def handle(request: Request) -> Response:
         name = request.path[len(prefix):].strip("/")
         provider = providers.get(name)
         if provider is None:
             return Response.text("unknown provider\n", status=404)
+        s = settings.get(name)
+        refusal = webhook_refusal(request, s) if s is not None else None
+        if refusal is not None:
+            status, reason = refusal
+            _log.warning("status.webhook_refused", provider=name, reason=reason,
+                         client=request.client[0])
+            return Response.text("unauthorized\n" if status == _HTTP_UNAUTHORIZED
+                                 else "forbidden\n", status=status)
         try:
             updates = provider.parse_webhook(request)
         except ValueError as exc:

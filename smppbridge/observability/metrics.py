@@ -25,21 +25,19 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0
 _HTTP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
 
-@cache
+# Plain dicts, not functools.cache: command_id and command_status come from the peer,
+# and a cache keyed by raw values would grow by one entry per value an ESME invents.
+_STATUS_NAMES = {s.value: s.name for s in CommandStatus}
+_COMMAND_NAMES = {c.value: c.name.lower() for c in CommandId}
+
+
 def status_name(status: int) -> str:
     """A command_status as its name; statuses we do not know collapse to "other"."""
-    try:
-        return CommandStatus(status).name
-    except ValueError:
-        return "other"
+    return _STATUS_NAMES.get(status, "other")
 
 
-@cache
 def command_name(command_id: int) -> str:
-    try:
-        return CommandId(command_id).name.lower()
-    except ValueError:
-        return "unknown"
+    return _COMMAND_NAMES.get(command_id, "unknown")
 
 
 class Metrics:
@@ -88,11 +86,12 @@ class Metrics:
 
     def pdu(self, direction: str, command_id: int, status: int) -> Counter:
         """The bound child for one (direction, command, status)."""
-        return self._pdu_child(direction, command_id, status)
+        # Cached by label *names*: the raw numbers are the peer's to choose.
+        return self._pdu_child(direction, command_name(command_id), status_name(status))
 
     @cache  # noqa: B019 - one Metrics per process (or per test); children live as long
-    def _pdu_child(self, direction: str, command_id: int, status: int) -> Counter:
-        return self.pdus.labels(direction, command_name(command_id), status_name(status))
+    def _pdu_child(self, direction: str, command: str, status: str) -> Counter:
+        return self.pdus.labels(direction, command, status)
 
     @cache  # noqa: B019 - see above
     def submit(self, account: str, status: int) -> Counter:

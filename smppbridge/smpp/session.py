@@ -35,6 +35,7 @@ from smppbridge.smpp.codec import DEFAULT_MAX_COMMAND_LENGTH, FrameReader, decod
 from smppbridge.smpp.constants import (
     INTERFACE_VERSION_34,
     MAX_SEQUENCE,
+    RESPONSE_BIT,
     CommandId,
     CommandStatus,
     Tag,
@@ -172,7 +173,11 @@ class SmscSession:
         self._last_rx = now  # any PDU from the ESME (drives enquire_link probes)
         self._last_active = now  # any PDU but our probes' answers (drives inactivity)
         self._next_seq = 1
-        self._pending_in: dict[int, P.Pdu] = {}  # their requests we have not answered
+        # Their requests we have not answered, by sequence_number. A list, because an
+        # ESME may reuse a sequence_number that is still outstanding (§5.1.2.4 says it
+        # should not): each request is still answered, and each counts in the window.
+        self._pending_in: dict[int, list[P.Pdu]] = {}
+        self._pending_count = 0
         self._pending_out: dict[int, tuple[P.Pdu, float]] = {}  # ours, with deadline
         self._probe_seq = 0
         #: Called with ("in" | "out", command_id, command_status) for every PDU, so the
@@ -248,7 +253,7 @@ class SmscSession:
                 self._respond_error(pdu, CommandStatus.ESME_RALYBND)
                 return
             self.bind_request = pdu
-            self._pending_in[pdu.sequence_number] = pdu
+            self._hold(pdu)
             self._events.append(pdu)
             return
         if cid is C.UNBIND:
@@ -258,11 +263,27 @@ class SmscSession:
             self._events.append(pdu)
             self._close("unbound by peer")
             return
-        if cid in _WINDOWED and len(self._pending_in) >= self.config.window:
+        if cid in _WINDOWED and self._pending_count >= self.config.window:
             self._respond_error(pdu, CommandStatus.ESME_RTHROTTLED)
             return
-        self._pending_in[pdu.sequence_number] = pdu
+        self._hold(pdu)
         self._events.append(pdu)
+
+    def _hold(self, request: P.Pdu) -> None:
+        self._pending_in.setdefault(request.sequence_number, []).append(request)
+        self._pending_count += 1
+
+    def _release(self, response: P.Pdu) -> P.Pdu | None:
+        """The oldest outstanding request that ``response`` answers, now answered."""
+        waiting = self._pending_in.get(response.sequence_number, [])
+        for i, request in enumerate(waiting):
+            if request.command_id | RESPONSE_BIT == response.command_id:
+                del waiting[i]
+                if not waiting:
+                    del self._pending_in[response.sequence_number]
+                self._pending_count -= 1
+                return request
+        return None
 
     def _handle_response(self, pdu: P.Pdu) -> None:
         entry = self._pending_out.pop(pdu.sequence_number, None)
@@ -291,14 +312,13 @@ class SmscSession:
             raise LocalProtocolError("session is closed")
         cid = pdu.command_id
         if cid.is_response:
-            request = self._pending_in.get(pdu.sequence_number)
-            if request is None or request.command_id | 0x80000000 != cid:
-                raise LocalProtocolError(f"{cid.name} answers no outstanding request")
             if (self._v33 and isinstance(pdu, P.SubmitSmResp | P.DataSmResp)
                     and len(pdu.message_id) > MAX_V33_MESSAGE_ID):
                 raise LocalProtocolError(
                     f"message_id {pdu.message_id!r} too long for a v3.3 bind")
-            del self._pending_in[pdu.sequence_number]
+            request = self._release(pdu)
+            if request is None:
+                raise LocalProtocolError(f"{cid.name} answers no outstanding request")
             if cid in _BOUND_STATE:
                 pdu = self._complete_bind(pdu, request)
             self._write(pdu)
@@ -341,7 +361,7 @@ class SmscSession:
     @property
     def pending_requests(self) -> int:
         """Requests from the ESME not yet answered (the window in use)."""
-        return len(self._pending_in)
+        return self._pending_count
 
     @property
     def awaiting_responses(self) -> int:

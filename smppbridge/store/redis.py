@@ -8,9 +8,9 @@ Every key starts with ``prefix`` (default ``smppbridge:``); the full layout is i
 
 * a message is a hash ``m:<id>`` (every :class:`OutboundMessage` field plus state,
   stat, err, provider, provider_id, attempts, next_at, done_at), with a capped status
-  history list ``h:<id>``, one ``pid:<part id>`` string per part (query_sm/cancel_sm by
-  any part id) and a ``prov:<provider>:<provider id>`` string (webhooks, polling). Once
-  final, all of them expire after ``final_ttl``.
+  history list ``h:<id>``, for a long message one ``pid:<part id>`` string per part
+  (query_sm/cancel_sm by any part id), and a ``prov:<provider>:<provider id>`` string
+  (webhooks, polling). Once final, all of them expire after ``final_ttl``.
 * the work queue is the stream ``work`` read by the consumer group ``senders``; each
   node is one consumer (``node_id``). ``accept`` XADDs the message id, ``due`` reads new
   entries with XREADGROUP, and finishing a message (mark_sent / mark_retry / mark_final)
@@ -19,7 +19,7 @@ Every key starts with ``prefix`` (default ``smppbridge:``); the full layout is i
   ``due`` moves those whose time has come into the stream first.
 * **Dead nodes.** An entry delivered to a node stays in the group's pending list until
   acknowledged. A live node refreshes the idle time of the entries it holds every
-  ``claim_after / 3`` seconds (XCLAIM ... JUSTID of its own entries); ``due`` on any node
+  ``claim_after / 4`` seconds (XCLAIM ... JUSTID of its own entries); ``due`` on any node
   takes over entries idle for more than ``claim_after`` (XAUTOCLAIM). So a crashed node's
   messages are resent by another node after ``claim_after``; the provider's client-side
   id makes the resend harmless.
@@ -58,8 +58,8 @@ import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
@@ -86,6 +86,9 @@ from smppbridge.store.base import (
     StoredMessage,
     StoreUnavailable,
 )
+
+if TYPE_CHECKING:
+    from smppbridge.bridge.flood_redis import RedisFloodState
 
 __all__ = ["MessageExists", "RedisStore", "StoreUnavailable", "redis_unavailable"]
 
@@ -176,6 +179,15 @@ local function expire_final(mkey, mid, ttl)
   if pkey and pkey ~= '' then redis.call('EXPIRE', pkey, ttl) end
 end
 
+-- a message hash as one JSON object: one reply element to parse instead of ~60
+local function message_json(mkey)
+  local h = redis.call('HGETALL', mkey)
+  if #h == 0 then return '' end
+  local t = {}
+  for k = 1, #h, 2 do t[h[k]] = h[k + 1] end
+  return cjson.encode(t)
+end
+
 local function drop_receipt(seq)
   local rkey = P .. 'r:' .. seq
   local acct = redis.call('HGET', rkey, 'a')
@@ -202,9 +214,11 @@ if old then
 end
 redis.call('HSET', mkey, 'tok', tok, 'entry', '', 'pkey', '', unpack(cjson.decode(ARGV[10])))
 local parts = cjson.decode(ARGV[11])
-for _, pid in ipairs(parts) do
-  redis.call('SET', P .. 'pid:' .. pid, mid)
-  if #parts > 1 then redis.call('HDEL', P .. 'parts', pid) end
+if #parts > 1 then  -- a short message is found by its own id: no index key
+  for _, pid in ipairs(parts) do
+    redis.call('SET', P .. 'pid:' .. pid, mid)
+    redis.call('HDEL', P .. 'parts', pid)
+  end
 end
 history(mid, item)
 if state == 'final' then
@@ -251,7 +265,7 @@ for _, e in ipairs(entries) do
     local h = redis.call('HMGET', mkey, 'state', 'entry')
     if h[1] == 'queued' and h[2] == id then
       out[#out + 1] = id
-      out[#out + 1] = redis.call('HGETALL', mkey)
+      out[#out + 1] = message_json(mkey)
       live = true
     end
   end
@@ -275,6 +289,22 @@ for k = 5, #ARGV do
   end
 end
 return lost
+""",
+    # ARGV[4..]: this consumer, idle ms. Deletes other consumers with nothing pending
+    # that have been idle that long (processes long gone); atomic, so a consumer cannot
+    # take work between the check and the delete.
+    "forget_consumers": """
+local n = 0
+for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', WORK, G)) do
+  local info = {}
+  for k = 1, #c, 2 do info[c[k]] = c[k + 1] end
+  if info['name'] ~= ARGV[4] and info['pending'] == 0
+      and info['idle'] > tonumber(ARGV[5]) then
+    redis.call('XGROUP', 'DELCONSUMER', WORK, G, info['name'])
+    n = n + 1
+  end
+end
+return n
 """,
     # ARGV[4..]: tok, message id, provider, provider id, provider key, stat, final ttl,
     # history item, receipts
@@ -332,17 +362,21 @@ redis.call('INCR', P .. 'finals')
 expire_final(mkey, mid, ttl)
 return 1
 """,
-    # ARGV[4]: any part id (or the message id)
+    # ARGV[4]: the message id or any part id
     "find": """
-local mid = redis.call('GET', P .. 'pid:' .. ARGV[4])
-if not mid then return {} end
-return redis.call('HGETALL', P .. 'm:' .. mid)
+local mkey = P .. 'm:' .. ARGV[4]
+if redis.call('EXISTS', mkey) == 0 then
+  local mid = redis.call('GET', P .. 'pid:' .. ARGV[4])
+  if not mid then return '' end
+  mkey = P .. 'm:' .. mid
+end
+return message_json(mkey)
 """,
     # ARGV[4]: provider key
     "find_by_provider": """
 local mid = redis.call('GET', ARGV[4])
-if not mid then return {} end
-return redis.call('HGETALL', P .. 'm:' .. mid)
+if not mid then return '' end
+return message_json(P .. 'm:' .. mid)
 """,
     # ARGV[4..]: tok, part count, part ids, receipts
     "fail_parts": """
@@ -438,7 +472,7 @@ class _Op:
     script: str | None = None
     #: with ``min_replicas``: fail unless the replicas acknowledged the batch
     durable: bool = False
-    attempts: int = field(default=0)
+    attempts: int = 0
 
     def args(self) -> tuple[Any, ...]:
         if self.script is None:
@@ -515,7 +549,7 @@ class RedisStore:
             raise StoreUnavailable(msg)
         return self._client
 
-    def flood_state(self) -> Any:
+    def flood_state(self) -> RedisFloodState:
         """A :class:`~smppbridge.bridge.flood_redis.RedisFloodState` on this store's
         connection pool and prefix (flood windows shared by all nodes)."""
         from smppbridge.bridge.flood_redis import RedisFloodState
@@ -676,36 +710,26 @@ class RedisStore:
     async def _touch_loop(self) -> None:
         """Keep the entries this node holds from looking idle, so live nodes are never
         robbed; now and then, forget consumers of nodes long gone."""
-        interval = self.claim_after / 3
+        interval = self.claim_after / 4
         next_sweep = time.monotonic()
         while True:
             await asyncio.sleep(interval)
             try:
                 if self._held:
-                    held = dict(self._held)
-                    lost = await self._script("touch", self.node_id, *held.values())
-                    for entry in lost:
-                        for mid, e in held.items():
-                            if e == entry and self._held.get(mid) == entry:
-                                del self._held[mid]
-                                _log.warning("store.claim_lost", message_id=mid)
+                    by_entry = {entry: mid for mid, entry in self._held.items()}
+                    for entry in await self._script("touch", self.node_id, *by_entry):
+                        mid = by_entry[entry]
+                        if self._held.get(mid) == entry:  # not finished meanwhile
+                            del self._held[mid]
+                            _log.warning("store.claim_lost", message_id=mid)
                 if time.monotonic() >= next_sweep:
                     next_sweep = time.monotonic() + _STALE_SWEEP_INTERVAL
-                    await self._forget_gone_consumers()
+                    await self._script("forget_consumers", self.node_id, _STALE_CONSUMER_MS)
             except (StoreUnavailable, RedisError) as exc:
                 _log.warning("store.heartbeat_failed", error=repr(exc))
             except Exception:
                 # keep beating: a dead heartbeat would let other nodes take our work
                 _log.exception("store.heartbeat_crashed")
-
-    async def _forget_gone_consumers(self) -> None:
-        consumers = await self._call(("XINFO", "CONSUMERS", self._key("work"), _GROUP))
-        for c in consumers:
-            info = _pairs(c) if isinstance(c, list) else {str(k): v for k, v in c.items()}
-            name = str(info.get("name", ""))
-            if (name and name != self.node_id and int(info.get("pending", 1)) == 0
-                    and int(info.get("idle", 0)) > _STALE_CONSUMER_MS):
-                await self._call(("XGROUP", "DELCONSUMER", self._key("work"), _GROUP, name))
 
     # --- ids ---------------------------------------------------------------------------
 
@@ -783,8 +807,7 @@ class RedisStore:
         self._claim_cursor = str(out[0])
         messages = []
         for i in range(1, len(out), 2):
-            entry, raw = str(out[i]), _pairs(out[i + 1])
-            stored = _to_stored(raw)
+            entry, stored = str(out[i]), _to_stored(json.loads(out[i + 1]))
             self._held[stored.message.message_id] = entry
             messages.append(stored)
         messages.sort(key=lambda s: (s.next_at, s.message.submitted_at))
@@ -824,14 +847,14 @@ class RedisStore:
                            *_receipt_args(receipts), durable=True)
 
     async def find(self, message_id: str) -> StoredMessage | None:
-        raw = _pairs(await self._script("find", message_id))
-        return _to_stored(raw) if raw else None
+        raw = await self._script("find", message_id)
+        return _to_stored(json.loads(raw)) if raw else None
 
     async def find_by_provider(self, provider: str, provider_id: str
                                ) -> StoredMessage | None:
-        raw = _pairs(await self._script("find_by_provider",
-                                        self._provider_key(provider, provider_id)))
-        return _to_stored(raw) if raw else None
+        raw = await self._script("find_by_provider",
+                                 self._provider_key(provider, provider_id))
+        return _to_stored(json.loads(raw)) if raw else None
 
     async def history(self, message_id: str) -> list[tuple[float, str, str, int, str]]:
         """The status history, oldest first: (at, state, stat, err, detail); the last

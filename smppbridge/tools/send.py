@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import smpplib.client
 import smpplib.consts
@@ -13,7 +13,7 @@ import smpplib.exceptions
 
 from smppbridge.text.encoding import gsm_encodable, gsm_encode
 
-__all__ = ["SendError", "SendResult", "encode_parts", "send"]
+__all__ = ["SendError", "SendObserver", "SendResult", "encode_parts", "send"]
 
 #: Octets of user data in one SMS (GSM 03.40 §9.2.3.24: 140 octets).
 _SMS_OCTETS = 140
@@ -22,14 +22,32 @@ _UDH_LEN = 6
 _UCS2 = 8
 
 
-class SendError(Exception):
-    """Bind or submit failed; the message says why."""
-
-
 @dataclass
 class SendResult:
     message_ids: list[str] = field(default_factory=list)
     receipts: list[str] = field(default_factory=list)
+
+
+class SendError(Exception):
+    """Bind or submit failed; the message says why. ``result`` holds what was done
+    before the failure (ids of parts already accepted)."""
+
+    def __init__(self, message: str, result: SendResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result if result is not None else SendResult()
+
+
+class SendObserver(Protocol):
+    """Progress hooks (the CLI draws a progress bar with them on a TTY)."""
+
+    def submitting(self, parts: int, receipts: bool) -> None:
+        """Bound; ``parts`` submit_sm are about to go, receipts awaited or not."""
+
+    def message_id(self, message_id: str) -> None:
+        """One submit_sm_resp arrived with this id."""
+
+    def receipt(self, text: str) -> None:
+        """One receipt (deliver_sm short_message) arrived."""
 
 
 def encode_parts(text: str, ref: int) -> tuple[int, list[bytes], bool]:
@@ -65,7 +83,7 @@ def encode_parts(text: str, ref: int) -> tuple[int, list[bytes], bool]:
 
 def send(*, host: str, port: int, system_id: str, password: str, source: str,
          destination: str, text: str, wait: float = 10.0, receipt: bool = True,
-         timeout: float = 5.0) -> SendResult:
+         timeout: float = 5.0, observer: SendObserver | None = None) -> SendResult:
     """Bind, submit ``text``, collect submit_sm_resp ids and (optionally) receipts."""
     result = SendResult()
     client = smpplib.client.Client(host, port, timeout=timeout, allow_unknown_opt_params=True)
@@ -73,10 +91,14 @@ def send(*, host: str, port: int, system_id: str, password: str, source: str,
     def on_sent(pdu: Any, **_: Any) -> None:
         result.message_ids.append(pdu.message_id.decode() if isinstance(pdu.message_id, bytes)
                                   else str(pdu.message_id))
+        if observer is not None:
+            observer.message_id(result.message_ids[-1])
 
     def on_received(pdu: Any, **_: Any) -> int:
         body = pdu.short_message
         result.receipts.append(body.decode("latin-1") if isinstance(body, bytes) else str(body))
+        if observer is not None:
+            observer.receipt(result.receipts[-1])
         return 0
 
     def on_error(pdu: Any) -> None:
@@ -96,6 +118,8 @@ def send(*, host: str, port: int, system_id: str, password: str, source: str,
         except (OSError, smpplib.exceptions.ConnectionError) as exc:
             raise SendError(f"cannot connect to {host}:{port}: {exc}") from None
         coding, parts, udhi = encode_parts(text, ref=int(time.time()) & 0xFF)
+        if observer is not None:
+            observer.submitting(len(parts), receipt)
         for part in parts:
             client.send_message(
                 source_addr_ton=5 if not source.isdigit() else 1, source_addr_npi=0,
@@ -113,8 +137,11 @@ def send(*, host: str, port: int, system_id: str, password: str, source: str,
             except TimeoutError:
                 break
         return result
+    except SendError as exc:
+        exc.result = result
+        raise
     except (smpplib.exceptions.ConnectionError, OSError) as exc:
-        raise SendError(f"connection failed: {exc}") from None
+        raise SendError(f"connection failed: {exc}", result) from None
     finally:
         try:
             if client.state in (smpplib.consts.SMPP_CLIENT_STATE_BOUND_TRX,):

@@ -8,6 +8,7 @@ stripped, is the secret); they never appear in ``repr``.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import zoneinfo
 from collections.abc import Mapping
@@ -42,7 +43,7 @@ _DEFAULT_BATCH = {"mysmpp-xml": 100, "mysmpp-json": 100, "smsfly": 20, "http-jso
                   "simulator": 100}
 _DEFAULT_TZ = {"mysmpp-xml": "Europe/Moscow", "mysmpp-json": "Europe/Moscow",
                "smsfly": "Europe/Kyiv"}
-_SECRETS = ("password", "token", "key")
+_SECRETS = ("password", "token", "key", "webhook_secret", "webhook_hmac_key")
 _MAX_TTL_MINUTES = 1440  # SMS-fly: ttl takes 1..1440 minutes
 
 
@@ -99,6 +100,14 @@ class ProviderSettings:
     default_ttl: int = _MAX_TTL_MINUTES
     #: http-json: URL the service posts statuses to (our ``/webhooks/<name>``)
     webhook_url: str = ""
+    #: shared secret a webhook call must carry (header ``X-Webhook-Secret`` or query
+    #: ``?secret=``), compared in constant time; "" = not required
+    webhook_secret: str = field(default="", repr=False)
+    #: key of the HMAC-SHA256 of the body a webhook call must carry in
+    #: ``X-Signature: sha256=<hex>``; "" = not required
+    webhook_hmac_key: str = field(default="", repr=False)
+    #: source networks webhook calls may come from; empty = any
+    webhook_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     #: simulator type: the simulator's own settings (smppbridge.simulator.SimConfig keys)
     simulator: Mapping[str, Any] = field(default_factory=dict)
 
@@ -125,7 +134,8 @@ _INTEGERS: dict[str, tuple[int, int | None]] = {
     "default_ttl": (1, _MAX_TTL_MINUTES),
 }
 _STRINGS = ("url", "status_url", "login", "sender", "viber_sender", "timezone", "webhook_url")
-_KNOWN = {"name", "type", "kinds", "simulator", *_NUMBERS, *_INTEGERS, *_STRINGS,
+_KNOWN = {"name", "type", "kinds", "simulator", "webhook_networks", *_NUMBERS, *_INTEGERS,
+          *_STRINGS,
           *_SECRETS, *(f"{s}_env" for s in _SECRETS), *(f"{s}_file" for s in _SECRETS)}
 
 
@@ -173,6 +183,8 @@ def parse_provider(raw: Mapping[str, Any], *,
             values[key] = v
     for key in _SECRETS:
         values[key] = _secret(raw, key, env, fail)
+    if "webhook_networks" in raw:
+        values["webhook_networks"] = _networks(raw["webhook_networks"], fail)
 
     default_kinds = DEFAULT_KINDS[ptype]
     if "kinds" in raw:
@@ -228,6 +240,18 @@ def parse_provider(raw: Mapping[str, Any], *,
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise fail("timezone", f"unknown time zone {values['timezone']!r}") from None
     return ProviderSettings(name=name, type=ptype, **values)
+
+
+def _networks(raw: Any, fail: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    if not isinstance(raw, list):
+        raise fail("webhook_networks", "expected a list of networks (CIDR)")
+    out = []
+    for i, item in enumerate(raw):
+        try:
+            out.append(ipaddress.ip_network(str(item), strict=False))
+        except ValueError:
+            raise fail(f"webhook_networks[{i}]", f"not a network: {item!r}") from None
+    return tuple(out)
 
 
 def _secret(raw: Mapping[str, Any], key: str, env: Mapping[str, str],

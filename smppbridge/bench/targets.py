@@ -1,0 +1,200 @@
+"""Servers under test, each started as its own process so its CPU and memory are its own.
+
+* ``echo`` / ``echo-session``: ``python -m smppbridge.bench.echo`` (engine raw / session)
+* ``smppbridge``: ``python -m smppbridge serve --config <temp toml>`` with one account
+  ``bench``/``bench`` routed to the in-process ``simulator`` provider.
+
+Readiness is "accepts a TCP connection", polled within a deadline; stop is SIGTERM,
+then SIGKILL after a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from smppbridge.bench.procstat import ProcSample, sample
+
+__all__ = [
+    "TARGETS",
+    "ServerProcess",
+    "TargetError",
+    "free_port",
+    "smppbridge_config",
+    "start_target",
+]
+
+TARGETS = ("echo", "echo-session", "smppbridge")
+#: How often readiness is polled while a server starts.
+_POLL = 0.05
+#: Lines of a failed server's output quoted in the error.
+_TAIL_LINES = 15
+
+
+class TargetError(Exception):
+    """The server under test did not start, or died; the message quotes its output."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port nothing listens on now (the kernel's choice for port 0).
+
+    Another process could take it before the server binds it; on a bench machine that
+    race is acceptable, and a server that cannot bind fails loudly.
+    """
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def smppbridge_config(workdir: Path, smpp_port: int, http_port: int, *,
+                      max_binds: int = 2000, window: int = 1000,
+                      deliver_after: float = 1.0, shutdown_grace: float = 2.0) -> str:
+    """The TOML of the server under test.
+
+    Limits a benchmark would otherwise hit by design are raised and say so: 1,000
+    binds come from one IP (``max_connections_per_ip``), the account allows
+    ``max_binds`` binds with ``window`` outstanding each. Everything else is the
+    default, so the figures describe a stock server.
+    """
+    db = (workdir / "bench.db").as_posix()
+    return f"""\
+# Written by smppbridge.bench for one benchmark run.
+[smpp]
+listen = "127.0.0.1:{smpp_port}"
+# the binds scenario opens {max_binds // 2}+ connections from 127.0.0.1
+max_connections = {max_binds + 100}
+max_connections_per_ip = {max_binds + 100}
+shutdown_grace = {shutdown_grace}
+
+[http]
+listen = "127.0.0.1:{http_port}"
+
+[store]
+url = "sqlite:///{db}"
+
+[log]
+level = "info"
+format = "json"
+
+[[accounts]]
+system_id = "bench"
+password = "bench"
+max_binds = {max_binds}
+window = {window}
+providers = ["simulator"]
+
+[[providers]]
+name = "simulator"
+type = "simulator"
+# final status this long after acceptance (the simulator's default is 2 s)
+simulator = {{ deliver_after = {deliver_after} }}
+"""
+
+
+class ServerProcess:
+    """One running server under test."""
+
+    def __init__(self, name: str, argv: Sequence[str], port: int, workdir: Path) -> None:
+        self.name = name
+        self.argv = list(argv)
+        self.host = "127.0.0.1"
+        self.port = port
+        self.workdir = workdir
+        self.log_path = workdir / f"{name}.log"
+        self.proc: asyncio.subprocess.Process | None = None
+        self.returncode: int | None = None
+
+    @property
+    def pid(self) -> int:
+        if self.proc is None:
+            raise TargetError(f"{self.name}: not started")
+        return self.proc.pid
+
+    async def start(self, ready_timeout: float = 20.0) -> None:
+        """Start the process and wait until it accepts connections."""
+        with self.log_path.open("wb") as log:
+            self.proc = await asyncio.create_subprocess_exec(
+                *self.argv, stdin=asyncio.subprocess.DEVNULL, stdout=log,
+                stderr=asyncio.subprocess.STDOUT, cwd=self.workdir)
+        deadline = time.monotonic() + ready_timeout
+        last: OSError | None = None
+        while time.monotonic() < deadline:
+            if self.proc.returncode is not None:
+                raise TargetError(f"{self.name} exited with {self.proc.returncode} while "
+                                  f"starting:\n{self.log_tail()}")
+            try:
+                async with asyncio.timeout(max(0.01, deadline - time.monotonic())):
+                    _, writer = await asyncio.open_connection(self.host, self.port)
+            except (OSError, TimeoutError) as exc:
+                last = exc if isinstance(exc, OSError) else None
+                await asyncio.sleep(_POLL)
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+        await self.stop()
+        raise TargetError(f"{self.name} did not accept connections on {self.host}:"
+                          f"{self.port} within {ready_timeout:g}s ({last!r}):\n"
+                          f"{self.log_tail()}")
+
+    def sample(self) -> ProcSample:
+        """CPU and memory now; TargetError if the process is gone."""
+        try:
+            return sample(self.pid)
+        except OSError as exc:
+            raise TargetError(f"{self.name} (pid {self.pid}) is gone: {exc}\n"
+                              f"{self.log_tail()}") from exc
+
+    async def stop(self, grace: float = 15.0) -> int | None:
+        """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; the exit code."""
+        proc = self.proc
+        if proc is None:
+            return None
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGTERM)
+            try:
+                async with asyncio.timeout(grace):
+                    await proc.wait()
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    proc.kill()
+                await proc.wait()
+        self.returncode = proc.returncode
+        return self.returncode
+
+    def log_tail(self, lines: int = _TAIL_LINES) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no output)"
+        return "\n".join(text.splitlines()[-lines:]) or "(no output)"
+
+
+async def start_target(name: str, workdir: Path, *, loop: str = "auto",
+                       max_binds: int = 2000, deliver_after: float = 1.0,
+                       ready_timeout: float = 20.0) -> ServerProcess:
+    """Start server ``name`` (one of :data:`TARGETS`) with its files in ``workdir``."""
+    port = free_port()
+    if name in ("echo", "echo-session"):
+        engine = "raw" if name == "echo" else "session"
+        argv = [sys.executable, "-m", "smppbridge.bench.echo", "--listen",
+                f"127.0.0.1:{port}", "--engine", engine, "--loop", loop]
+    elif name == "smppbridge":
+        config = workdir / "smppbridge.toml"
+        config.write_text(smppbridge_config(workdir, port, free_port(), max_binds=max_binds,
+                                            deliver_after=deliver_after))
+        argv = [sys.executable, "-m", "smppbridge", "serve", "--config", str(config)]
+    else:
+        raise ValueError(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
+    server = ServerProcess(name, argv, port, workdir)
+    await server.start(ready_timeout)
+    return server
