@@ -103,17 +103,18 @@ class Node:
                                  receipt_ttl=cfg.receipts.ttl_hours * 3600)
         self.poller = StatusPoller(self.providers, settings, self.pipeline.on_status)
         self.pipeline.poller = self.poller
-        # Flood rules hold across nodes when the store is shared (Redis).
-        flood_state = getattr(self.store, "flood_state", None)
-        flood = flood_state() if flood_state is not None else MemoryFloodState()
         self.content = ContentHandler(self.pipeline, new_id=IdAllocator(self.store).take,
-                                      flood=flood, settings=content_settings,
+                                      flood=MemoryFloodState(), settings=content_settings,
                                       reassembly=cfg.content)
         self.smpp.handler = self.handler if self.handler is not None else self.content
         self.smpp.on_receiver_bound = lambda _system_id: self.dispatcher.notify()
 
     async def start(self) -> None:
         await self.store.open()
+        flood_state = getattr(self.store, "flood_state", None)
+        if flood_state is not None:
+            # A shared store shares the flood windows too: the rules hold across nodes.
+            self.content.flood = flood_state()
         restored = await self.content.restore(await self.store.load_parts(),
                                               self._restored_context)
         if restored:
