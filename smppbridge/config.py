@@ -333,7 +333,8 @@ def _store(t: _Table) -> StoreConfig:
             raise ConfigError(f"store.url: expected sqlite:///PATH, got {url!r}")
     elif scheme == "redis":
         if not url.startswith("redis://"):
-            raise ConfigError(f"store.url: expected redis://HOST:PORT/DB, got {url!r}")
+            # The value is not echoed: a redis URL may carry a password.
+            raise ConfigError("store.url: expected redis://[USER:PASSWORD@]HOST:PORT/DB")
     elif scheme != "memory":
         raise ConfigError(f"store.url: unsupported scheme {scheme!r} "
                           "(sqlite:///PATH, redis://HOST:PORT/DB or memory://)")

@@ -227,12 +227,13 @@ class _Run:
         n = want
         if self.config.rate is not None:
             n = min(n, int(self.credit))
-            self.credit -= n
         if self.remaining is not None:
             n = min(n, self.remaining)
             self.remaining -= n
             if self.remaining == 0:
                 self.issuing = False
+        if self.config.rate is not None:
+            self.credit -= n
         return n
 
     def stop_issuing(self) -> None:
@@ -291,6 +292,10 @@ class _Session(asyncio.Protocol):
         if not self.closed.done():
             self.closed.set_result(None)
             if self.loaded and self.bind_status.done() and not self.bind_status.exception():
+                # Its unanswered submits will never be answered: stop waiting for them
+                # (they still count as unacked: submitted - responses).
+                run.outstanding -= self.outstanding
+                self.outstanding = 0
                 run.loaded_open -= 1
                 if not run.acks_complete:
                     run.lost += 1

@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 from smppbridge.bench.echo import use_loop
 from smppbridge.bench.loadgen import LoadConfig, LoadError, LoadGenerator, LoadResult
+from smppbridge.bench.procstat import read_cpu_seconds
 from smppbridge.bench.targets import TARGETS, ServerProcess, TargetError, start_target
 
 __all__ = ["SCENARIOS", "Case", "Options", "Row", "build_cases", "main", "run_suite"]
@@ -101,6 +102,9 @@ class Row:
     receipts_per_s: float = 0.0
     receipt_flow_per_s: float = 0.0
     server_cpu_s: float = 0.0
+    #: CPU of this process (the load generator) over the same span: well under the
+    #: elapsed time means the generator was not the bottleneck
+    client_cpu_s: float = 0.0
     peak_rss_mb: float = 0.0
     #: RSS after start (no sessions) and with every session bound, before the load
     rss_idle_mb: float = 0.0
@@ -187,6 +191,7 @@ async def run_case(case: Case, target: str, opts: Options) -> Row:
             raise
         load = replace(case.load, port=server.port)
         before = server.sample()
+        client_before = read_cpu_seconds(os.getpid())
         row.rss_idle_mb = before.rss_bytes / _MB
         gen = LoadGenerator(load)
         sampler: asyncio.Task[None] | None = None
@@ -198,6 +203,7 @@ async def run_case(case: Case, target: str, opts: Options) -> Row:
                                                           row.rss_series_mb, before.at))
             result = await gen.run()
             after = server.sample()
+            row.client_cpu_s = read_cpu_seconds(os.getpid()) - client_before
         finally:
             if sampler is not None:
                 sampler.cancel()
@@ -349,8 +355,11 @@ async def run_suite(cases: Sequence[Case], opts: Options,
 
 
 def _host_info(loop_name: str) -> dict[str, Any]:
+    # The load average tells a quiet machine from a busy one: figures taken while other
+    # work shares the CPUs are low and noisy.
     return {"python": platform.python_version(), "platform": platform.platform(),
             "cpus": os.cpu_count(), "loop": loop_name,
+            "load_average": [round(x, 2) for x in os.getloadavg()],
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
@@ -435,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
     out = sys.stdout
     info = _host_info(loop_name)
     out.write(f"smppbridge bench: {len(cases)} rows x {len(targets)} targets; "
-              f"python {info['python']}, {info['cpus']} CPUs, loop {loop_name}\n")
+              f"python {info['python']}, {info['cpus']} CPUs, loop {loop_name}, "
+              f"load average {info['load_average'][0]:g}\n")
     print_header(out)
     rows = asyncio.run(run_suite(cases, opts, on_row=lambda r: print_row(r, out)))
     if any(r.ratio is not None for r in rows):

@@ -30,7 +30,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -229,6 +229,8 @@ class ContentHandler:
         self.settings = settings
         self.reassembler: Reassembler[_PartInfo] = Reassembler(reassembly)
         self.clock = clock
+        #: flood records to forget that could not be forgotten yet (store outage)
+        self._pending_releases: list[dict[str, Any]] = []
 
     # --- SubmitHandler -------------------------------------------------------------------
 
@@ -367,9 +369,23 @@ class ContentHandler:
             content = parse_content(text, flash=parse_data_coding(first.data_coding).flash,
                                     limits=settings.limits)
             digest = text_digest(text)
-            status = await self.flood.check_and_record(
-                account=env.account, source=env.source.addr, destination=env.destination.addr,
-                text_digest=digest, now=now, rules=settings.flood)
+            if self._pending_releases:
+                await self._retry_releases()
+            try:
+                status = await self.flood.check_and_record(
+                    account=env.account, source=env.source.addr,
+                    destination=env.destination.addr, text_digest=digest, now=now,
+                    rules=settings.flood)
+            except Exception:
+                # The check may have been recorded before its answer was lost (Redis
+                # going down): forget it once the flood state answers again. A release
+                # removes only a record made at exactly ``now``, so this is safe when
+                # nothing was recorded.
+                self._pending_releases.append({
+                    "account": env.account, "source": env.source.addr,
+                    "destination": env.destination.addr, "text_digest": digest,
+                    "recorded_at": now})
+                raise
             error = flood_error(status, settings.flood)
             if error is not None:
                 _FLOOD_REFUSED[type(error).__name__].inc()
@@ -433,10 +449,26 @@ class ContentHandler:
         """The sink refused a message the flood rules accepted: forget its duplicate
         record (a retry is not a duplicate of a message never sent), fail earlier parts."""
         _log.info("submit.refused", reason="sink", status=status)
-        await self.flood.release(account=env.account, source=env.source.addr,
-                                 destination=env.destination.addr, text_digest=digest,
-                                 recorded_at=now)
+        release: dict[str, Any] = {"account": env.account, "source": env.source.addr,
+                                   "destination": env.destination.addr,
+                                   "text_digest": digest, "recorded_at": now}
+        try:
+            await self.flood.release(**release)
+        except Exception:
+            # The flood state is down with the store (Redis): remember to forget the
+            # record before the next check, or the ESME's retry of a message that was
+            # never stored would be refused as a duplicate and lost.
+            self._pending_releases.append(release)
         await self._fail_parts(env, earlier, status, FailureReason.REFUSED, text)
+
+    async def _retry_releases(self) -> None:
+        pending, self._pending_releases = self._pending_releases, []
+        for i, release in enumerate(pending):
+            try:
+                await self.flood.release(**release)
+            except Exception:
+                self._pending_releases.extend(pending[i:])
+                raise
 
     async def _fail_incomplete(
         self, message: IncompleteMessage[_PartInfo], reason: FailureReason

@@ -185,6 +185,9 @@ class HttpServer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            # A closed transport releases its socket in a callback of the next loop
+            # iteration; let that run so no socket outlives close().
+            await asyncio.sleep(0)
         if self._server is not None:
             await self._server.wait_closed()
             self._server = None

@@ -472,3 +472,39 @@ def test_counter_ids_are_short_for_v33_binds() -> None:
     a, b = ids(context()), ids(context())
     assert a != b
     assert a.isdigit()
+
+
+async def test_flood_record_forgotten_after_a_store_outage() -> None:
+    """The store fails after the flood rules recorded the message, and the flood state is
+    down too: the record is forgotten before the next check, so the ESME's retry of the
+    never-stored message is not refused as a duplicate."""
+    from smppbridge.bridge.content import ContentHandler, MemorySink
+    from smppbridge.bridge.flood import MemoryFloodState
+    from smppbridge.store.base import StoreUnavailable
+
+    class FlakyFlood(MemoryFloodState):
+        down = False
+
+        async def release(self, **kw: object) -> None:  # type: ignore[override]
+            if self.down:
+                raise StoreUnavailable("flood state down")
+            await super().release(**kw)  # type: ignore[arg-type]
+
+    class FlakySink(MemorySink):
+        down = False
+
+        async def accept(self, message):  # type: ignore[no-untyped-def]
+            if self.down:
+                raise StoreUnavailable("store down")
+            return await super().accept(message)
+
+    flood, sink = FlakyFlood(), FlakySink()
+    handler = ContentHandler(sink, flood=flood, clock=lambda: 1000.0)
+    ctx = context()
+    pdu = SubmitSm(source_addr="s", destination_addr="79001", short_message=b"hello")
+    flood.down = sink.down = True
+    with pytest.raises(StoreUnavailable):
+        await handler.submit(ctx, pdu)
+    flood.down = sink.down = False
+    result = await handler.submit(ctx, pdu)
+    assert result.status == CommandStatus.ESME_ROK

@@ -177,7 +177,9 @@ async def test_kill9_under_load_loses_nothing_and_sends_once(
         load.cancel()
         proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(15)
+            # Off the event loop: the stopping bridge may still talk to the simulator,
+            # which runs on this loop.
+            await asyncio.to_thread(proc.wait, 15)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()

@@ -1,0 +1,31 @@
+"""Reading CPU time and memory from /proc."""
+
+from __future__ import annotations
+
+import os
+
+from smppbridge.bench.procstat import parse_stat, parse_status, sample
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def test_sample_reads_the_current_process():
+    """sample(own pid) gives positive RSS, a peak at least that, and CPU time used."""
+    sum(range(200_000))  # a little CPU, so utime is surely past zero
+    s = sample(os.getpid())
+    assert s.rss_bytes > 1024 * 1024
+    assert s.peak_rss_bytes >= s.rss_bytes
+    assert s.cpu_seconds > 0
+
+
+def test_parse_stat_counts_fields_after_the_last_parenthesis():
+    """A comm holding spaces and ')' does not shift utime (field 14) and stime (15)."""
+    rest = "S 1 2 3 4 5 6 7 8 9 10 " + f"{3 * _TICKS} {_TICKS}" + " 0 0 20 0 1 0"
+    assert parse_stat(f"4242 (odd) name (x)) {rest}\n") == 4.0
+
+
+def test_parse_status_reads_rss_and_high_water_mark():
+    """VmRSS and VmHWM are kB in /proc/<pid>/status; both come back in bytes."""
+    text = "Name:\tpython\nVmHWM:\t   2048 kB\nVmRSS:\t   1024 kB\nThreads:\t1\n"
+    assert parse_status(text) == (1024 * 1024, 2048 * 1024)
+    assert parse_status("Name:\tkthread\n") == (0, 0)
