@@ -37,6 +37,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"smppbridge: cannot start: {exc}", file=sys.stderr)
         return 1
+    except RuntimeError as exc:  # e.g. a store schema newer than this program
+        print(f"smppbridge: cannot start: {exc}", file=sys.stderr)
+        return 1
 
 
 def _use_uvloop() -> None:

@@ -10,6 +10,7 @@ read its responses (back-pressure, memory bounded by the window).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from typing import TYPE_CHECKING, Any, cast
 
 import structlog
@@ -55,6 +56,9 @@ class SmppConnection(asyncio.Protocol):
         self._waiters: dict[int, asyncio.Future[P.Pdu]] = {}
         self._admitted = False
         self.closed = asyncio.Event()
+        #: structlog context (peer, system_id, bind type) for every task of this
+        #: connection, so events logged deeper in the pipeline carry it too
+        self._log_context = contextvars.copy_context()
 
     # --- asyncio.Protocol ----------------------------------------------------------
 
@@ -65,6 +69,8 @@ class SmppConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername") or ("", 0)
         self.peer = (str(peer[0]), int(peer[1]))
         self.log = _log.bind(peer=f"{self.peer[0]}:{self.peer[1]}", tls=self.tls)
+        self._log_context.run(structlog.contextvars.bind_contextvars,
+                              peer=f"{self.peer[0]}:{self.peer[1]}")
         if not self.server.admit(self):
             self.log.warning("connection.refused", reason="connection limit")
             self.closed.set()
@@ -159,7 +165,7 @@ class SmppConnection(asyncio.Protocol):
             self.transport.close()
 
     def _spawn(self, coro: Any) -> None:
-        task = self.loop.create_task(coro)
+        task = self.loop.create_task(coro, context=self._log_context)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -199,6 +205,9 @@ class SmppConnection(asyncio.Protocol):
         self.session.config = self.server.config.smpp.session_config(window)
         self.server.register_bind(self)
         self.log = self.log.bind(system_id=account.system_id, bind_type=bind_type.value)
+        # This task runs in the connection's log context: bind into it directly.
+        structlog.contextvars.bind_contextvars(system_id=account.system_id,
+                                               bind_type=bind_type.value)
         self._respond(resp_cls(sequence_number=pdu.sequence_number,  # type: ignore[call-arg]
                                system_id=self.server.system_id))
         self.log.info("bind.accepted", interface_version=f"0x{pdu.interface_version:02X}",

@@ -1,6 +1,6 @@
 """Security tests: fixtures that start nodes and open clients (closing everything at
-teardown), and the ``slow`` switch: slow tests (long fuzz profiles) run only when asked
-for with ``-m slow``, as the README promises for the whole suite."""
+teardown). Slow tests (long fuzz profiles) are deselected by the project's addopts
+(``-m 'not slow'``); ``pytest -m slow`` runs them."""
 
 from __future__ import annotations
 
@@ -19,15 +19,6 @@ _HERE = Path(__file__).parent
 StartNode = Callable[[str], Awaitable[Node]]
 Connect = Callable[..., Awaitable[Client]]
 StartWatchdog = Callable[[tuple[str, int]], Awaitable[Watchdog]]
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if "slow" in (config.getoption("markexpr") or ""):
-        return
-    skip = pytest.mark.skip(reason="slow: run with -m slow")
-    for item in items:
-        if "slow" in item.keywords and _HERE in item.path.parents:
-            item.add_marker(skip)
 
 
 @pytest.fixture
