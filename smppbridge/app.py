@@ -43,7 +43,7 @@ def open_store(config: Config) -> Store:
     url = config.store.url
     if url.startswith("memory:"):
         return SqliteStore(":memory:")
-    if url.startswith("redis:"):
+    if url.startswith(("redis:", "rediss:")):
         from smppbridge.store.redis import RedisStore
 
         return RedisStore.from_url(url)

@@ -331,8 +331,8 @@ def _store(t: _Table) -> StoreConfig:
     if scheme == "sqlite":
         if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
             raise ConfigError(f"store.url: expected sqlite:///PATH, got {url!r}")
-    elif scheme == "redis":
-        if not url.startswith("redis://"):
+    elif scheme in ("redis", "rediss"):
+        if not url.startswith(("redis://", "rediss://")):
             # The value is not echoed: a redis URL may carry a password.
             raise ConfigError("store.url: expected redis://[USER:PASSWORD@]HOST:PORT/DB")
     elif scheme != "memory":

@@ -59,7 +59,8 @@ def test_dockerfile_install_steps_work_in_a_fresh_virtualenv(tmp_path: Path) -> 
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert re.search(r"^RUN pip install --no-compile \.", dockerfile, re.MULTILINE)
     assert "USER smppbridge" in dockerfile
-    assert "HEALTHCHECK" in dockerfile and "/healthz" in dockerfile
+    assert "HEALTHCHECK" in dockerfile
+    assert "/healthz" in dockerfile
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     pip = env_dir / "bin" / "pip"
