@@ -178,6 +178,9 @@ class SmscSession:
         # should not): each request is still answered, and each counts in the window.
         self._pending_in: dict[int, list[P.Pdu]] = {}
         self._pending_count = 0
+        #: the peer's unbind, answered once its earlier requests are
+        self._unbind_seq: int | None = None
+        self._unbind_deadline = 0.0
         self._pending_out: dict[int, tuple[P.Pdu, float]] = {}  # ours, with deadline
         self._probe_seq = 0
         #: Called with ("in" | "out", command_id, command_status) for every PDU, so the
@@ -257,11 +260,15 @@ class SmscSession:
             self._events.append(pdu)
             return
         if cid is C.UNBIND:
-            self._write(P.UnbindResp(sequence_number=pdu.sequence_number))
             self.state = State.UNBOUND
             self._pending_out.clear()
             self._events.append(pdu)
-            self._close("unbound by peer")
+            # Requests still being worked on are answered first, then unbind_resp: an
+            # accepted message's submit_sm_resp must not be lost to the unbind. Bounded
+            # by the response timer.
+            self._unbind_seq = pdu.sequence_number
+            self._unbind_deadline = now + self.config.response_timeout
+            self._finish_unbind_if_idle()
             return
         if cid in _WINDOWED and self._pending_count >= self.config.window:
             self._respond_error(pdu, CommandStatus.ESME_RTHROTTLED)
@@ -322,6 +329,8 @@ class SmscSession:
             if cid in _BOUND_STATE:
                 pdu = self._complete_bind(pdu, request)
             self._write(pdu)
+            if self._unbind_seq is not None:
+                self._finish_unbind_if_idle()
             return pdu.sequence_number
         if cid not in _MAY_SEND[self.state]:
             raise LocalProtocolError(f"cannot send {cid.name} in state {self.state.name}")
@@ -333,6 +342,13 @@ class SmscSession:
             self.state = State.UNBOUND
         self._write(pdu)
         return seq
+
+    def _finish_unbind_if_idle(self, *, force: bool = False) -> None:
+        if self._unbind_seq is None or (self._pending_count and not force):
+            return
+        self._write(P.UnbindResp(sequence_number=self._unbind_seq))
+        self._unbind_seq = None
+        self._close("unbound by peer")
 
     def _complete_bind(self, resp: P.Pdu, request: P.Pdu) -> P.Pdu:
         assert isinstance(request, P.BindTransmitter | P.BindReceiver | P.BindTransceiver)
@@ -426,12 +442,17 @@ class SmscSession:
                 deadlines.append(self._last_active + cfg.inactivity_timeout)
         if self._pending_out:
             deadlines.append(min(d for _, d in self._pending_out.values()))
+        if self._unbind_seq is not None:
+            deadlines.append(self._unbind_deadline)
         return min(deadlines) if deadlines else None
 
     def handle_timer(self, now: float) -> None:
         """Act on every timer that has expired at ``now``."""
         cfg = self.config
         if self.state is State.CLOSED:
+            return
+        if self._unbind_seq is not None and now >= self._unbind_deadline:
+            self._finish_unbind_if_idle(force=True)
             return
         for seq, (request, deadline) in list(self._pending_out.items()):
             if deadline > now:

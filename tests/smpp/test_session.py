@@ -386,3 +386,36 @@ def test_sequence_numbers_wrap_within_range() -> None:
     esme.session._next_seq = 0x7FFFFFFF
     assert esme.session.send(P.DeliverSm(), 0.0) == 0x7FFFFFFF
     assert esme.session.send(P.DeliverSm(), 0.0) == 1
+
+
+def test_peer_unbind_waits_for_requests_in_flight() -> None:
+    """An unbind arriving while a submit is being worked on: the submit_sm_resp goes out
+    first, then unbind_resp, then the session closes (no accepted message's answer is
+    lost to the unbind)."""
+    esme = Esme()
+    esme.bind(P.BindTransmitter)
+    sub = esme.send(P.SubmitSm(short_message=b"x"))
+    unbind = esme.send(P.Unbind())
+    events = esme.events()
+    assert events[0] == sub
+    assert esme.received() == []
+    assert not esme.session.closed
+    esme.session.send(P.SubmitSmResp(sequence_number=sub.sequence_number, message_id="1"), 0.0)
+    assert esme.received() == [P.SubmitSmResp(sequence_number=sub.sequence_number,
+                                              message_id="1"),
+                               P.UnbindResp(sequence_number=unbind.sequence_number)]
+    assert esme.session.closed
+
+
+def test_peer_unbind_is_answered_after_the_response_timer_anyway() -> None:
+    """If a request is never answered, unbind_resp still goes out after response_timeout."""
+    esme = Esme(SessionConfig(response_timeout=5.0, enquire_link_interval=0,
+                              inactivity_timeout=0))
+    esme.bind(P.BindTransmitter)
+    esme.send(P.SubmitSm())
+    unbind = esme.send(P.Unbind(), now=1.0)
+    esme.events()
+    assert esme.session.get_timer() == 6.0
+    esme.session.handle_timer(6.0)
+    assert esme.received() == [P.UnbindResp(sequence_number=unbind.sequence_number)]
+    assert esme.session.closed
