@@ -107,9 +107,11 @@ async def test_half_a_pdu_then_silence_is_closed_by_the_timers(
     dog = await watchdog(address)
     loop = asyncio.get_running_loop()
 
+    # The session-init timer starts at the server's accept, which comes before connect()
+    # returns here: take the reference time before connecting.
+    started = loop.time()
     unbound = await connect(address)
     bind = encode(P.BindTransmitter(sequence_number=1, system_id="good", password="goodpw"))
-    started = loop.time()
     unbound.send_raw(bind[:len(bind) // 2])
     await unbound.writer.drain()
 
