@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -50,13 +49,22 @@ def open_store(config: Config) -> Store:
     return SqliteStore.from_url(url)
 
 
-@functools.cache
-def _content_settings(account: Account) -> ContentSettings:
-    return ContentSettings(account.iso_default, account.limits, account.flood)
+#: id(account) -> (account, its content settings). Keyed by identity, not by value:
+#: hashing a whole frozen Account on every submit costs more than building the settings.
+#: The account is kept in the value, so its id cannot be reused while the entry lives.
+_SETTINGS: dict[int, tuple[Account, ContentSettings]] = {}
 
 
 def content_settings(ctx: SessionContext) -> ContentSettings:
-    return _content_settings(ctx.account)
+    account = ctx.account
+    hit = _SETTINGS.get(id(account))
+    if hit is not None and hit[0] is account:
+        return hit[1]
+    if len(_SETTINGS) > 10_000:
+        _SETTINGS.clear()
+    settings = ContentSettings(account.iso_default, account.limits, account.flood)
+    _SETTINGS[id(account)] = (account, settings)
+    return settings
 
 
 @dataclass

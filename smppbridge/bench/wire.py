@@ -15,12 +15,14 @@ import time
 
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import encode
-from smppbridge.smpp.constants import HEADER_LENGTH, CommandId, EsmClass, Tag
+from smppbridge.smpp.constants import HEADER_LENGTH, CommandId, EsmClass
 from smppbridge.smpp.receipts import Receipt, receipt_deliver_sm
 
 __all__ = [
     "HEADER",
     "LENGTH_OCTET",
+    "RECEIPT_ESM",
+    "RECEIPT_ID_WIDTH",
     "UCS2_CHARS_PER_PART",
     "ReceiptTemplate",
     "SubmitTemplate",
@@ -204,5 +206,3 @@ def esm_class_of_deliver(frame: bytes) -> int:
 
 #: esm_class bits that mark an SMSC delivery receipt (SMPP 3.4 §5.2.12).
 RECEIPT_ESM = int(EsmClass.DELIVERY_RECEIPT)
-#: The TLV every receipt of a 3.4 bind carries (§5.3.2.12); tests read it back.
-RECEIPTED_ID_TAG = int(Tag.RECEIPTED_MESSAGE_ID)

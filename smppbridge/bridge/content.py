@@ -46,7 +46,7 @@ from smppbridge.observability.metrics import METRICS
 from smppbridge.seam import QueryResult, SessionContext, SubmitResult
 from smppbridge.smpp.codec import decode as decode_pdu
 from smppbridge.smpp.codec import encode as encode_pdu
-from smppbridge.smpp.constants import CommandStatus, MessageState
+from smppbridge.smpp.constants import CommandStatus, EsmClass, MessageState
 from smppbridge.smpp.errors import LocalProtocolError
 from smppbridge.smpp.pdu import SubmitSm
 from smppbridge.smpp.times import parse_smpp_time
@@ -238,7 +238,12 @@ class ContentHandler:
         now = self.clock()
         settings = self.settings(ctx)
         try:
-            segment = read_segment(pdu.esm_class, pdu.short_message, pdu.tlv)
+            if pdu.tlvs or pdu.esm_class & EsmClass.UDHI:
+                segment = read_segment(pdu.esm_class, pdu.short_message, pdu.tlv)
+            else:
+                # The common case: one plain short_message. Same result as
+                # read_segment, without probing for SAR and payload TLVs that are absent.
+                segment = Segment(pdu.short_message)
             parse_data_coding(pdu.data_coding)
         except ContentError as exc:
             _log.info("submit.refused", reason=str(exc), status=exc.status)
