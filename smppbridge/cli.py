@@ -213,6 +213,12 @@ def _cmd_simulator(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from smppbridge.bench.runner import main as bench_main
+
+    return bench_main(list(args.args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smppbridge", description="SMPP 3.4 server bridging ESMEs to HTTP providers")
@@ -246,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "fields), exit_status, error")
     p.set_defaults(func=_cmd_send)
 
+    p = sub.add_parser("bench", help="run the benchmark scenarios (see benchmarks/README.md)",
+                       add_help=False)
+    p.add_argument("args", nargs=argparse.REMAINDER,
+                   help="scenarios and options of the harness (bench --help)")
+    p.set_defaults(func=_cmd_bench)
+
     p = sub.add_parser("simulator", help="run the provider simulator")
     p.add_argument("--listen", default="127.0.0.1:9000", metavar="HOST:PORT")
     p.add_argument("--config", metavar="FILE",
@@ -255,6 +267,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        # The harness has its own parser; hand it every argument (--help included).
+        from smppbridge.bench.runner import main as bench_main
+
+        return bench_main(argv[1:])
     args: Any = build_parser().parse_args(argv)
     code: int = args.func(args)
     return code

@@ -52,3 +52,13 @@ def test_hash_password_refuses_what_no_bind_can_carry(capsys: pytest.CaptureFixt
     """A password over 8 characters cannot be sent in a bind: refused."""
     assert main(["hash-password", "123456789"]) == 2
     assert "1-8 characters" in capsys.readouterr().err
+
+
+def test_bench_hands_its_arguments_to_the_harness(capsys: pytest.CaptureFixture[str]) -> None:
+    """`smppbridge bench --help` is the harness's own help (scenarios and options)."""
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "--duration" in out
+    assert "SCENARIO" in out

@@ -447,7 +447,20 @@ def main(argv: list[str] | None = None) -> int:
               f"python {info['python']}, {info['cpus']} CPUs, loop {loop_name}, "
               f"load average {info['load_average'][0]:g}\n")
     print_header(out)
-    rows = asyncio.run(run_suite(cases, opts, on_row=lambda r: print_row(r, out)))
+    if out.isatty():
+        # Progress on a terminal (rows still print as they finish); plain text otherwise.
+        from rich.progress import Progress
+
+        with Progress(transient=True) as progress:
+            task = progress.add_task("benchmark", total=len(cases) * len(targets))
+
+            def on_row(r: Any) -> None:
+                print_row(r, out)
+                progress.advance(task)
+
+            rows = asyncio.run(run_suite(cases, opts, on_row=on_row))
+    else:
+        rows = asyncio.run(run_suite(cases, opts, on_row=lambda r: print_row(r, out)))
     if any(r.ratio is not None for r in rows):
         out.write("\nratio: the smppbridge figure over the echo figure of the same row "
                   "(msg/s, receipts/s: higher is better; p99, rss: lower is better)\n")
