@@ -499,7 +499,7 @@ class RedisStore:
                  receipt_lease: float = 120.0, history_cap: int = 32,
                  min_replicas: int = 0, replica_timeout: float = 1.0,
                  retries: int = 3, connect_timeout: float = 1.0,
-                 socket_timeout: float = 5.0) -> None:
+                 socket_timeout: float = 5.0, max_connections: int = 64) -> None:
         if claim_after <= 0 or final_ttl < 1 or receipt_lease <= 0 or history_cap < 1:
             msg = "claim_after, final_ttl, receipt_lease and history_cap must be positive"
             raise ValueError(msg)
@@ -515,6 +515,7 @@ class RedisStore:
         self.retries = retries
         self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
+        self.max_connections = max_connections
         self.round_trips = 0  # pipelines sent (observability, tests)
         self._client: aioredis.Redis | None = None
         self._pending: list[_Op] = []
@@ -560,13 +561,19 @@ class RedisStore:
 
     async def open(self) -> None:
         self._closing = False
-        self._client = aioredis.Redis.from_url(
-            self.url, decode_responses=True,
+        # A blocking pool: with a window of submits in flight per bind, each running a
+        # flood-rule script, commands wait for a free connection instead of failing
+        # (redis-py's default pool raises MaxConnectionsError past 100, which under
+        # load turned into ESME_RMSGQFUL refusals).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            self.url, max_connections=self.max_connections, timeout=self.socket_timeout,
+            decode_responses=True,
             # lone surrogates (broken UCS2 pairs) survive a round trip, as in SQLite
             encoding_errors="surrogatepass",
             retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), self.retries),
             socket_connect_timeout=self.connect_timeout, socket_timeout=self.socket_timeout,
             health_check_interval=10)
+        self._client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) it
         try:
             await self._load_scripts()
             await self._create_group()
