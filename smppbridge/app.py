@@ -105,8 +105,8 @@ class Node:
                              {a.system_id: a.providers for a in cfg.accounts})
         self.smpp = SmppServer(cfg, handler=None)  # type: ignore[arg-type]
         self.dispatcher = ReceiptDispatcher(
-            self.store, self.smpp.receivers, retry_backoff=cfg.receipts.retry_backoff,
-            retry_max=cfg.receipts.retry_max)
+            self.store, self.smpp.receivers, bound_accounts=self.smpp.receiver_accounts,
+            retry_backoff=cfg.receipts.retry_backoff, retry_max=cfg.receipts.retry_max)
         self.pipeline = Pipeline(self.store, self.router,
                                  receipts_added=self.dispatcher.notify,
                                  receipt_ttl=cfg.receipts.ttl_hours * 3600)

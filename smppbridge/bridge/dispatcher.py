@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import structlog
@@ -57,10 +57,16 @@ class ReceiptDispatcher:
     """See the module docstring."""
 
     def __init__(self, store: Store, receivers: Callable[[str], Sequence[ReceiverBind]], *,
+                 bound_accounts: Callable[[], Iterable[str]] | None = None,
                  retry_backoff: float = 5.0, retry_max: float = 600.0,
-                 sweep_interval: float = 1.0, clock: Callable[[], float] = time.time) -> None:
+                 sweep_interval: float = 1.0, expire_interval: float = 10.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.store = store
         self.receivers = receivers
+        #: accounts with a receiver bound here; None: ask the store which have receipts
+        self.bound_accounts = bound_accounts
+        self.expire_interval = expire_interval
+        self._next_expiry = float("-inf")
         self.retry_backoff = retry_backoff
         self.retry_max = retry_max
         self.sweep_interval = sweep_interval
@@ -103,12 +109,22 @@ class ReceiptDispatcher:
         """Expire old receipts and start a worker for every account that has a bound
         receiver and receipts due."""
         now = self.clock()
-        expired = await self.store.expire_receipts(now)
-        if expired:
-            self.expired += expired
-            _EXPIRED.inc(expired)
-            _log.warning("receipts.expired", count=expired)
-        for account in await self.store.accounts_with_receipts(now):
+        if now >= self._next_expiry:
+            # The TTL is hours long: sweeping every expire_interval is plenty, and keeps
+            # the frequent wake-ups (one per batch of new receipts) cheap.
+            self._next_expiry = now + self.expire_interval
+            expired = await self.store.expire_receipts(now)
+            if expired:
+                self.expired += expired
+                _EXPIRED.inc(expired)
+                _log.warning("receipts.expired", count=expired)
+        if self.bound_accounts is not None:
+            # Only accounts bound here can be served here; their workers find out from
+            # the store (an indexed lookup) whether anything is due.
+            accounts: Iterable[str] = list(self.bound_accounts())
+        else:
+            accounts = await self.store.accounts_with_receipts(now)
+        for account in accounts:
             if account in self._active or not self.receivers(account):
                 continue
             task = asyncio.get_running_loop().create_task(self._account(account))

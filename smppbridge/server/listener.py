@@ -169,6 +169,10 @@ class SmppServer:
             self._buckets[system_id] = bucket
         return bucket.take(now)
 
+    def receiver_accounts(self) -> list[str]:
+        """system_ids with at least one receiver or transceiver bound here."""
+        return [system_id for system_id in self.binds if self.receivers(system_id)]
+
     def receivers(self, system_id: str) -> list[SmppConnection]:
         """Binds of ``system_id`` that may receive deliver_sm (receiver/transceiver)."""
         return [c for c in self.binds.get(system_id, ())
