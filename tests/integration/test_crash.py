@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,22 +15,15 @@ from smppbridge.simulator.app import Simulator
 from smppbridge.simulator.config import SimConfig
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import FrameReader, decode, encode
+from tests.integration.cluster import Bridge, free_port
 
 WINDOW = 100
 TOTAL = 3000
 KILL_AFTER = 600  # acks seen before the kill
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _config(tmp_path: Path, smpp_port: int, sim_port: int) -> Path:
-    path = tmp_path / "bridge.toml"
-    path.write_text(f"""
+def _config(tmp_path: Path, smpp_port: int, sim_port: int) -> str:
+    return f"""
 [smpp]
 listen = "127.0.0.1:{smpp_port}"
 window = {WINDOW}
@@ -59,29 +47,7 @@ status_url = "http://127.0.0.1:{sim_port}/xml/state.php"
 login = "user"
 password = "pass"
 poll_interval = 0.5
-""")
-    return path
-
-
-async def _start_bridge(config: Path, port: int) -> subprocess.Popen[bytes]:
-    log = config.with_suffix(".log")
-    with log.open("ab") as err:  # the child keeps its own descriptor
-        proc = subprocess.Popen([sys.executable, "-m", "smppbridge", "serve", "--config",
-                                 str(config)], stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"bridge exited: {log.read_text()[-2000:]}")
-        try:
-            _, w = await asyncio.open_connection("127.0.0.1", port)
-        except OSError:
-            await asyncio.sleep(0.05)
-            continue
-        w.close()
-        await w.wait_closed()
-        return proc
-    proc.kill()
-    raise AssertionError("bridge did not start listening")
+"""
 
 
 @pytest.fixture
@@ -146,19 +112,18 @@ async def test_kill9_under_load_loses_nothing_and_sends_once(
     message_id acked with ESME_ROK arrives at the provider (as client_id_sms), and no
     message is created twice there."""
     sim, sim_port = simulator
-    smpp_port = _free_port()
-    config = _config(tmp_path, smpp_port, sim_port)
-    proc = await _start_bridge(config, smpp_port)
+    smpp_port = free_port()
+    bridge = Bridge(tmp_path, "bridge", _config(tmp_path, smpp_port, sim_port), smpp_port)
+    await bridge.start()
     acked: set[str] = set()
     kill = asyncio.Event()
     load = asyncio.create_task(_load(smpp_port, acked, kill))
     try:
         await asyncio.wait_for(kill.wait(), 60)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(10)
+        bridge.kill()
         await asyncio.wait_for(load, 30)
         assert len(acked) >= KILL_AFTER
-        proc = await _start_bridge(config, smpp_port)
+        await bridge.start()
 
         def at_provider() -> dict[str, int]:
             counts: dict[str, int] = {}
@@ -175,11 +140,6 @@ async def test_kill9_under_load_loses_nothing_and_sends_once(
         assert max(counts.values()) == 1, "a message was created twice at the provider"
     finally:
         load.cancel()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            # Off the event loop: the stopping bridge may still talk to the simulator,
-            # which runs on this loop.
-            await asyncio.to_thread(proc.wait, 15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        # Off the event loop: the stopping bridge may still talk to the simulator,
+        # which runs on this loop.
+        await asyncio.to_thread(bridge.stop)

@@ -22,31 +22,19 @@ import pytest
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from smppbridge.message import Address, Content, Kind, OutboundMessage
+from smppbridge.message import Address, Content, Kind
 from smppbridge.store import redis as redis_store
-from smppbridge.store.base import MessageState, PartRecord, ReceiptRecord, StoreUnavailable
+from smppbridge.store.base import MessageState, PartRecord, StoreUnavailable
 from smppbridge.store.redis import MessageExists, RedisStore
+from tests.store.samples import sample_message, sample_receipt
 
 REDIS_URL = os.environ.get("SMPPBRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 #: upper bound for anything that waits on real time (claims, reconnects)
 DEADLINE = 10.0
 
 
-def _msg(i: int, parts: int = 1) -> OutboundMessage:
-    ids = tuple(f"{i}-{p}" for p in range(parts))
-    return OutboundMessage(
-        message_id=ids[-1], part_ids=ids, account="acme", source=Address("src", 5, 0),
-        destination=Address(f"7900{i:07d}", 1, 1),
-        content=Content(Kind.VIBER, f"text {i}", button_caption="Go",
-                        button_url="https://x", comment="c"),
-        registered_delivery=1, submitted_at=1000.0 + i, expire_at=2000.0)
-
-
-def _receipt(mid: str, account: str = "acme", expire_at: float = 9999.0) -> ReceiptRecord:
-    return ReceiptRecord(account=account, message_id=mid, stat="DELIVRD", err=0,
-                         submit_date=1.0, done_date=2.0, text="hello", source_addr="7900",
-                         source_ton=1, source_npi=1, dest_addr="src", dest_ton=5, dest_npi=0,
-                         expire_at=expire_at)
+_msg = sample_message
+_receipt = sample_receipt
 
 
 @pytest.fixture
