@@ -246,7 +246,7 @@ class ContentHandler:
                 segment = Segment(pdu.short_message)
             parse_data_coding(pdu.data_coding)
         except ContentError as exc:
-            _log.info("submit.refused", reason=str(exc), status=exc.status)
+            _log.debug("submit.refused", reason=str(exc), status=exc.status)
             return SubmitResult(exc.status)
         try:
             parse_smpp_time(pdu.schedule_delivery_time, now)
@@ -283,13 +283,13 @@ class ContentHandler:
                 # The decoder keeps a non-ASCII octet of a C-octet string (as Latin-1);
                 # such a part cannot be kept for replay, so refuse it with the field's
                 # status rather than fail the whole submit with ESME_RSYSERR.
-                _log.info("submit.refused", reason=str(exc), status=exc.status)
+                _log.debug("submit.refused", reason=str(exc), status=exc.status)
                 return SubmitResult(exc.status)
         try:
             added = self.reassembler.add(key, segment.concat, segment.payload,
                                          message_id=message_id, now=now, meta=info)
         except ContentError as exc:
-            _log.info("submit.refused", reason=str(exc), status=exc.status)
+            _log.debug("submit.refused", reason=str(exc), status=exc.status)
             return SubmitResult(exc.status)
         for old in added.evicted:
             await self._fail_incomplete(old, FailureReason.REPLACED)
@@ -396,7 +396,7 @@ class ContentHandler:
                 _FLOOD_REFUSED[type(error).__name__].inc()
                 raise error
         except ContentError as exc:
-            _log.info("submit.refused", reason=str(exc), status=exc.status,
+            _log.debug("submit.refused", reason=str(exc), status=exc.status,
                       parts=len(parts))
             await self._fail_parts(env, earlier, exc.status, FailureReason.REFUSED, text)
             return SubmitResult(exc.status)
@@ -453,7 +453,7 @@ class ContentHandler:
     ) -> None:
         """The sink refused a message the flood rules accepted: forget its duplicate
         record (a retry is not a duplicate of a message never sent), fail earlier parts."""
-        _log.info("submit.refused", reason="sink", status=status)
+        _log.debug("submit.refused", reason="sink", status=status)
         release: dict[str, Any] = {"account": env.account, "source": env.source.addr,
                                    "destination": env.destination.addr,
                                    "text_digest": digest, "recorded_at": now}
@@ -482,7 +482,7 @@ class ContentHandler:
         # Missing parts may cut a character in two; the receipt's text is optional.
         with contextlib.suppress(ContentError):
             text = self._decode(message.parts)
-        _log.info("submit.incomplete", reason=reason.value, total=message.total,
+        _log.debug("submit.incomplete", reason=reason.value, total=message.total,
                   received=len(message.parts))
         account = message.key.account if isinstance(message.key, PartKey) else ""
         env = _Envelope.of(account, message.parts[0].meta.pdu)

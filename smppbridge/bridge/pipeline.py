@@ -173,7 +173,7 @@ class Pipeline:
             await self.store.accept(message)
         except StoreUnavailable:
             # Temporary (SMPP-FACTS §4: peers retry RMSGQFUL like RTHROTTLED).
-            _log.warning("submit.store_unavailable", message_id=message.message_id)
+            _log.debug("submit.store_unavailable", message_id=message.message_id)
             return _S.ESME_RMSGQFUL
         self._wake.set()
         return _S.ESME_ROK

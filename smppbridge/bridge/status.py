@@ -304,7 +304,7 @@ class StatusPoller:
         else:
             stat = Stat.EXPIRED if item.validity else Stat.UNKNOWN
             err = Err.NO_FINAL_STATUS
-        _log.info("status.gave_up", provider=item.provider, provider_id=item.provider_id,
+        _log.debug("status.gave_up", provider=item.provider, provider_id=item.provider_id,
                   stat=stat.value)
         await self.on_update(item.provider, StatusUpdate(
             item.provider_id, stat, err, "no final status before the deadline",

@@ -247,7 +247,7 @@ class SmppConnection(asyncio.Protocol):
         except asyncio.CancelledError:
             raise
         except StoreUnavailable:
-            self.log.warning("submit.store_unavailable")
+            self.log.debug("submit.store_unavailable")
             return SubmitResult(_S.ESME_RMSGQFUL)
         except Exception:
             self.log.exception("submit.failed")
