@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -157,6 +158,9 @@ class Pipeline:
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
+        #: messages accepted by a provider and not final yet, by id (bounded)
+        self._sent: OrderedDict[str, OutboundMessage] = OrderedDict()
+        self.sent_cache_size = 200_000
         self._tasks: set[asyncio.Task[None]] = set()
 
     # --- MessageSink -----------------------------------------------------------------
@@ -306,6 +310,9 @@ class Pipeline:
                                        outcome.provider_id, "ENROUTE", now, receipts)
             if receipts:
                 self.receipts_added()
+            self._sent[message.message_id] = message
+            if len(self._sent) > self.sent_cache_size:
+                self._sent.popitem(last=False)  # its status will be looked up instead
             if self.poller is not None and outcome.provider in self.poller.settings:
                 self.poller.track(outcome.provider, outcome.provider_id, message.message_id,
                                   sent_at=now, expire_at=message.expire_at)
@@ -346,20 +353,28 @@ class Pipeline:
 
     async def on_status(self, provider: str, update: StatusUpdate) -> None:
         """A status from polling or a webhook."""
-        stored = None
-        if update.message_id:
-            stored = await self.store.find(update.message_id)
-        if stored is None:
-            stored = await self.store.find_by_provider(provider, update.provider_id)
-        if stored is None or stored.state is StoreState.FINAL:
-            return
+        # Messages this node handed to a provider are kept in memory until final, so a
+        # status needs no store read (a read and its decoding cost as much as the final
+        # write). Anything else — another node's message, a restart — is looked up.
+        message = self._sent.get(update.message_id) if update.message_id else None
+        if message is None:
+            stored = None
+            if update.message_id:
+                stored = await self.store.find(update.message_id)
+            if stored is None:
+                stored = await self.store.find_by_provider(provider, update.provider_id)
+            if stored is None or stored.state is StoreState.FINAL:
+                return
+            message = stored.message
         now = update.done_at or self.clock()
         hlr = update.hlr.receipt_fields() if update.hlr is not None else ""
         if update.final:
-            await self._final(stored.message, update.stat.value, int(update.err), now,
+            self._sent.pop(message.message_id, None)
+            # mark_final ignores a message already final (a duplicate or late status).
+            await self._final(message, update.stat.value, int(update.err), now,
                               hlr_fields=hlr)
             return
-        receipts = make_receipts(stored.message, update.stat.value, int(update.err), now,
+        receipts = make_receipts(message, update.stat.value, int(update.err), now,
                                  ttl=self.receipt_ttl)
         if receipts:
             await self.store.add_receipts(receipts)

@@ -192,3 +192,29 @@ async def test_cancel_only_while_queued(store: SqliteStore) -> None:
     assert (q.status, q.message_state) == (CommandStatus.ESME_ROK, 4)  # DELETED
     other = replace(ctx, account=Account("other", "pw"))
     assert (await pipe.query(other, "1", "src")).status == CommandStatus.ESME_RQUERYFAIL
+
+
+async def test_status_of_a_message_sent_here_needs_no_store_read(store: SqliteStore) -> None:
+    """A final status for a message this node sent is applied from memory (one store
+    write, no read), and a second final status for it changes nothing."""
+    router = FakeRouter([SendOutcome.accepted("", "P1")])
+    clock = Clock()
+    pipe = Pipeline(store, router, clock=clock)  # type: ignore[arg-type]
+    await pipe.accept(_msg())
+    await pipe._send((await store.due(clock.now, 10))[0])
+    reads = 0
+    real_find = store.find
+
+    async def counting_find(message_id: str):  # type: ignore[no-untyped-def]
+        nonlocal reads
+        reads += 1
+        return await real_find(message_id)
+
+    store.find = counting_find  # type: ignore[method-assign]
+    await pipe.on_status("sim", StatusUpdate("P1", Stat.DELIVRD, message_id="1"))
+    assert reads == 0
+    await pipe.on_status("sim", StatusUpdate("P1", Stat.UNDELIV, message_id="1"))
+    final = await real_find("1")
+    assert final is not None
+    assert (final.state, final.stat) == (MessageState.FINAL, "DELIVRD")
+    assert len(await store.receipts_for("acme", clock.now + 1, 10)) == 1
