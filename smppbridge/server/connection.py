@@ -193,8 +193,11 @@ class SmppConnection(asyncio.Protocol):
         status, account = await self.server.authenticate(pdu, self.peer[0], bind_type)
         if status != _S.ESME_ROK or account is None or self.session is None \
                 or self.session.closed:
-            self.log.info("bind.refused", system_id=pdu.system_id, bind_type=bind_type.value,
-                          status=f"0x{status:08X}")
+            # An unknown system_id is not logged: an ESME that swapped its fields would
+            # put its password there.
+            known = self.server.config.account(pdu.system_id) is not None
+            self.log.info("bind.refused", system_id=pdu.system_id if known else None,
+                          bind_type=bind_type.value, status=f"0x{status:08X}")
             self._respond(resp_cls(sequence_number=pdu.sequence_number, command_status=status))
             return
         self.ctx = SessionContext(
@@ -274,20 +277,22 @@ class SmppConnection(asyncio.Protocol):
             self._respond(P.SubmitMultiResp(sequence_number=pdu.sequence_number,
                                             command_status=status))
             return
-        first_id = ""
-        failures: list[P.UnsuccessSme] = []
-        for dest in pdu.dest_addresses:
-            if dest.dest_flag != 1:
-                # We keep no distribution lists (SMPP 3.4 §4.5.1: dest_flag 2).
-                failures.append(P.UnsuccessSme(0, 0, dest.dl_name, _S.ESME_RINVDLNAME))
-                continue
-            sm = _multi_as_submit(pdu, dest)
-            result = await self._handle_submit(sm)
-            if result.ok:
-                first_id = first_id or result.message_id
-            else:
-                failures.append(P.UnsuccessSme(dest.dest_addr_ton, dest.dest_addr_npi,
-                                               dest.destination_addr, result.status))
+        assert self.ctx is not None
+        smes = [d for d in pdu.dest_addresses if d.dest_flag == 1]
+        # Every destination at once: their store writes share a group commit.
+        results = await asyncio.gather(*(self._handle_submit(_multi_as_submit(pdu, d))
+                                         for d in smes))
+        first_id = next((r.message_id for r in results if r.ok), "")
+        failures = [P.UnsuccessSme(d.dest_addr_ton, d.dest_addr_npi, d.destination_addr,
+                                   r.status) for d, r in zip(smes, results, strict=True)
+                    if not r.ok]
+        for r in results:
+            METRICS.submit(self.ctx.system_id, r.status).inc()
+        # We keep no distribution lists (SMPP 3.4 §4.5.1: dest_flag 2). The name is
+        # echoed only when it can be encoded back (ASCII, within its 21-octet field).
+        failures += [P.UnsuccessSme(0, 0, d.dl_name if _echoable(d.dl_name) else "",
+                                    _S.ESME_RINVDLNAME)
+                     for d in pdu.dest_addresses if d.dest_flag != 1]
         self._respond(P.SubmitMultiResp(sequence_number=pdu.sequence_number,
                                         message_id=first_id, unsuccess_smes=tuple(failures)))
 
@@ -390,6 +395,14 @@ class SmppConnection(asyncio.Protocol):
             return
         session.handle_timer(self.loop.time())
         self._process()
+
+
+#: dest_address / unsuccess_sme addresses are C-octet strings of 21 octets (§4.5.1).
+_MAX_ADDRESS = 20
+
+
+def _echoable(value: str) -> bool:
+    return value.isascii() and len(value) <= _MAX_ADDRESS
 
 
 def _count_pdu(direction: str, command_id: int, status: int) -> None:
