@@ -30,7 +30,10 @@ __all__ = [
     "start_target",
 ]
 
-TARGETS = ("echo", "echo-session", "smppbridge")
+TARGETS = ("echo", "echo-session", "smppbridge", "smppbridge-mysmpp", "smppbridge-smsfly")
+#: smppbridge targets whose provider is the standalone simulator over HTTP (scenario b):
+#: the adapter type the node uses for it
+HTTP_PROVIDERS = {"smppbridge-mysmpp": "mysmpp-xml", "smppbridge-smsfly": "smsfly"}
 #: How often readiness is polled while a server starts.
 _POLL = 0.05
 #: Lines of a failed server's output quoted in the error.
@@ -55,7 +58,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def smppbridge_config(workdir: Path, smpp_port: int, http_port: int, *,
                       max_binds: int = 2000, window: int = 1000,
-                      deliver_after: float = 1.0, shutdown_grace: float = 2.0) -> str:
+                      deliver_after: float = 1.0, shutdown_grace: float = 2.0,
+                      http_provider: tuple[str, int] | None = None) -> str:
     """The TOML of the server under test.
 
     Limits a benchmark would otherwise hit by design are raised and say so: 1,000
@@ -90,11 +94,39 @@ max_binds = {max_binds}
 window = {window}
 providers = ["simulator"]
 
-[[providers]]
+{_provider_table(deliver_after, http_provider)}"""
+
+
+def _provider_table(deliver_after: float, http_provider: tuple[str, int] | None) -> str:
+    if http_provider is None:
+        return f"""[[providers]]
 name = "simulator"
 type = "simulator"
 # final status this long after acceptance (the simulator's default is 2 s)
 simulator = {{ deliver_after = {deliver_after} }}
+"""
+    kind, port = http_provider
+    base = f"http://127.0.0.1:{port}"
+    if kind == "mysmpp-xml":
+        # mysmpp batching: many <abonent> per request; statuses by batched state.php
+        return f"""[[providers]]
+name = "simulator"
+type = "mysmpp-xml"
+url = "{base}/xml"
+status_url = "{base}/xml/state.php"
+login = "bench"
+password = "bench"
+poll_interval = 1.0
+poll_max_interval = 1.0
+"""
+    # SMS-fly: one recipient per request; statuses by GETMESSAGESTATUS
+    return f"""[[providers]]
+name = "simulator"
+type = "smsfly"
+url = "{base}/api/v2/api.php"
+key = "bench"
+poll_interval = 1.0
+poll_max_interval = 1.0
 """
 
 
@@ -102,6 +134,8 @@ class ServerProcess:
     """One running server under test."""
 
     def __init__(self, name: str, argv: Sequence[str], port: int, workdir: Path) -> None:
+        #: helper processes started with this one and stopped after it (a simulator)
+        self.companions: list[ServerProcess] = []
         self.name = name
         self.argv = list(argv)
         self.host = "127.0.0.1"
@@ -155,6 +189,13 @@ class ServerProcess:
 
     async def stop(self, grace: float = 15.0) -> int | None:
         """SIGTERM, wait up to ``grace`` seconds, then SIGKILL; the exit code."""
+        try:
+            return await self._stop(grace)
+        finally:
+            for companion in self.companions:
+                await companion.stop(grace)
+
+    async def _stop(self, grace: float) -> int | None:
         proc = self.proc
         if proc is None:
             return None
@@ -188,11 +229,34 @@ async def start_target(name: str, workdir: Path, *, loop: str = "auto",
         engine = "raw" if name == "echo" else "session"
         argv = [sys.executable, "-m", "smppbridge.bench.echo", "--listen",
                 f"127.0.0.1:{port}", "--engine", engine, "--loop", loop]
-    elif name == "smppbridge":
+    elif name == "smppbridge" or name in HTTP_PROVIDERS:
+        companions = []
+        http_provider = None
+        if name in HTTP_PROVIDERS:
+            sim_port = free_port()
+            sim_config = workdir / "simulator.toml"
+            sim_config.write_text(f"deliver_after = {deliver_after}\n")
+            simulator = ServerProcess(
+                "simulator", [sys.executable, "-m", "smppbridge", "simulator", "--listen",
+                              f"127.0.0.1:{sim_port}", "--config", str(sim_config)],
+                sim_port, workdir)
+            await simulator.start(ready_timeout)
+            companions.append(simulator)
+            http_provider = (HTTP_PROVIDERS[name], sim_port)
         config = workdir / "smppbridge.toml"
         config.write_text(smppbridge_config(workdir, port, free_port(), max_binds=max_binds,
-                                            deliver_after=deliver_after))
+                                            deliver_after=deliver_after,
+                                            http_provider=http_provider))
         argv = [sys.executable, "-m", "smppbridge", "serve", "--config", str(config)]
+        server = ServerProcess(name, argv, port, workdir)
+        server.companions = companions
+        try:
+            await server.start(ready_timeout)
+        except TargetError:
+            for companion in companions:
+                await companion.stop()
+            raise
+        return server
     else:
         raise ValueError(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
     server = ServerProcess(name, argv, port, workdir)

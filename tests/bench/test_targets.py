@@ -49,3 +49,17 @@ async def test_a_server_that_dies_reports_its_output(tmp_path):
     server = ServerProcess("broken", argv, 1, tmp_path)
     with pytest.raises(TargetError, match=r"exited with 3(.|\n)*no such key: foo"):
         await server.start(ready_timeout=20)
+
+
+def test_http_provider_targets_write_valid_configs(tmp_path):
+    """The scenario (b) targets point the node at the standalone simulator over HTTP:
+    mysmpp-xml (batched) and smsfly (one by one); both configs pass validation."""
+    from smppbridge.bench.targets import HTTP_PROVIDERS, smppbridge_config
+    from smppbridge.config import parse_config
+
+    for kind in HTTP_PROVIDERS.values():
+        text = smppbridge_config(tmp_path, 2775, 8080, http_provider=(kind, 9000))
+        config = parse_config(text, env={})
+        (provider,) = config.providers
+        assert provider.type == kind
+        assert str(provider.raw["url"]).startswith("http://127.0.0.1:9000/")
