@@ -77,7 +77,7 @@ from redis.exceptions import (
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from smppbridge.message import Address, Content, Kind, OutboundMessage
+from smppbridge.message import Address, OutboundMessage
 from smppbridge.observability.metrics import METRICS
 from smppbridge.store.base import (
     MessageState,
@@ -85,6 +85,8 @@ from smppbridge.store.base import (
     ReceiptRecord,
     StoredMessage,
     StoreUnavailable,
+    content_from_json,
+    content_to_json,
 )
 
 if TYPE_CHECKING:
@@ -950,7 +952,6 @@ _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "receipt_lease": float, "min_replicas": int, "replica_timeout": float,
 }
 
-_CONTENT_FIELDS = tuple(Content.__dataclass_fields__)
 
 
 @contextlib.contextmanager
@@ -1020,20 +1021,6 @@ def _history(at: float, state: str, stat: str, err: int, detail: str = "") -> st
     return json.dumps([at, state, stat, err, detail])
 
 
-def _content_json(c: Content) -> str:
-    d: dict[str, Any] = {}
-    for name in _CONTENT_FIELDS:
-        value = getattr(c, name)
-        if value is not None and value is not False:
-            d[name] = value
-    d["kind"] = c.kind.value
-    return json.dumps(d)
-
-
-def _content_from(text: str) -> Content:
-    d = json.loads(text)
-    d["kind"] = Kind(d["kind"])
-    return Content(**d)
 
 
 def _message_fields(m: OutboundMessage) -> dict[str, str]:
@@ -1042,7 +1029,7 @@ def _message_fields(m: OutboundMessage) -> dict[str, str]:
         "source": m.source.addr, "source_ton": str(int(m.source.ton)),
         "source_npi": str(int(m.source.npi)), "dest": m.destination.addr,
         "dest_ton": str(int(m.destination.ton)), "dest_npi": str(int(m.destination.npi)),
-        "kind": m.content.kind.value, "content": _content_json(m.content),
+        "kind": m.content.kind.value, "content": content_to_json(m.content),
         "registered_delivery": str(int(m.registered_delivery)),
         "schedule_at": _num(m.schedule_at), "expire_at": _num(m.expire_at),
         "submitted_at": _num(m.submitted_at), "service_type": m.service_type,
@@ -1055,7 +1042,7 @@ def _to_stored(h: Mapping[str, str]) -> StoredMessage:
         message_id=h["id"], account=h["account"], part_ids=tuple(json.loads(h["part_ids"])),
         source=Address(h["source"], int(h["source_ton"]), int(h["source_npi"])),
         destination=Address(h["dest"], int(h["dest_ton"]), int(h["dest_npi"])),
-        content=_content_from(h["content"]), registered_delivery=int(h["registered_delivery"]),
+        content=content_from_json(h["content"]), registered_delivery=int(h["registered_delivery"]),
         schedule_at=_opt(h["schedule_at"]), expire_at=_opt(h["expire_at"]),
         submitted_at=float(h["submitted_at"]), service_type=h["service_type"],
         data_coding=int(h["data_coding"]), extra=json.loads(h["extra"]))
