@@ -566,9 +566,11 @@ class RedisStore:
         # A blocking pool: with a window of submits in flight per bind, each running a
         # flood-rule script, commands wait for a free connection instead of failing
         # (redis-py's default pool raises MaxConnectionsError past 100, which under
-        # load turned into ESME_RMSGQFUL refusals).
+        # load turned into ESME_RMSGQFUL refusals). The wait is bounded by the connect
+        # timeout, so in an outage a submit is refused (RMSGQFUL) within seconds
+        # instead of hanging.
         pool = aioredis.BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_connections, timeout=self.socket_timeout,
+            self.url, max_connections=self.max_connections, timeout=self.connect_timeout,
             decode_responses=True,
             # lone surrogates (broken UCS2 pairs) survive a round trip, as in SQLite
             encoding_errors="surrogatepass",

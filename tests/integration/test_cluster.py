@@ -214,9 +214,11 @@ async def test_redis_restart_mid_load_loses_nothing(cluster: Cluster) -> None:
     unacked: set[str] = set()
     load = asyncio.gather(_load(ea, 400, 50, "ra", stored_unacked=unacked),
                           _load(eb, 400, 50, "rb", stored_unacked=unacked))
-    await asyncio.sleep(0.5)  # let the load get going before the outage
+    deadline = time.monotonic() + 30
+    while len(cluster.sim.engine.messages) < 50 and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)  # the load is under way: messages reach the provider
     cluster.redis.stop()
-    await asyncio.sleep(1.0)  # the outage
+    await asyncio.sleep(1.0)  # how long Redis stays down (the scenario, not a wait)
     await cluster.redis.start()
     acked_a, acked_b = await asyncio.wait_for(load, 90)
     acked = acked_a | acked_b
