@@ -156,6 +156,7 @@ async def _load(esme: Esme, count: int, window: int, tag: str,
     destination goes into ``stored_unacked``. Stops early after ``stop_after`` acks or
     when the link drops."""
     acked: set[str] = set()
+    unanswered: list[int] = []
     slots = asyncio.Semaphore(window)
 
     async def one(i: int) -> None:
@@ -166,9 +167,11 @@ async def _load(esme: Esme, count: int, window: int, tag: str,
                 if stop_after is not None and len(acked) >= stop_after:
                     return
                 try:
+                    # generous: in an outage the store's own retries run first
                     resp = await asyncio.wait_for(esme.submit(f"7901{i:07d}", f"{tag} {i}"),
-                                                  20)
+                                                  45)
                 except (ConnectionError, TimeoutError):
+                    unanswered.append(i)
                     return
                 if resp.command_status == S.ESME_ROK:
                     acked.add(resp.message_id)  # type: ignore[attr-defined]
@@ -182,6 +185,8 @@ async def _load(esme: Esme, count: int, window: int, tag: str,
                 await asyncio.sleep(0.05)
 
     await asyncio.gather(*(one(i) for i in range(count)))
+    if not esme.closed.is_set():
+        assert not unanswered, f"submits never answered: {unanswered[:10]}"
     return acked
 
 
