@@ -147,7 +147,7 @@ async def test_receipt_reaches_the_receiver_on_another_node(cluster: Cluster) ->
     assert got["id"] == second.message_id  # type: ignore[attr-defined]
 
 
-async def _load(esme: Esme, count: int, window: int, tag: str,
+async def _load(esme: Esme, count: int, window: int, tag: str, prefix: str = "7901",
                 stop_after: int | None = None,
                 stored_unacked: set[str] | None = None) -> set[str]:
     """Submit ``count`` distinct messages with a window; return the acked ids.
@@ -168,7 +168,7 @@ async def _load(esme: Esme, count: int, window: int, tag: str,
                     return
                 try:
                     # generous: in an outage the store's own retries run first
-                    resp = await asyncio.wait_for(esme.submit(f"7901{i:07d}", f"{tag} {i}"),
+                    resp = await asyncio.wait_for(esme.submit(f"{prefix}{i:07d}", f"{tag} {i}"),
                                                   45)
                 except (ConnectionError, TimeoutError):
                     unanswered.append(i)
@@ -178,7 +178,7 @@ async def _load(esme: Esme, count: int, window: int, tag: str,
                     return
                 if resp.command_status == S.VENDOR_DUPLICATE and retried \
                         and stored_unacked is not None:
-                    stored_unacked.add(f"7901{i:07d}")
+                    stored_unacked.add(f"{prefix}{i:07d}")
                     return
                 assert resp.command_status in (S.ESME_RMSGQFUL, S.ESME_RTHROTTLED), resp
                 retried = True
@@ -217,8 +217,9 @@ async def test_redis_restart_mid_load_loses_nothing(cluster: Cluster) -> None:
     b = await cluster.node("b")
     ea, eb = await cluster.esme(a), await cluster.esme(b)
     unacked: set[str] = set()
-    load = asyncio.gather(_load(ea, 400, 50, "ra", stored_unacked=unacked),
-                          _load(eb, 400, 50, "rb", stored_unacked=unacked))
+    # distinct destinations per load: a phone in `unacked` names one message
+    load = asyncio.gather(_load(ea, 400, 50, "ra", "7901", stored_unacked=unacked),
+                          _load(eb, 400, 50, "rb", "7902", stored_unacked=unacked))
     deadline = time.monotonic() + 30
     while len(cluster.sim.engine.messages) < 50 and time.monotonic() < deadline:
         await asyncio.sleep(0.02)  # the load is under way: messages reach the provider
