@@ -15,6 +15,7 @@ from smppbridge.server.connection import SmppConnection
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import encode
 from smppbridge.smpp.constants import HEADER_LENGTH, CommandStatus
+from tests.netutil import connect_small_buffers, shrink_buffers
 
 from .conftest import (
     DEMO_ACCOUNT,
@@ -210,25 +211,13 @@ async def test_back_pressure_pauses_a_peer_that_does_not_read(
     handler.gate.set()  # answer at once; only the peer's not-reading stops the flow
     node = await start_node(smpp={"write_buffer_high": 4096, "window": 10}, handler=handler)
     address = node.smpp.addresses["smpp"]
-    loop = asyncio.get_running_loop()
-
-    # Small kernel buffers on both ends, so that a few thousand PDUs fill them rather
-    # than a few hundred thousand (Linux autotunes loopback buffers to megabytes).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    sock.setblocking(False)
-    try:
-        await asyncio.wait_for(loop.sock_connect(sock, address), ROUND_TRIP)
-    except BaseException:
-        sock.close()
-        raise
+    # Small kernel buffers on both ends (see tests/netutil.py).
+    sock = await connect_small_buffers(address, ROUND_TRIP)
     slow = await open_peer(sock=sock)
     assert (await slow.bind()).command_status == _S.ESME_ROK
     conn = _server_side(node.smpp.connections, sock)
     server_sock = conn.transport.get_extra_info("socket")
-    server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    shrink_buffers(server_sock)
 
     sent: list[int] = []
 

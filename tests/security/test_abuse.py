@@ -23,6 +23,7 @@ from smppbridge.server.connection import SmppConnection
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import decode, encode
 from smppbridge.smpp.constants import HEADER_LENGTH, CommandStatus
+from tests.netutil import connect_small_buffers, shrink_buffers
 from tests.security.conftest import Connect, StartNode, StartWatchdog
 from tests.security.net import GOOD, ROUND_TRIP, Client, node_toml
 
@@ -277,27 +278,15 @@ async def test_client_that_never_reads_is_paused_with_bounded_memory(
     node = await nodes(node_toml({"write_buffer_high": high, "window": window}))
     address = node.smpp.addresses["smpp"]
     dog = await watchdog(address)
-    loop = asyncio.get_running_loop()
-
-    # Small kernel buffers on both ends, so that the server's output backs up quickly
-    # (Linux autotunes loopback buffers to megabytes).
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
-    sock.setblocking(False)
-    try:
-        await asyncio.wait_for(loop.sock_connect(sock, address), ROUND_TRIP)
-    except BaseException:
-        sock.close()
-        raise
+    # Small kernel buffers on both ends (see tests/netutil.py).
+    sock = await connect_small_buffers(address, ROUND_TRIP)
     hog = await connect(None, sock=sock)
     assert (await hog.bind()).command_status == _S.ESME_ROK
     conn = _server_side(node.smpp.connections, hog)
     assert conn.transport is not None
     assert conn.session is not None
     server_sock = conn.transport.get_extra_info("socket")
-    server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    server_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    shrink_buffers(server_sock)
     one_read = server_sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
     bound = high + one_read + window * _MAX_RESPONSE
 
