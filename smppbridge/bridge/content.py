@@ -23,6 +23,7 @@ are reported to :meth:`MessageSink.failed` so each can get its ``REJECTD`` recei
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import itertools
@@ -231,6 +232,7 @@ class ContentHandler:
         self.clock = clock
         #: flood records to forget that could not be forgotten yet (store outage)
         self._pending_releases: list[dict[str, Any]] = []
+        self._release_lock = asyncio.Lock()
 
     # --- SubmitHandler -------------------------------------------------------------------
 
@@ -374,7 +376,7 @@ class ContentHandler:
             content = parse_content(text, flash=parse_data_coding(first.data_coding).flash,
                                     limits=settings.limits)
             digest = text_digest(text)
-            if self._pending_releases:
+            if self._pending_releases or self._release_lock.locked():
                 await self._retry_releases()
             try:
                 status = await self.flood.check_and_record(
@@ -467,13 +469,12 @@ class ContentHandler:
         await self._fail_parts(env, earlier, status, FailureReason.REFUSED, text)
 
     async def _retry_releases(self) -> None:
-        pending, self._pending_releases = self._pending_releases, []
-        for i, release in enumerate(pending):
-            try:
-                await self.flood.release(**release)
-            except Exception:
-                self._pending_releases.extend(pending[i:])
-                raise
+        # Under a lock, and a record leaves the list only once released: a check that
+        # runs meanwhile waits, so a retry never meets its own stale record.
+        async with self._release_lock:
+            while self._pending_releases:
+                await self.flood.release(**self._pending_releases[0])
+                self._pending_releases.pop(0)
 
     async def _fail_incomplete(
         self, message: IncompleteMessage[_PartInfo], reason: FailureReason
