@@ -111,7 +111,8 @@ class Node:
                                  receipts_added=self.dispatcher.notify,
                                  receipt_ttl=cfg.receipts.ttl_hours * 3600)
         self._provider_settings = settings
-        self.poller = StatusPoller(self.providers, settings, self.pipeline.on_status)
+        self.poller = StatusPoller(self.providers, settings, self.pipeline.on_status,
+                                   on_updates=self.pipeline.on_statuses)
         self.pipeline.poller = self.poller
         self.content = ContentHandler(self.pipeline, new_id=IdAllocator(self.store).take,
                                       flood=MemoryFloodState(), settings=content_settings,

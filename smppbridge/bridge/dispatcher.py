@@ -153,15 +153,18 @@ class ReceiptDispatcher:
             batch = await self.store.receipts_for(account, self.clock(), limit)
             if not batch:
                 return
-            results = await asyncio.gather(*(self._deliver(r, binds) for r in batch))
-            done = [r.seq for r, ok in zip(batch, results, strict=True) if ok]
+            # Every deliver_sm of the batch is written before any answer is awaited;
+            # no task per receipt (a task each was ~4 % of a node's CPU).
+            sent = [(r, self._start(r, binds)) for r in batch]
+            done = [r.seq for r, fut in sent if await self._finish(r, fut)]
             if done:
                 await self.store.receipt_done(done)
             if len(done) < len(batch):
                 return  # some failed and were rescheduled; the sweep comes back later
 
-    async def _deliver(self, record: ReceiptRecord, binds: Sequence[ReceiverBind]) -> bool:
-        """Send one receipt; True when it is finished with (delivered or dropped)."""
+    def _start(self, record: ReceiptRecord, binds: Sequence[ReceiverBind]
+               ) -> asyncio.Future[P.Pdu]:
+        """Send one receipt's deliver_sm; the future of its response."""
         bind = binds[next(self._rr) % len(binds)]
         pdu = receipt_deliver_sm(
             Receipt(record.message_id, record.stat, record.err, record.submit_date,
@@ -171,8 +174,12 @@ class ReceiptDispatcher:
             dest_ton=record.dest_ton, dest_npi=record.dest_npi,
             tlvs=bind.interface_version >= INTERFACE_VERSION_34,
             intermediate=record.intermediate)
+        return bind.send_request(pdu)
+
+    async def _finish(self, record: ReceiptRecord, fut: asyncio.Future[P.Pdu]) -> bool:
+        """The receipt's answer: True when it is finished with (delivered or dropped)."""
         try:
-            resp = await bind.send_request(pdu)
+            resp = await fut
         except (TimeoutError, ConnectionError) as exc:
             await self._retry(record, str(exc) or type(exc).__name__)
             return False

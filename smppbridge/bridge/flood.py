@@ -138,6 +138,10 @@ class MemoryFloodState:
     Safe under asyncio: no method awaits between reading and writing the state.
     """
 
+    #: check_and_record never suspends: callers may check a batch in order without a
+    #: task each (ContentHandler.submit_many)
+    immediate = True
+
     def __init__(self, *, max_entries: int = 1_000_000, sweep_interval: float = 10.0) -> None:
         self.max_entries = max_entries
         self.sweep_interval = sweep_interval

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import random
 import time
 from collections import OrderedDict
@@ -162,6 +163,15 @@ class Pipeline:
         self._sent: OrderedDict[str, OutboundMessage] = OrderedDict()
         self.sent_cache_size = 200_000
         self._tasks: set[asyncio.Task[None]] = set()
+        #: Messages stored already claimed for this process's sender and handed over
+        #: here, oldest first, so the sender need not read back (and decode) what was
+        #: just written: the ``due`` query was ~7 % of a node's CPU at 2,000 msg/s.
+        #: Bounded: past ``fresh_cap`` new messages are stored unclaimed for ``due``.
+        self._fresh: dict[str, StoredMessage] = {}
+        self.fresh_cap = 20_000
+        #: the store can insert a batch (and claim it): SqliteStore.accept_many
+        self._accept_many = getattr(store, "accept_many", None)
+        self._due_at = 0.0
 
     # --- MessageSink -----------------------------------------------------------------
 
@@ -181,6 +191,52 @@ class Pipeline:
             return _S.ESME_RMSGQFUL
         self._wake.set()
         return _S.ESME_ROK
+
+    async def accept_many(self, messages: Sequence[OutboundMessage]) -> list[int]:
+        """:meth:`accept` for a batch: one store operation for all the routable ones."""
+        statuses = [int(_S.ESME_ROK)] * len(messages)
+        keep: list[int] = []
+        if self.router is not None:
+            from smppbridge.bridge.router import NoRoute
+
+            for i, message in enumerate(messages):
+                try:
+                    self.router.check(message)
+                except NoRoute as exc:
+                    statuses[i] = int(exc.status)
+                    continue
+                keep.append(i)
+        else:
+            keep = list(range(len(messages)))
+        if not keep:
+            return statuses
+        batch = [messages[i] for i in keep]
+        if self._accept_many is None:
+            # A store without batch inserts (Redis): one accept each, concurrently; each
+            # message gets its own verdict.
+            outcomes = await asyncio.gather(*(self.store.accept(m) for m in batch),
+                                            return_exceptions=True)
+            for i, outcome in zip(keep, outcomes, strict=True):
+                if isinstance(outcome, StoreUnavailable):
+                    statuses[i] = _S.ESME_RMSGQFUL
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+        else:
+            now = self.clock()
+            claim = self.router is not None and len(self._fresh) < self.fresh_cap and all(
+                not m.schedule_at or m.schedule_at <= now for m in batch)
+            try:
+                await self._accept_many(batch, claim=claim)
+            except StoreUnavailable:
+                _log.debug("submit.store_unavailable", messages=len(batch))
+                for i in keep:
+                    statuses[i] = _S.ESME_RMSGQFUL
+                return statuses
+            if claim:
+                for m in batch:
+                    self._fresh[m.message_id] = StoredMessage(m, StoreState.QUEUED)
+        self._wake.set()
+        return statuses
 
     async def failed(self, failure: FailedMessage) -> None:
         receipts = [ReceiptRecord(
@@ -214,6 +270,7 @@ class Pipeline:
                 or stored.state is not StoreState.QUEUED
                 or stored.message.message_id in self._in_flight):
             return _S.ESME_RCANCELFAIL
+        self._fresh.pop(stored.message.message_id, None)
         now = self.clock()
         await self.store.mark_final(stored.message.message_id, "DELETED", 0, now,
                                     make_receipts(stored.message, "DELETED", 0, now,
@@ -244,29 +301,48 @@ class Pipeline:
         while True:
             self._wake.clear()
             now = self.clock()
-            try:
-                found = await self.store.due(now, self.batch)
-            except StoreUnavailable as exc:
-                # Keep the loop alive through a store outage; back off up to 5 s.
-                outage += 1
-                _log.warning("send.store_unavailable", error=str(exc), attempt=outage)
-                await asyncio.sleep(min(5.0, 0.1 * 2 ** min(outage, 6)))
-                continue
-            if outage:
-                _log.info("send.store_back", after_attempts=outage)
-                outage = 0
-            due = [m for m in found if m.message.message_id not in self._in_flight]
-            for stored in due:
-                await self._slots.acquire()
-                self._in_flight.add(stored.message.message_id)
-                task = asyncio.get_running_loop().create_task(self._send(stored))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
-            if len(due) >= self.batch:
+            due = self._take_fresh()
+            # Messages handed over in memory come first; the store is asked for the rest
+            # (retries, restarts, another process's work) when nothing was handed over,
+            # and at least once a second.
+            if len(due) < self.batch and (not due or now - self._due_at >= 1.0):
+                self._due_at = now
+                try:
+                    found = await self.store.due(now, self.batch - len(due))
+                except StoreUnavailable as exc:
+                    # Keep the loop alive through a store outage; back off up to 5 s.
+                    outage += 1
+                    _log.warning("send.store_unavailable", error=str(exc), attempt=outage)
+                    await self._start_sends(due)
+                    await asyncio.sleep(min(5.0, 0.1 * 2 ** min(outage, 6)))
+                    continue
+                if outage:
+                    _log.info("send.store_back", after_attempts=outage)
+                    outage = 0
+                due += [m for m in found if m.message.message_id not in self._in_flight]
+            await self._start_sends(due)
+            if len(due) >= self.batch or self._fresh:
                 continue
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(1.0):
                     await self._wake.wait()
+
+    def _take_fresh(self) -> list[StoredMessage]:
+        fresh = self._fresh
+        if len(fresh) <= self.batch:
+            taken = list(fresh.values())
+            fresh.clear()
+            return taken
+        keys = list(itertools.islice(fresh, self.batch))
+        return [fresh.pop(k) for k in keys]
+
+    async def _start_sends(self, due: Sequence[StoredMessage]) -> None:
+        for stored in due:
+            await self._slots.acquire()
+            self._in_flight.add(stored.message.message_id)
+            task = asyncio.get_running_loop().create_task(self._send(stored))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     async def drain(self) -> None:
         """Wait for sends in progress (graceful shutdown)."""
@@ -350,6 +426,43 @@ class Pipeline:
             self.receipts_added()
 
     # --- statuses --------------------------------------------------------------------
+
+    async def on_statuses(self, provider: str, updates: Sequence[StatusUpdate]) -> None:
+        """Several statuses of one poll answer: final statuses of messages this node
+        sent are written in one store operation when the store can (SqliteStore
+        .mark_final_many); everything else goes through :meth:`on_status`."""
+        mark_many = getattr(self.store, "mark_final_many", None)
+        finals: list[tuple[str, str, int, float, list[ReceiptRecord]]] = []
+        others: list[StatusUpdate] = []
+        popped: dict[str, OutboundMessage] = {}
+        for update in updates:
+            message = (self._sent.pop(update.message_id, None)
+                       if mark_many is not None and update.final and update.message_id
+                       else None)
+            if message is None:
+                others.append(update)
+                continue
+            popped[message.message_id] = message
+            now = update.done_at or self.clock()
+            stat, err = update.stat.value, int(update.err)
+            hlr = update.hlr.receipt_fields() if update.hlr is not None else ""
+            finals.append((message.message_id, stat, err, now,
+                           make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
+                                         hlr_fields=hlr)))
+        if finals:
+            assert mark_many is not None
+            try:
+                await mark_many(finals)
+            except StoreUnavailable:
+                # Not written: the messages stay known as sent, as with on_status.
+                for update in updates:
+                    if update.message_id in popped:
+                        self._sent[update.message_id] = popped[update.message_id]
+                raise
+            if any(f[4] for f in finals):
+                self.receipts_added()
+        if others:
+            await asyncio.gather(*(self.on_status(provider, u) for u in others))
 
     async def on_status(self, provider: str, update: StatusUpdate) -> None:
         """A status from polling or a webhook."""

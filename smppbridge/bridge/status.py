@@ -177,6 +177,8 @@ def combine_channels(channels: Sequence[tuple[Stat, Err]]) -> tuple[Stat, Err]:
 
 #: Called with the provider's name and an update (``message_id`` filled in when known).
 OnUpdate = Callable[[str, StatusUpdate], Awaitable[None]]
+#: The same for every update of one poll answer at once (one store transaction).
+OnUpdates = Callable[[str, Sequence[StatusUpdate]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -199,10 +201,13 @@ class StatusPoller:
 
     def __init__(self, providers: Mapping[str, Provider],
                  settings: Mapping[str, ProviderSettings], on_update: OnUpdate, *,
+                 on_updates: OnUpdates | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.providers = providers
         self.settings = settings
         self.on_update = on_update
+        #: optional batch form of on_update, used for the updates of one poll answer
+        self.on_updates = on_updates
         self.clock = clock
         self._items: dict[tuple[str, str], _Tracked] = {}
         self._heap: list[tuple[float, int, tuple[str, str]]] = []
@@ -267,13 +272,19 @@ class StatusPoller:
                 _log.warning("status.poll_failed", provider=name, error=str(exc),
                              ids=len(chunk))
                 continue
-            # Apply the chunk's updates concurrently: each ends in store writes, and
-            # concurrent writes share one group commit (applied one by one, a commit
-            # per update capped receipts near 800/s).
-            pairs = [(item, update) for update in updates
-                     if (item := self._items.get((name, update.provider_id))) is not None]
-            counts = await asyncio.gather(*(self._apply(i, u) for i, u in pairs))
-            reported += sum(counts)
+            changed = [u for update in updates
+                       if (item := self._items.get((name, update.provider_id))) is not None
+                       and (u := self._note(item, update)) is not None]
+            if not changed:
+                continue
+            reported += len(changed)
+            if self.on_updates is not None:
+                await self.on_updates(name, changed)
+            else:
+                # Concurrently: each ends in store writes, and concurrent writes share
+                # one group commit (one by one, a commit per update capped receipts
+                # near 800/s).
+                await asyncio.gather(*(self.on_update(name, u) for u in changed))
         for item in items:
             if (item.provider, item.provider_id) not in self._items:
                 continue
@@ -285,17 +296,17 @@ class StatusPoller:
                 self._push(item)
         return reported
 
-    async def _apply(self, item: _Tracked, update: StatusUpdate) -> int:
-        update = dataclasses.replace(update, message_id=update.message_id or item.message_id)
+    def _note(self, item: _Tracked, update: StatusUpdate) -> StatusUpdate | None:
+        """Record ``update`` of ``item``; the update to report (with its message id),
+        or None when it repeats the last one."""
+        if not update.message_id:
+            update = dataclasses.replace(update, message_id=item.message_id)
         changed = item.last is None or (item.last.stat, item.last.err) != (update.stat,
                                                                           update.err)
         item.last = update
         if update.final:
             self.forget(item.provider, item.provider_id)
-        if not changed:
-            return 0
-        await self.on_update(item.provider, update)
-        return 1
+        return update if changed else None
 
     async def _give_up(self, item: _Tracked) -> int:
         self.forget(item.provider, item.provider_id)

@@ -126,12 +126,18 @@ class SmppConnection(asyncio.Protocol):
     def _process(self) -> None:
         session = self.session
         assert session is not None
+        #: submit_sm of this read that passed the throttle: handled as one batch
+        submits: list[P.SubmitSm] = []
         while True:
             event = session.next_event()
             if event is NEED_DATA:
                 break
-            if isinstance(event, P.SubmitSm | P.DataSm):
-                self._on_submit(event)
+            if type(event) is P.SubmitSm:
+                if self._admit_submit(event, P.SubmitSmResp):
+                    submits.append(event)
+            elif isinstance(event, P.DataSm):
+                if self._admit_submit(event, P.DataSmResp):
+                    self._spawn(self._submit(event, P.DataSmResp))
             elif isinstance(event, Closed):
                 self._on_closed(event)
             elif isinstance(event, P.BindTransmitter | P.BindReceiver | P.BindTransceiver):
@@ -155,6 +161,8 @@ class SmppConnection(asyncio.Protocol):
                 fut = self._waiters.pop(event.sequence_number, None)
                 if fut is not None and not fut.done():
                     fut.set_result(event)
+        if submits:
+            self._spawn(self._submit_batch(submits))
         self._flush_soon()
         self._arm_timer()
 
@@ -169,7 +177,7 @@ class SmppConnection(asyncio.Protocol):
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _respond(self, pdu: P.Pdu) -> None:
+    def _respond(self, pdu: P.Pdu, *, arm: bool = True) -> None:
         session = self.session
         if session is None or session.closed:
             return  # the ESME went away; nothing to answer
@@ -183,7 +191,8 @@ class SmppConnection(asyncio.Protocol):
         self._flush_soon()
         # A response can change the next deadline (a bind moves OPEN's bind deadline to
         # the bound state's probe and inactivity deadlines).
-        self._arm_timer()
+        if arm:
+            self._arm_timer()
 
     # --- bind ----------------------------------------------------------------------
 
@@ -229,19 +238,45 @@ class SmppConnection(asyncio.Protocol):
         assert self.ctx is not None
         return not self.server.take_token(self.ctx.account.system_id, self.loop.time())
 
-    def _on_submit(self, pdu: P.SubmitSm | P.DataSm) -> None:
-        resp_cls = P.SubmitSmResp if isinstance(pdu, P.SubmitSm) else P.DataSmResp
+    def _admit_submit(self, pdu: P.SubmitSm | P.DataSm,
+                      resp_cls: type[P.SubmitSmResp] | type[P.DataSmResp]) -> bool:
+        """False when the request was answered at once (stopping, throttled)."""
         if self.server.stopping:
             self._respond(resp_cls(sequence_number=pdu.sequence_number,
                                    command_status=_S.ESME_RSYSERR))
-            return
+            return False
         if self._throttled():
             assert self.ctx is not None
             METRICS.submit(self.ctx.system_id, _S.ESME_RTHROTTLED).inc()
             self._respond(resp_cls(sequence_number=pdu.sequence_number,
                                    command_status=_S.ESME_RTHROTTLED))
-            return
-        self._spawn(self._submit(pdu, resp_cls))
+            return False
+        return True
+
+    async def _submit_batch(self, pdus: list[P.SubmitSm]) -> None:
+        """Every submit_sm of one read: one call into the pipeline (one store
+        transaction for the single-part ones), answers written together."""
+        assert self.ctx is not None
+        ctx = self.ctx
+        started = self.loop.time()
+        many = getattr(self.server.handler, "submit_many", None)
+        if many is None:
+            results = list(await asyncio.gather(*(self._handle_submit(p) for p in pdus)))
+        else:
+            results = [self._result(r) for r in await many(ctx, pdus)]
+        elapsed = self.loop.time() - started
+        observe = METRICS.submit_latency.observe
+        for pdu, result in zip(pdus, results, strict=True):
+            METRICS.submit(ctx.system_id, result.status).inc()
+            observe(elapsed)
+            if not result.ok:
+                self.log.debug("submit.refused", status=f"0x{result.status:08X}",
+                               destination=pdu.destination_addr)
+            self._respond(P.SubmitSmResp(sequence_number=pdu.sequence_number,
+                                         command_status=result.status,
+                                         message_id=result.message_id if result.ok else ""),
+                          arm=False)
+        self._arm_timer()
 
     async def _handle_submit(self, pdu: P.SubmitSm) -> SubmitResult:
         assert self.ctx is not None
@@ -249,12 +284,19 @@ class SmppConnection(asyncio.Protocol):
             return await self.server.handler.submit(self.ctx, pdu)
         except asyncio.CancelledError:
             raise
-        except StoreUnavailable:
+        except Exception as exc:
+            return self._result(exc)
+
+    def _result(self, outcome: SubmitResult | Exception) -> SubmitResult:
+        """The answer to a submit whose handling returned ``outcome``."""
+        if isinstance(outcome, SubmitResult):
+            return outcome
+        if isinstance(outcome, StoreUnavailable):
+            # Temporary (SMPP-FACTS §4: peers retry RMSGQFUL like RTHROTTLED).
             self.log.debug("submit.store_unavailable")
             return SubmitResult(_S.ESME_RMSGQFUL)
-        except Exception:
-            self.log.exception("submit.failed")
-            return SubmitResult(_S.ESME_RSYSERR)
+        self.log.error("submit.failed", exc_info=outcome)
+        return SubmitResult(_S.ESME_RSYSERR)
 
     async def _submit(self, pdu: P.SubmitSm | P.DataSm,
                       resp_cls: type[P.SubmitSmResp] | type[P.DataSmResp]) -> None:

@@ -441,7 +441,11 @@ class SmscSession:
             if cfg.inactivity_timeout:
                 deadlines.append(self._last_active + cfg.inactivity_timeout)
         if self._pending_out:
-            deadlines.append(min(d for _, d in self._pending_out.values()))
+            # Requests are kept in the order sent, each with now + response_timeout, so
+            # the first is due first (a scan of up to a window of deliver_sm per call
+            # was measurable). After a reload shortened response_timeout, later entries
+            # may be due earlier; handle_timer checks them all when this one fires.
+            deadlines.append(next(iter(self._pending_out.values()))[1])
         if self._unbind_seq is not None:
             deadlines.append(self._unbind_deadline)
         return min(deadlines) if deadlines else None

@@ -87,6 +87,7 @@ from smppbridge.store.base import (
     StoreUnavailable,
     content_from_json,
     content_to_json,
+    receipt_body,
 )
 
 if TYPE_CHECKING:
@@ -1056,11 +1057,6 @@ def _to_stored(h: Mapping[str, str]) -> StoredMessage:
 def _receipt_args(receipts: Sequence[ReceiptRecord]) -> list[Any]:
     args: list[Any] = [len(receipts)]
     for rec in receipts:
-        body = {name: getattr(rec, name) for name in _RECEIPT_BODY}
-        args += [rec.account, json.dumps(body), _num(rec.expire_at)]
+        args += [rec.account, json.dumps(receipt_body(rec)), _num(rec.expire_at)]
     return args
 
-
-#: what a receipt's stored body holds: all but the outbox's own bookkeeping
-_RECEIPT_BODY = tuple(n for n in ReceiptRecord.__dataclass_fields__
-                      if n not in {"seq", "attempts", "next_at"})

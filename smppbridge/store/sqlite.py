@@ -20,7 +20,6 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -33,6 +32,7 @@ from smppbridge.store.base import (
     StoredMessage,
     content_from_json,
     content_to_json,
+    receipt_body,
 )
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
@@ -295,29 +295,28 @@ class SqliteStore:
 
         def op(db: sqlite3.Connection) -> None:
             state = MessageState.FINAL if final_stat else MessageState.QUEUED
-            now = m.submitted_at
-            db.execute(
-                "INSERT INTO messages (id, account, part_ids, source, source_ton, source_npi,"
-                " dest, dest_ton, dest_npi, kind, content, registered_delivery, schedule_at,"
-                " expire_at, submitted_at, service_type, data_coding, extra, state, stat, err,"
-                " next_at, done_at) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (m.message_id, m.account, json.dumps(list(m.part_ids)), m.source.addr,
-                 m.source.ton, m.source.npi, m.destination.addr, m.destination.ton,
-                 m.destination.npi, m.content.kind.value, content_to_json(m.content),
-                 m.registered_delivery, m.schedule_at, m.expire_at, m.submitted_at,
-                 m.service_type, m.data_coding, json.dumps(m.extra), state.value, final_stat,
-                 final_err, m.schedule_at or 0.0, now if final_stat else None))
+            db.execute(_INSERT_MESSAGE, _message_row(m, state, final_stat, final_err, False))
             if len(m.part_ids) > 1:
-                # Single-part messages are found by their own id; only the other parts
-                # of a long message need the part → message index.
-                db.executemany("INSERT OR REPLACE INTO part_ids VALUES (?,?)",
-                               [(p, m.message_id) for p in m.part_ids
-                                if p != m.message_id])
-                db.executemany("DELETE FROM parts WHERE part_id=?",
-                               [(p,) for p in m.part_ids])
+                _index_parts(db, m)
             db.execute("INSERT INTO history VALUES (?,?,?,?,?,'')",
-                       (m.message_id, now, state.value, final_stat, final_err))
+                       (m.message_id, m.submitted_at, state.value, final_stat, final_err))
             _insert_receipts(db, receipts)
+        await self._call(op)
+
+    async def accept_many(self, messages: Sequence[OutboundMessage], *,
+                          claim: bool = False) -> None:
+        """Store queued messages in one operation (all or none). ``claim``: they are
+        claimed for this process's sender at once (handed over in memory), so ``due``
+        does not return them; claims end with the process, as for ``due``."""
+        def op(db: sqlite3.Connection) -> None:
+            queued = MessageState.QUEUED
+            db.executemany(_INSERT_MESSAGE, [_message_row(m, queued, "", 0, claim)
+                                             for m in messages])
+            for m in messages:
+                if len(m.part_ids) > 1:
+                    _index_parts(db, m)
+            db.executemany("INSERT INTO history VALUES (?,?,'queued','',0,'')",
+                           [(m.message_id, m.submitted_at) for m in messages])
         await self._call(op)
 
     async def due(self, now: float, limit: int) -> list[StoredMessage]:
@@ -369,6 +368,26 @@ class SqliteStore:
                 db.execute("INSERT INTO history VALUES (?,?,?,?,?,'')",
                            (message_id, now, "final", stat, err))
                 _insert_receipts(db, receipts)
+        await self._call(op)
+
+    async def mark_final_many(
+            self, finals: Sequence[tuple[str, str, int, float, Sequence[ReceiptRecord]]]
+    ) -> None:
+        """:meth:`mark_final` for several messages in one operation: each entry is
+        (message_id, stat, err, done_at, receipts); a message already final keeps its
+        first final status, and its receipts are not added."""
+        def op(db: sqlite3.Connection) -> None:
+            history = []
+            receipts: list[ReceiptRecord] = []
+            for message_id, stat, err, now, recs in finals:
+                cur = db.execute("UPDATE messages SET state='final', stat=?, err=?, "
+                                 "done_at=? WHERE id=? AND state!='final'",
+                                 (stat, err, now, message_id))
+                if cur.rowcount:
+                    history.append((message_id, now, stat, err))
+                    receipts.extend(recs)
+            db.executemany("INSERT INTO history VALUES (?,?,'final',?,?,'')", history)
+            _insert_receipts(db, receipts)
         await self._call(op)
 
     async def find(self, message_id: str) -> StoredMessage | None:
@@ -455,6 +474,32 @@ _COLUMNS = ("id, account, part_ids, source, source_ton, source_npi, dest, dest_t
             " done_at")
 
 
+_INSERT_MESSAGE = (
+    "INSERT INTO messages (id, account, part_ids, source, source_ton, source_npi,"
+    " dest, dest_ton, dest_npi, kind, content, registered_delivery, schedule_at,"
+    " expire_at, submitted_at, service_type, data_coding, extra, state, stat, err,"
+    " next_at, done_at, claimed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def _message_row(m: OutboundMessage, state: MessageState, final_stat: str, final_err: int,
+                 claimed: bool) -> tuple[Any, ...]:
+    return (m.message_id, m.account, json.dumps(list(m.part_ids)), m.source.addr,
+            m.source.ton, m.source.npi, m.destination.addr, m.destination.ton,
+            m.destination.npi, m.content.kind.value, content_to_json(m.content),
+            m.registered_delivery, m.schedule_at, m.expire_at, m.submitted_at,
+            m.service_type, m.data_coding, json.dumps(m.extra), state.value, final_stat,
+            final_err, m.schedule_at or 0.0, m.submitted_at if final_stat else None,
+            int(claimed))
+
+
+def _index_parts(db: sqlite3.Connection, m: OutboundMessage) -> None:
+    # Single-part messages are found by their own id; only the other parts of a long
+    # message need the part → message index. Their held copies are done with.
+    db.executemany("INSERT OR REPLACE INTO part_ids VALUES (?,?)",
+                   [(p, m.message_id) for p in m.part_ids if p != m.message_id])
+    db.executemany("DELETE FROM parts WHERE part_id=?", [(p,) for p in m.part_ids])
+
+
 def _settle_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
                 ) -> None:
     for fut, value, err in results:
@@ -486,11 +531,7 @@ def _row_to_message(r: Any) -> StoredMessage:
 def _insert_receipts(db: sqlite3.Connection, receipts: Sequence[ReceiptRecord]) -> None:
     if not receipts:
         return
-    rows = []
-    for rec in receipts:
-        body = asdict(rec)
-        for key in ("seq", "attempts", "next_at"):
-            body.pop(key)
-        rows.append((rec.account, rec.message_id, json.dumps(body), rec.expire_at))
+    rows = [(rec.account, rec.message_id, json.dumps(receipt_body(rec)), rec.expire_at)
+            for rec in receipts]
     db.executemany("INSERT INTO receipts (account, message_id, body, expire_at) "
                    "VALUES (?,?,?,?)", rows)
