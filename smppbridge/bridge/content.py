@@ -81,6 +81,8 @@ _log = structlog.get_logger("smppbridge.bridge")
 _FLOOD_REFUSED = {"DuplicateMessage": METRICS.flood_refusals.labels("duplicate"),
                   "SubscriberFlood": METRICS.flood_refusals.labels("subscriber_flood")}
 _OK = CommandStatus.ESME_ROK
+#: a plain int: ``&`` with the IntFlag member runs Flag.__and__ in Python
+_UDHI = int(EsmClass.UDHI)
 
 #: bind system_type that asks for ISO-8859-1 instead of GSM 03.38 for data_coding 0
 #: (SMS Center API: 'system-type = "ISO"'); compared case-insensitively.
@@ -272,7 +274,7 @@ class ContentHandler:
         # one (Redis) costs a round trip: those go through submit() concurrently.
         batchable = getattr(self.flood, "immediate", False)
         for i, pdu in enumerate(pdus):
-            if not batchable or pdu.tlvs or pdu.esm_class & EsmClass.UDHI:
+            if not batchable or pdu.tlvs or pdu.esm_class & _UDHI:
                 slow.append(i)
                 continue
             checked = self._read(ctx, settings, pdu, now)
@@ -324,7 +326,7 @@ class ContentHandler:
               now: float) -> tuple[Segment, _PartInfo] | SubmitResult:
         """The part's user data and what is kept of it, or the refusal of a bad part."""
         try:
-            if pdu.tlvs or pdu.esm_class & EsmClass.UDHI:
+            if pdu.tlvs or pdu.esm_class & _UDHI:
                 segment = read_segment(pdu.esm_class, pdu.short_message, pdu.tlv)
             else:
                 # The common case: one plain short_message. Same result as
@@ -536,13 +538,18 @@ class ContentHandler:
         )
 
     def _decode(self, parts: Sequence[Part[_PartInfo]]) -> str:
-        codings = {p.meta.pdu.data_coding for p in parts}
-        if len(codings) > 1:
-            msg = f"parts of one message use different data_coding values {sorted(codings)}"
-            raise InvalidDataCoding(msg)
         info = parts[0].meta
-        decoded = decode(b"".join(p.payload for p in parts), info.pdu.data_coding,
-                         iso=info.iso, binary=any(p.meta.port_addressed for p in parts))
+        if len(parts) == 1:
+            decoded = decode(parts[0].payload, info.pdu.data_coding, iso=info.iso,
+                             binary=info.port_addressed)
+        else:
+            codings = {p.meta.pdu.data_coding for p in parts}
+            if len(codings) > 1:
+                msg = ("parts of one message use different data_coding values "
+                       f"{sorted(codings)}")
+                raise InvalidDataCoding(msg)
+            decoded = decode(b"".join(p.payload for p in parts), info.pdu.data_coding,
+                             iso=info.iso, binary=any(p.meta.port_addressed for p in parts))
         if decoded.text is None:
             msg = "binary (port-addressed 8-bit) messages are not supported"
             raise BinaryNotSupported(msg)
@@ -638,10 +645,9 @@ def _extra(parts: Sequence[Part[_PartInfo]], repeats: Sequence[Part[_PartInfo]])
         extra["schedule_delivery_time"] = first.schedule_delivery_time
     if first.validity_period:
         extra["validity_period"] = first.validity_period
-    ordered = _in_order(parts, repeats)
-    if len(ordered) > 1:
+    if len(parts) > 1 or repeats:
         extra["part_registered_delivery"] = ",".join(
-            str(p.meta.pdu.registered_delivery) for p in ordered)
+            str(p.meta.pdu.registered_delivery) for p in _in_order(parts, repeats))
     return extra
 
 

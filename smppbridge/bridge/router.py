@@ -19,6 +19,7 @@ before the connection died): client-side ids only deduplicate within one provide
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -137,6 +138,47 @@ class Router:
             last = outcome
         assert last is not None
         return last
+
+    async def send_many(self, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
+        """:meth:`send` for a batch, same outcomes: messages going to the same provider
+        share its requests; a message its provider FAILED moves on to the next
+        provider of its route, with the others that failed there."""
+        outcomes: list[SendOutcome | None] = [None] * len(messages)
+        routes: list[list[str]] = []
+        for i, message in enumerate(messages):
+            try:
+                routes.append(list(self.check(message)))
+            except NoRoute as exc:
+                routes.append([])
+                outcomes[i] = SendOutcome.rejected(message.message_id, Err.KIND_UNSUPPORTED,
+                                                   str(exc))
+        pending = [i for i, o in enumerate(outcomes) if o is None]
+        last: dict[int, SendOutcome] = {}
+        while pending:
+            groups: dict[str, list[int]] = {}
+            for i in pending:
+                while routes[i]:
+                    name = routes[i].pop(0)
+                    if self.runners[name].available:
+                        groups.setdefault(name, []).append(i)
+                        break
+                    last[i] = SendOutcome.failed(messages[i].message_id, Err.UNAVAILABLE,
+                                                 f"{name}: circuit breaker open")
+                else:
+                    outcomes[i] = last[i]
+            results = await asyncio.gather(*(
+                self.runners[name].send_now([messages[i] for i in idx])
+                for name, idx in groups.items()))
+            pending = []
+            for idx, outs in zip(groups.values(), results, strict=True):
+                for i, outcome in zip(idx, outs, strict=True):
+                    if outcome.result is SendResult.FAILED and routes[i]:
+                        last[i] = outcome
+                        pending.append(i)
+                    else:
+                        outcomes[i] = outcome
+        return [o if o is not None else SendOutcome.failed(m.message_id, Err.UNAVAILABLE)
+                for m, o in zip(messages, outcomes, strict=True)]
 
     async def aclose(self) -> None:
         """Flush and close every provider."""

@@ -83,11 +83,21 @@ class Metrics:
         self.store_write = Histogram("smppbridge_store_write_seconds",
                                      "Durable store write (group commit) latency",
                                      buckets=_LATENCY_BUCKETS, registry=r)
+        #: (direction, command_id, command_status) → child, for known values only
+        self._pdu_by_number: dict[tuple[str, int, int], Counter] = {}
 
     def pdu(self, direction: str, command_id: int, status: int) -> Counter:
         """The bound child for one (direction, command, status)."""
-        # Cached by label *names*: the raw numbers are the peer's to choose.
-        return self._pdu_child(direction, command_name(command_id), status_name(status))
+        key = (direction, command_id, status)
+        child = self._pdu_by_number.get(key)
+        if child is None:
+            # Cached by label *names*: the raw numbers are the peer's to choose; only
+            # known command ids and statuses (a closed set) are cached by number too.
+            child = self._pdu_child(direction, command_name(command_id),
+                                    status_name(status))
+            if command_id in _COMMAND_NAMES and status in _STATUS_NAMES:
+                self._pdu_by_number[key] = child
+        return child
 
     @cache  # noqa: B019 - one Metrics per process (or per test); children live as long
     def _pdu_child(self, direction: str, command: str, status: str) -> Counter:

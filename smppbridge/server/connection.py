@@ -266,16 +266,21 @@ class SmppConnection(asyncio.Protocol):
             results = [self._result(r) for r in await many(ctx, pdus)]
         elapsed = self.loop.time() - started
         observe = METRICS.submit_latency.observe
+        accepted = 0
         for pdu, result in zip(pdus, results, strict=True):
-            METRICS.submit(ctx.system_id, result.status).inc()
             observe(elapsed)
-            if not result.ok:
+            if result.ok:
+                accepted += 1
+            else:
+                METRICS.submit(ctx.system_id, result.status).inc()
                 self.log.debug("submit.refused", status=f"0x{result.status:08X}",
                                destination=pdu.destination_addr)
             self._respond(P.SubmitSmResp(sequence_number=pdu.sequence_number,
                                          command_status=result.status,
                                          message_id=result.message_id if result.ok else ""),
                           arm=False)
+        if accepted:
+            METRICS.submit(ctx.system_id, _S.ESME_ROK).inc(accepted)
         self._arm_timer()
 
     async def _handle_submit(self, pdu: P.SubmitSm) -> SubmitResult:

@@ -38,16 +38,33 @@ STATES: dict[str, MessageState] = {
 TEXT_CHARS = 20
 #: network_error_code network type: 3 = GSM (§5.3.2.31).
 _GSM_NETWORK = 3
+_RECEIPT = int(EsmClass.DELIVERY_RECEIPT)
+_INTERMEDIATE = int(EsmClass.INTERMEDIATE_NOTIFICATION)
 
 
 def _date(ts: float) -> str:
-    return time.strftime("%y%m%d%H%M", time.gmtime(ts))
+    minute = int(ts // 60)
+    text = _DATES.get(minute)
+    if text is None:
+        # A receipt stream repeats the same few minutes: formatted once each.
+        if len(_DATES) > 1024:
+            _DATES.clear()
+        text = _DATES[minute] = time.strftime("%y%m%d%H%M", time.gmtime(minute * 60))
+    return text
+
+
+_DATES: dict[int, str] = {}
+#: printable ASCII stays, everything else becomes '?'
+_NOT_PRINTABLE = re.compile(r"[^ -~]")
 
 
 def _ascii_text(text: str) -> str:
     # Receipts travel as data_coding 0 and are parsed as ASCII by every client we know
     # (Kannel, cloudhopper, smpplib); characters outside printable ASCII become '?'.
-    return "".join(c if " " <= c <= "~" else "?" for c in text[:TEXT_CHARS])
+    head = text[:TEXT_CHARS]
+    if head.isascii() and head.isprintable():
+        return head
+    return _NOT_PRINTABLE.sub("?", head)
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,6 +141,5 @@ def receipt_deliver_sm(r: Receipt, *, source_addr: str, source_ton: int, source_
     return P.DeliverSm(
         source_addr_ton=source_ton, source_addr_npi=source_npi, source_addr=source_addr,
         dest_addr_ton=dest_ton, dest_addr_npi=dest_npi, destination_addr=dest_addr,
-        esm_class=EsmClass.INTERMEDIATE_NOTIFICATION if intermediate
-        else EsmClass.DELIVERY_RECEIPT,
+        esm_class=_INTERMEDIATE if intermediate else _RECEIPT,
         data_coding=0, short_message=format_receipt(r).encode("ascii"), tlvs=extra)

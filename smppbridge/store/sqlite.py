@@ -349,6 +349,20 @@ class SqliteStore:
             _insert_receipts(db, receipts)
         await self._call(op)
 
+    async def mark_sent_many(
+            self, sent: Sequence[tuple[str, str, str, str, float, Sequence[ReceiptRecord]]]
+    ) -> None:
+        """:meth:`mark_sent` for several messages in one operation; each entry is
+        (message_id, provider, provider_id, stat, now, receipts)."""
+        def op(db: sqlite3.Connection) -> None:
+            db.executemany("UPDATE messages SET state='sent', provider=?, provider_id=?, "
+                           "stat=?, attempts=attempts+1 WHERE id=?",
+                           [(e[1], e[2], e[3], e[0]) for e in sent])
+            db.executemany("INSERT INTO history VALUES (?,?,'sent',?,0,?)",
+                           [(e[0], e[4], e[3], e[1]) for e in sent])
+            _insert_receipts(db, [r for e in sent for r in e[5]])
+        await self._call(op)
+
     async def mark_retry(self, message_id: str, next_at: float, attempts: int) -> None:
         def op(db: sqlite3.Connection) -> None:
             db.execute("UPDATE messages SET next_at=?, attempts=?, claimed=0 WHERE id=?",

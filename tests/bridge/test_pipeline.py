@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -49,6 +49,9 @@ class FakeRouter:
         self.sent_event.set()
         outcome = self.outcomes.pop(0)
         return replace(outcome, message_id=message.message_id)
+
+    async def send_many(self, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
+        return [await self.send(m) for m in messages]
 
 
 def _msg(mid: str = "1", rd: int = 1, parts: tuple[str, ...] | None = None,
@@ -152,7 +155,7 @@ async def test_rejection_is_final_with_its_err(store: SqliteStore) -> None:
     pipe = Pipeline(store, router, clock=Clock())  # type: ignore[arg-type]
     await pipe.accept(_msg())
     stored = (await store.due(2e6, 10))[0]
-    await pipe._send(stored)
+    await pipe._send_many([stored])
     final = await store.find("1")
     assert final is not None
     assert (final.stat, final.err) == ("REJECTD", 101)
@@ -166,13 +169,13 @@ async def test_failure_retries_then_expires_at_validity(store: SqliteStore) -> N
     router = FakeRouter([SendOutcome.failed("", Err.UNAVAILABLE)] * 2)
     pipe = Pipeline(store, router, clock=clock, retry_backoff=10.0)  # type: ignore[arg-type]
     await pipe.accept(_msg(expire_at=clock.now + 100))
-    await pipe._send((await store.due(clock.now, 10))[0])
+    await pipe._send_many([(await store.due(clock.now, 10))[0]])
     retry = await store.find("1")
     assert retry is not None
     assert retry.state is MessageState.QUEUED
     assert clock.now < retry.next_at <= clock.now + 20
     clock.now += 95
-    await pipe._send((await store.due(clock.now, 10))[0])
+    await pipe._send_many([(await store.due(clock.now, 10))[0]])
     final = await store.find("1")
     assert final is not None
     assert (final.state, final.stat) == (MessageState.FINAL, "EXPIRED")
@@ -201,7 +204,7 @@ async def test_status_of_a_message_sent_here_needs_no_store_read(store: SqliteSt
     clock = Clock()
     pipe = Pipeline(store, router, clock=clock)  # type: ignore[arg-type]
     await pipe.accept(_msg())
-    await pipe._send((await store.due(clock.now, 10))[0])
+    await pipe._send_many([(await store.due(clock.now, 10))[0]])
     reads = 0
     real_find = store.find
 
