@@ -109,6 +109,7 @@ class Node:
             retry_backoff=cfg.receipts.retry_backoff, retry_max=cfg.receipts.retry_max)
         self.pipeline = Pipeline(self.store, self.router,
                                  receipts_added=self.dispatcher.notify,
+                                 outbox=self.dispatcher,
                                  receipt_ttl=cfg.receipts.ttl_hours * 3600)
         self._provider_settings = settings
         self.poller = StatusPoller(self.providers, settings, self.pipeline.on_status,

@@ -270,6 +270,9 @@ class ContentHandler:
         slow: list[int] = []
         #: (index, message, envelope, digest) of messages waiting for the sink
         ready: list[tuple[int, OutboundMessage, _Envelope, bytes]] = []
+        #: (source, destination, digest) of those: a second equal message waits until
+        #: the sink has answered the first, whose refusal releases its flood record
+        pending: set[tuple[str, str, bytes]] = set()
         # A memory flood state answers without suspending: checked in order. A shared
         # one (Redis) costs a round trip: those go through submit() concurrently.
         batchable = getattr(self.flood, "immediate", False)
@@ -288,27 +291,18 @@ class ContentHandler:
             text = ""
             try:
                 text, content, digest = self._checked(settings, parts)
+                key = (env.source.addr, env.destination.addr, digest)
+                if key in pending:
+                    await self._hand_over(ready, results, now)
+                    pending.clear()
                 await self._flood_check(env, digest, now, settings)
             except ContentError as exc:
                 results[i] = await self._refused(env, (), exc, text, 1)
                 continue
+            pending.add(key)
             ready.append((i, self._message(env, content, parts, (), message_id), env, digest))
         slow_results = self._submit_each(ctx, [pdus[i] for i in slow]) if slow else None
-        if ready:
-            try:
-                statuses = await self.sink.accept_many([m for _, m, _, _ in ready])
-            except Exception as exc:
-                for i, _, env, digest in ready:
-                    await self._undo(env, (), "", CommandStatus.ESME_RSYSERR,
-                                     digest=digest, now=now)
-                    results[i] = exc
-            else:
-                for (i, message, env, digest), status in zip(ready, statuses, strict=True):
-                    if status != _OK:
-                        await self._undo(env, (), "", status, digest=digest, now=now)
-                        results[i] = SubmitResult(status)
-                    else:
-                        results[i] = SubmitResult(_OK, message.message_id)
+        await self._hand_over(ready, results, now)
         if slow_results is not None:
             for i, result in zip(slow, await slow_results, strict=True):
                 if isinstance(result, BaseException) and not isinstance(result, Exception):
@@ -316,6 +310,29 @@ class ContentHandler:
                 results[i] = result
         return [r if r is not None else SubmitResult(CommandStatus.ESME_RSYSERR)
                 for r in results]
+
+    async def _hand_over(self, ready: list[tuple[int, OutboundMessage, _Envelope, bytes]],
+                         results: list[SubmitResult | Exception | None], now: float) -> None:
+        """Give the checked messages of a batch to the sink in one call; their verdicts
+        go to ``results``; ``ready`` is emptied."""
+        if not ready:
+            return
+        batch = list(ready)
+        ready.clear()
+        try:
+            statuses = await self.sink.accept_many([m for _, m, _, _ in batch])
+        except Exception as exc:
+            for i, _, env, digest in batch:
+                await self._undo(env, (), "", CommandStatus.ESME_RSYSERR,
+                                 digest=digest, now=now)
+                results[i] = exc
+            return
+        for (i, message, env, digest), status in zip(batch, statuses, strict=True):
+            if status != _OK:
+                await self._undo(env, (), "", status, digest=digest, now=now)
+                results[i] = SubmitResult(status)
+            else:
+                results[i] = SubmitResult(_OK, message.message_id)
 
     def _submit_each(self, ctx: SessionContext, pdus: Sequence[SubmitSm]
                      ) -> asyncio.Future[list[SubmitResult | BaseException]]:

@@ -21,7 +21,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
@@ -50,6 +50,15 @@ __all__ = ["IdAllocator", "Pipeline", "make_receipts", "status_err", "wants_rece
 
 _S = CommandStatus
 _log = structlog.get_logger("smppbridge.pipeline")
+
+
+class ReceiptOutbox(Protocol):
+    """Takes receipts the store leased to this process (the receipt dispatcher)."""
+
+    def accepting(self) -> bool: ...
+
+    def offer(self, items: Sequence[tuple[int, ReceiptRecord]]) -> None: ...
+
 
 #: Default lifetime of an undelivered receipt (DESIGN.md §4: 72 h).
 DEFAULT_RECEIPT_TTL = 72 * 3600.0
@@ -145,6 +154,7 @@ class Pipeline:
     def __init__(self, store: Store, router: Router | None = None, *,
                  poller: StatusPoller | None = None,
                  receipts_added: Callable[[], None] | None = None,
+                 outbox: ReceiptOutbox | None = None,
                  receipt_ttl: float = DEFAULT_RECEIPT_TTL,
                  concurrency: int = 1000, batch: int = 500,
                  retry_backoff: float = 1.0, retry_max: float = 300.0,
@@ -153,6 +163,9 @@ class Pipeline:
         self.router = router
         self.poller = poller
         self.receipts_added = receipts_added or (lambda: None)
+        #: the dispatcher, when the store can lease receipts to it (SqliteStore):
+        #: receipts written by the send and status paths are handed over in memory
+        self.outbox = outbox if hasattr(store, "release_receipts") else None
         self.receipt_ttl = receipt_ttl
         self.batch = batch
         self.retry_backoff = retry_backoff
@@ -342,12 +355,22 @@ class Pipeline:
         """One task sends the whole batch (no task per message: ~8 % of a node's CPU
         went to per-message send tasks and futures); a slot per message bounds what
         is in flight."""
-        if not due:
-            return
+        # Taken: from now on cancel_sm refuses them (they may reach a provider).
         for stored in due:
-            await self._slots.acquire()
             self._in_flight.add(stored.message.message_id)
-        task = asyncio.get_running_loop().create_task(self._send_many(list(due)))
+        batch: list[StoredMessage] = []
+        for stored in due:
+            if self._slots.locked() and batch:
+                # Out of slots: what holds one goes now, so that slots come back.
+                self._spawn_send(batch)
+                batch = []
+            await self._slots.acquire()
+            batch.append(stored)
+        if batch:
+            self._spawn_send(batch)
+
+    def _spawn_send(self, batch: list[StoredMessage]) -> None:
+        task = asyncio.get_running_loop().create_task(self._send_many(batch))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -400,13 +423,13 @@ class Pipeline:
                     make_receipts(s.message, "ENROUTE", 0, now, ttl=self.receipt_ttl))
                    for s, o in accepted]
         mark_many = getattr(self.store, "mark_sent_many", None)
+        leased: Sequence[tuple[int, ReceiptRecord]] = ()
         if mark_many is not None:
-            await mark_many(entries)
+            leased = await mark_many(entries, lease=self._lease())
         else:
             for entry in entries:
                 await self.store.mark_sent(*entry)
-        if any(e[5] for e in entries):
-            self.receipts_added()
+        self._hand_over(leased, any(e[5] for e in entries))
         poller = self.poller
         for stored, outcome in accepted:
             message = stored.message
@@ -455,6 +478,16 @@ class Pipeline:
         if receipts:
             self.receipts_added()
 
+    def _lease(self) -> bool:
+        return self.outbox is not None and self.outbox.accepting()
+
+    def _hand_over(self, leased: Sequence[tuple[int, ReceiptRecord]], added: bool) -> None:
+        if leased:
+            assert self.outbox is not None
+            self.outbox.offer(leased)
+        elif added:
+            self.receipts_added()
+
     # --- statuses --------------------------------------------------------------------
 
     async def on_statuses(self, provider: str, updates: Sequence[StatusUpdate]) -> None:
@@ -481,16 +514,16 @@ class Pipeline:
                                          hlr_fields=hlr)))
         if finals:
             assert mark_many is not None
+            lease = self._lease()
             try:
-                await mark_many(finals)
+                leased = await mark_many(finals, lease=lease)
             except StoreUnavailable:
                 # Not written: the messages stay known as sent, as with on_status.
                 for update in updates:
                     if update.message_id in popped:
                         self._sent[update.message_id] = popped[update.message_id]
                 raise
-            if any(f[4] for f in finals):
-                self.receipts_added()
+            self._hand_over(leased, any(f[4] for f in finals))
         if others:
             await asyncio.gather(*(self.on_status(provider, u) for u in others))
 

@@ -35,7 +35,7 @@ from smppbridge.store.base import (
     receipt_body,
 )
 
-__all__ = ["SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["RECEIPT_LEASED", "SCHEMA_VERSION", "SqliteStore"]
 
 T = TypeVar("T")
 SCHEMA_VERSION = 3
@@ -158,6 +158,8 @@ class SqliteStore:
         # Claims do not survive a restart: whatever was being sent is due again (the
         # provider's client-side id makes the resend harmless).
         db.execute("UPDATE messages SET claimed=0 WHERE state='queued' AND claimed=1")
+        # Receipts leased to the last process's dispatcher are due again.
+        db.execute("UPDATE receipts SET next_at=0 WHERE next_at>=?", (RECEIPT_LEASED,))
         return db
 
     @staticmethod
@@ -342,7 +344,7 @@ class SqliteStore:
                         now: float, receipts: Sequence[ReceiptRecord] = ()) -> None:
         def op(db: sqlite3.Connection) -> None:
             db.execute("UPDATE messages SET state='sent', provider=?, provider_id=?, stat=?, "
-                       "attempts=attempts+1 WHERE id=?",
+                       "attempts=attempts+1 WHERE id=? AND state!='final'",
                        (provider, provider_id, stat, message_id))
             db.execute("INSERT INTO history VALUES (?,?,?,?,?,?)",
                        (message_id, now, "sent", stat, 0, provider))
@@ -350,18 +352,21 @@ class SqliteStore:
         await self._call(op)
 
     async def mark_sent_many(
-            self, sent: Sequence[tuple[str, str, str, str, float, Sequence[ReceiptRecord]]]
-    ) -> None:
+            self, sent: Sequence[tuple[str, str, str, str, float, Sequence[ReceiptRecord]]],
+            *, lease: bool = False) -> list[tuple[int, ReceiptRecord]]:
         """:meth:`mark_sent` for several messages in one operation; each entry is
-        (message_id, provider, provider_id, stat, now, receipts)."""
-        def op(db: sqlite3.Connection) -> None:
+        (message_id, provider, provider_id, stat, now, receipts). ``lease``: see
+        :meth:`mark_final_many`."""
+        def op(db: sqlite3.Connection) -> list[tuple[int, ReceiptRecord]]:
+            # A message final meanwhile (cancelled, or a webhook faster than this
+            # write) stays final.
             db.executemany("UPDATE messages SET state='sent', provider=?, provider_id=?, "
-                           "stat=?, attempts=attempts+1 WHERE id=?",
+                           "stat=?, attempts=attempts+1 WHERE id=? AND state!='final'",
                            [(e[1], e[2], e[3], e[0]) for e in sent])
             db.executemany("INSERT INTO history VALUES (?,?,'sent',?,0,?)",
                            [(e[0], e[4], e[3], e[1]) for e in sent])
-            _insert_receipts(db, [r for e in sent for r in e[5]])
-        await self._call(op)
+            return _insert_receipts(db, [r for e in sent for r in e[5]], lease=lease)
+        return await self._call(op)
 
     async def mark_retry(self, message_id: str, next_at: float, attempts: int) -> None:
         def op(db: sqlite3.Connection) -> None:
@@ -385,12 +390,17 @@ class SqliteStore:
         await self._call(op)
 
     async def mark_final_many(
-            self, finals: Sequence[tuple[str, str, int, float, Sequence[ReceiptRecord]]]
-    ) -> None:
+            self, finals: Sequence[tuple[str, str, int, float, Sequence[ReceiptRecord]]],
+            *, lease: bool = False) -> list[tuple[int, ReceiptRecord]]:
         """:meth:`mark_final` for several messages in one operation: each entry is
         (message_id, stat, err, done_at, receipts); a message already final keeps its
-        first final status, and its receipts are not added."""
-        def op(db: sqlite3.Connection) -> None:
+        first final status, and its receipts are not added.
+
+        ``lease``: the receipts added are leased to this process's dispatcher, which
+        was handed them in memory; :meth:`receipts_for` skips them until released
+        (:meth:`release_receipts`, :meth:`receipt_retry`, or the next open). Returns
+        (seq, receipt) of each receipt added (empty without ``lease``)."""
+        def op(db: sqlite3.Connection) -> list[tuple[int, ReceiptRecord]]:
             history = []
             receipts: list[ReceiptRecord] = []
             for message_id, stat, err, now, recs in finals:
@@ -401,8 +411,14 @@ class SqliteStore:
                     history.append((message_id, now, stat, err))
                     receipts.extend(recs)
             db.executemany("INSERT INTO history VALUES (?,?,'final',?,?,'')", history)
-            _insert_receipts(db, receipts)
-        await self._call(op)
+            return _insert_receipts(db, receipts, lease=lease)
+        return await self._call(op)
+
+    async def release_receipts(self, seqs: Sequence[int]) -> None:
+        """Leased receipts the dispatcher gives back: due now, for :meth:`receipts_for`."""
+        await self._call(lambda db: db.executemany(
+            "UPDATE receipts SET next_at=0 WHERE seq=? AND next_at>=?",
+            [(s, RECEIPT_LEASED) for s in seqs]))
 
     async def find(self, message_id: str) -> StoredMessage | None:
         def op(db: sqlite3.Connection) -> StoredMessage | None:
@@ -488,6 +504,9 @@ _COLUMNS = ("id, account, part_ids, source, source_ton, source_npi, dest, dest_t
             " done_at")
 
 
+#: next_at of a receipt leased to the running process's dispatcher (never due by time)
+RECEIPT_LEASED = 1e18
+
 _INSERT_MESSAGE = (
     "INSERT INTO messages (id, account, part_ids, source, source_ton, source_npi,"
     " dest, dest_ton, dest_npi, kind, content, registered_delivery, schedule_at,"
@@ -542,10 +561,26 @@ def _row_to_message(r: Any) -> StoredMessage:
                          r[24])
 
 
-def _insert_receipts(db: sqlite3.Connection, receipts: Sequence[ReceiptRecord]) -> None:
+def _insert_receipts(db: sqlite3.Connection, receipts: Sequence[ReceiptRecord], *,
+                     lease: bool = False) -> list[tuple[int, ReceiptRecord]]:
+    """Add receipts to the outbox; with ``lease``, leased and numbered here, returned
+    as (seq, receipt), so that the caller can deliver them from memory."""
     if not receipts:
-        return
-    rows = [(rec.account, rec.message_id, json.dumps(receipt_body(rec)), rec.expire_at)
-            for rec in receipts]
-    db.executemany("INSERT INTO receipts (account, message_id, body, expire_at) "
-                   "VALUES (?,?,?,?)", rows)
+        return []
+    if not lease:
+        db.executemany("INSERT INTO receipts (account, message_id, body, expire_at) "
+                       "VALUES (?,?,?,?)",
+                       [(rec.account, rec.message_id, json.dumps(receipt_body(rec)),
+                         rec.expire_at) for rec in receipts])
+        return []
+    # AUTOINCREMENT keeps the last seq ever given in sqlite_sequence; this thread is the
+    # only writer, so the next ones are ours to number.
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='receipts'").fetchone()
+    first = (row[0] if row else 0) + 1
+    seqs = list(range(first, first + len(receipts)))
+    db.executemany("INSERT INTO receipts (seq, account, message_id, body, expire_at, "
+                   "next_at) VALUES (?,?,?,?,?,?)",
+                   [(seq, rec.account, rec.message_id, json.dumps(receipt_body(rec)),
+                     rec.expire_at, RECEIPT_LEASED) for seq, rec in zip(seqs, receipts,
+                                                                         strict=True)])
+    return list(zip(seqs, receipts, strict=True))

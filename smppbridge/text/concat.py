@@ -229,7 +229,10 @@ class Segment:
         Such a message is data for an application (WAP push, vCard, OTA), so an 8-bit
         payload is kept as binary instead of being read as Latin-1 text.
         """
-        return self.port_tlv or any(
+        if self.port_tlv:
+            return True
+        # most segments have no IEs at all: no generator for them
+        return bool(self.elements) and any(
             e.iei in (IEI_PORTS_8BIT, IEI_PORTS_16BIT) for e in self.elements
         )
 

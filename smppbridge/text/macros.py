@@ -103,8 +103,9 @@ class ContentLimits:
 
     def text_limit(self, kind: Kind) -> int:
         """The longest ``text`` of ``kind`` (HLR and PING carry none: 0)."""
+        if kind is Kind.SMS:
+            return self.sms  # every plain message asks: no dict built for it
         return {
-            Kind.SMS: self.sms,
             Kind.VIBER: self.viber,
             Kind.MMS: self.mms,
             Kind.MAIL: self.mail,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
@@ -14,10 +16,10 @@ from smppbridge.bridge.content import (
     FailureReason,
     MemorySink,
 )
-from smppbridge.bridge.flood import FloodRules
+from smppbridge.bridge.flood import FloodRules, MemoryFloodState
 from smppbridge.config import Account
 from smppbridge.message import Address, Kind, OutboundMessage
-from smppbridge.seam import BindType, SessionContext, SubmitHandler
+from smppbridge.seam import BindType, SessionContext, SubmitHandler, SubmitResult
 from smppbridge.smpp.constants import CommandStatus, EsmClass, MessageState, Tag
 from smppbridge.smpp.pdu import SubmitSm, Tlv
 from smppbridge.text.concat import ReassemblyConfig, concat_udh, split_text
@@ -508,3 +510,144 @@ async def test_flood_record_forgotten_after_a_store_outage() -> None:
     flood.down = sink.down = False
     result = await handler.submit(ctx, pdu)
     assert result.status == CommandStatus.ESME_ROK
+
+
+# --- batches (submit_many) ----------------------------------------------------------------
+
+class CountingSink(MemorySink):
+    """MemorySink that counts accept_many calls (the batch path's one store operation)."""
+
+    batches = 0
+
+    async def accept_many(self, messages: Sequence[OutboundMessage]) -> list[int]:
+        self.batches += 1
+        return await super().accept_many(messages)
+
+
+class RoundTripFlood:
+    """A flood state without ``immediate`` (like the shared Redis one), backed by memory."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryFloodState()
+        self.checks = 0
+
+    async def check_and_record(self, **kw: Any) -> int:
+        self.checks += 1
+        return await self.inner.check_and_record(**kw)
+
+    async def release(self, **kw: Any) -> None:
+        await self.inner.release(**kw)
+
+
+def mixed_batch() -> list[SubmitSm]:
+    """One read's worth of submit_sm: good, refused at once, refused as a whole, a
+    duplicate inside the batch, and the two parts of a long message."""
+    p1, p2 = long_parts("long " * 40, ref=7)
+    return [
+        submit_sm(b"first"),
+        submit_sm(b"x", data_coding=0x05),  # unsupported data_coding
+        submit_sm(b"later").with_(schedule_delivery_time="bogus"),
+        submit_sm(b"twice"),
+        p1,
+        submit_sm(b"twice"),  # duplicate of the fourth
+        submit_sm("é".encode("latin-1")),  # not GSM 03.38 text
+        p2,
+        submit_sm(b"last", registered_delivery=0),
+    ]
+
+
+MIXED_STATUSES = [S.ESME_ROK, S.VENDOR_INVALID_DATA_CODING, S.ESME_RINVSCHED, S.ESME_ROK,
+                  S.ESME_ROK, S.VENDOR_DUPLICATE, S.VENDOR_INVALID_DATA_CODING, S.ESME_ROK,
+                  S.ESME_ROK]
+
+
+def verdicts(results: Sequence[SubmitResult | Exception]) -> list[tuple[int, bool]]:
+    """(status, has a message id) of each result; every entry must be a SubmitResult."""
+    out = []
+    for r in results:
+        assert isinstance(r, SubmitResult), r
+        out.append((r.status, bool(r.message_id)))
+    return out
+
+
+def ids_in(sink: MemorySink) -> set[str]:
+    return {pid for m in sink.messages.values() for pid in m.part_ids}
+
+
+async def one_by_one(pdus: Sequence[SubmitSm]) -> tuple[list[tuple[int, bool]], set[str]]:
+    """Verdicts of submit() called in order on a fresh handler, and the texts stored."""
+    h = make()
+    results = [await h.handler.submit(context(), p) for p in pdus]
+    return verdicts(results), {m.content.text for m in h.sink.messages.values()}
+
+
+async def test_submit_many_answers_like_submit_one_by_one() -> None:
+    """A mixed batch gets, entry by entry, the verdicts submit() gives one by one: the
+    same statuses, a message id exactly where ESME_ROK; single-part messages share
+    accept_many calls — the repeated text waits for the sink's answer to the first copy,
+    so two calls — and every id handed out is stored."""
+    expected, texts = await one_by_one(mixed_batch())
+    assert [s for s, _ in expected] == MIXED_STATUSES
+    sink = CountingSink()
+    h = make(sink=sink)
+    got = await h.handler.submit_many(context(), mixed_batch())
+    assert verdicts(got) == expected
+    assert sink.batches == 2
+    assert {m.content.text for m in sink.messages.values()} == texts
+    ok_ids = [r.message_id for r in got if isinstance(r, SubmitResult) and r.ok]
+    assert len(set(ok_ids)) == len(ok_ids)
+    assert set(ok_ids) == ids_in(sink)
+
+
+async def test_submit_many_sink_crash_is_each_entry_and_releases_duplicates() -> None:
+    """accept_many raising: each single-part entry it carried is that exception (refusals
+    made before it keep their status), and their duplicate records are released, so
+    the ESME's retry of the same texts is accepted."""
+
+    class BrokenBatchSink(MemorySink):
+        error: Exception | None = None
+
+        async def accept_many(self, messages: Sequence[OutboundMessage]) -> list[int]:
+            if self.error is not None:
+                raise self.error
+            return await super().accept_many(messages)
+
+    sink = BrokenBatchSink()
+    sink.error = RuntimeError("store down")
+    h = make(sink=sink)
+    pdus = [submit_sm(b"one"), submit_sm(b"x", data_coding=0x05), submit_sm(b"two")]
+    got = await h.handler.submit_many(context(), pdus)
+    assert got[0] is sink.error
+    assert got[2] is sink.error
+    assert verdicts(got[1:2]) == [(S.VENDOR_INVALID_DATA_CODING, False)]
+    assert sink.messages == {}
+    sink.error = None
+    retry = await h.handler.submit_many(context(), [pdus[0], pdus[2]])
+    assert verdicts(retry) == [(S.ESME_ROK, True)] * 2
+
+
+async def test_submit_many_without_an_immediate_flood_state_goes_through_submit() -> None:
+    """A flood state that may suspend (no ``immediate``): every entry goes through
+    submit() (no accept_many), and the verdicts still match one by one."""
+    expected, texts = await one_by_one(mixed_batch())
+    sink, flood = CountingSink(), RoundTripFlood()
+    ids = itertools.count(1)
+    handler = ContentHandler(sink, new_id=lambda ctx: f"id{next(ids)}", flood=flood,
+                             clock=Clock())
+    got = await handler.submit_many(context(), mixed_batch())
+    assert verdicts(got) == expected
+    assert sink.batches == 0
+    assert flood.checks > 0
+    assert {m.content.text for m in sink.messages.values()} == texts
+
+
+async def test_submit_many_sink_refusal_does_not_make_a_later_equal_text_a_duplicate(
+) -> None:
+    """The sink refuses (no route): two equal texts of one batch both get the sink's
+    status, as one by one, not VENDOR_DUPLICATE for a message that was never stored."""
+    pdus = [submit_sm(b"twice"), submit_sm(b"twice")]
+    one = make(sink=MemorySink(accept_status=S.VENDOR_NO_ROUTE))
+    expected = verdicts([await one.handler.submit(context(), p) for p in pdus])
+    assert expected == [(S.VENDOR_NO_ROUTE, False)] * 2
+    many = make(sink=MemorySink(accept_status=S.VENDOR_NO_ROUTE))
+    assert verdicts(await many.handler.submit_many(context(), pdus)) == expected

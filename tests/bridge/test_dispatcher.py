@@ -149,3 +149,48 @@ async def test_ttl_expires_undelivered_receipts(store: SqliteStore) -> None:
     clock.now = 2000.0
     await _drain(d)
     assert d.expired == 1
+
+
+class HeldBind(FakeBind):
+    """A receiver that leaves every deliver_sm unanswered; the test answers through
+    ``futures``. ``all_sent`` is set once ``expected`` requests have been written."""
+
+    def __init__(self, expected: int) -> None:
+        super().__init__()
+        self.expected = expected
+        self.futures: list[asyncio.Future[P.Pdu]] = []
+        self.all_sent = asyncio.Event()
+
+    def send_request(self, pdu: P.Pdu) -> asyncio.Future[P.Pdu]:
+        assert isinstance(pdu, P.DeliverSm)
+        self.got.append(pdu)
+        fut: asyncio.Future[P.Pdu] = asyncio.get_running_loop().create_future()
+        self.futures.append(fut)
+        if len(self.futures) == self.expected:
+            self.all_sent.set()
+        return fut
+
+
+async def test_batch_is_written_before_any_answer_and_an_error_retries_one(
+        store: SqliteStore) -> None:
+    """Every deliver_sm of a batch goes out before the first answer is given (answers
+    arrive only after the test saw all three); the receipt answered with an error
+    status is retried after the backoff, the others are done."""
+    clock = Clock()
+    bind = HeldBind(expected=3)
+    d = ReceiptDispatcher(store, lambda _: [bind], clock=clock, retry_backoff=5.0)
+    await store.add_receipts([_rec("1"), _rec("2"), _rec("3")])
+    await d.sweep()
+    (worker,) = d._active.values()
+    await asyncio.wait_for(bind.all_sent.wait(), 5)
+    ids = [parse_receipt(p.short_message.decode())["id"] for p in bind.got]
+    assert ids == ["1", "2", "3"]
+    for fut, status in zip(bind.futures, [S.ESME_ROK, S.ESME_RSYSERR, S.ESME_ROK],
+                           strict=True):
+        fut.set_result(P.DeliverSmResp(command_status=status))
+    await asyncio.wait_for(worker, 5)
+    assert (d.sent, d.retried) == (2, 1)
+    assert await store.receipts_for("acme", clock.now, 10) == []  # waiting for the backoff
+    clock.now += 5
+    (again,) = await store.receipts_for("acme", clock.now, 10)
+    assert (again.message_id, again.attempts) == ("2", 1)

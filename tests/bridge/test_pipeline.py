@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import Literal
 
 import pytest
 
@@ -17,11 +20,12 @@ from smppbridge.bridge.pipeline import (
     wants_receipt,
 )
 from smppbridge.bridge.providers.base import Err, SendOutcome, Stat, StatusUpdate
+from smppbridge.bridge.router import NoRoute
 from smppbridge.config import Account
 from smppbridge.message import Address, Content, Kind, OutboundMessage
 from smppbridge.seam import BindType, SessionContext
 from smppbridge.smpp.constants import CommandStatus
-from smppbridge.store.base import MessageState
+from smppbridge.store.base import MessageState, StoredMessage, StoreUnavailable
 from smppbridge.store.sqlite import SqliteStore
 
 
@@ -221,3 +225,203 @@ async def test_status_of_a_message_sent_here_needs_no_store_read(store: SqliteSt
     assert final is not None
     assert (final.state, final.stat) == (MessageState.FINAL, "DELIVRD")
     assert len(await store.receipts_for("acme", clock.now + 1, 10)) == 1
+
+
+# --- batches (accept_many) ------------------------------------------------------------
+
+_CTX = SessionContext(1, Account("acme", "pw"), BindType.TRANSMITTER, "", 0x34, "x")
+
+
+def _accepted(n: int) -> list[SendOutcome]:
+    return [SendOutcome.accepted("", f"P{i}") for i in range(1, n + 1)]
+
+
+class PickyRouter(FakeRouter):
+    """FakeRouter with no route to destinations starting with 000."""
+
+    def check(self, message: OutboundMessage) -> tuple[str, ...]:
+        if message.destination.addr.startswith("000"):
+            raise NoRoute(message.account, message.destination.addr, message.content.kind)
+        return ("sim",)
+
+
+async def _run_until_sent(pipe: Pipeline, event: asyncio.Event) -> None:
+    """Run the sender until ``event`` is set and the sends it started are done."""
+    task = asyncio.create_task(pipe.run())
+    try:
+        await asyncio.wait_for(event.wait(), 5)
+        await asyncio.wait_for(pipe.drain(), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def test_accept_many_refuses_the_unroutable_and_stores_the_rest(
+        store: SqliteStore) -> None:
+    """A message with no route gets NoRoute's status; the others of the batch are stored."""
+    pipe = Pipeline(store, PickyRouter([]), clock=Clock())  # type: ignore[arg-type]
+    lost = replace(_msg("2"), destination=Address("000123", 1, 1))
+    statuses = await pipe.accept_many([_msg("1"), lost, _msg("3")])
+    assert statuses == [CommandStatus.ESME_ROK, CommandStatus.VENDOR_NO_ROUTE,
+                        CommandStatus.ESME_ROK]
+    assert await store.find("2") is None
+    for mid in ("1", "3"):
+        stored = await store.find(mid)
+        assert stored is not None
+        assert stored.state is MessageState.QUEUED
+
+
+async def test_accept_many_hands_messages_to_the_sender_in_memory(store: SqliteStore) -> None:
+    """Messages accepted in a batch are stored claimed: the store's ``due`` never returns
+    them, yet run() sends each of them once and marks it sent."""
+    router = FakeRouter(_accepted(2))
+    clock = Clock()
+    pipe = Pipeline(store, router, clock=clock)  # type: ignore[arg-type]
+    returned: list[str] = []
+    real_due = store.due
+
+    async def recording_due(now: float, limit: int) -> list[StoredMessage]:
+        found = await real_due(now, limit)
+        returned.extend(m.message.message_id for m in found)
+        return found
+
+    store.due = recording_due  # type: ignore[method-assign]
+    assert await pipe.accept_many([_msg("1"), _msg("2")]) == [CommandStatus.ESME_ROK] * 2
+    await _run_until_sent(pipe, router.sent_event)
+    assert router.sent == ["1", "2"]
+    assert returned == []
+    for mid, provider_id in (("1", "P1"), ("2", "P2")):
+        stored = await store.find(mid)
+        assert stored is not None
+        assert (stored.state, stored.provider_id) == (MessageState.SENT, provider_id)
+
+
+async def test_cancel_of_a_message_in_the_hand_off_is_honoured(store: SqliteStore) -> None:
+    """cancel_sm of a message accepted in a batch and not yet taken by the sender: ROK,
+    it ends DELETED with its receipt, and it is never sent."""
+    router = FakeRouter(_accepted(1))
+    clock = Clock()
+    pipe = Pipeline(store, router, clock=clock)  # type: ignore[arg-type]
+    await pipe.accept_many([_msg("1"), _msg("2")])
+    assert await pipe.cancel(_CTX, "1", "src") == CommandStatus.ESME_ROK
+    await _run_until_sent(pipe, router.sent_event)
+    assert router.sent == ["2"]
+    deleted = await store.find("1")
+    assert deleted is not None
+    assert (deleted.state, deleted.stat) == (MessageState.FINAL, "DELETED")
+    (receipt,) = await store.receipts_for("acme", clock.now + 1, 10)
+    assert (receipt.message_id, receipt.stat) == ("1", "DELETED")
+
+
+async def test_accept_many_store_outage_is_queue_full_for_the_batch(tmp_path: Path) -> None:
+    """StoreUnavailable from the batch insert: ESME_RMSGQFUL (temporary) for every
+    routable message of the batch, none stored; an unroutable one keeps its NoRoute."""
+
+    class DownStore(SqliteStore):
+        async def accept_many(self, messages: Sequence[OutboundMessage], *,
+                              claim: bool = False) -> None:
+            raise StoreUnavailable("store down")
+
+    store = DownStore(str(tmp_path / "down.db"))
+    await store.open()
+    try:
+        pipe = Pipeline(store, PickyRouter([]), clock=Clock())  # type: ignore[arg-type]
+        lost = replace(_msg("3"), destination=Address("000123", 1, 1))
+        statuses = await pipe.accept_many([_msg("1"), _msg("2"), lost])
+        assert statuses == [CommandStatus.ESME_RMSGQFUL, CommandStatus.ESME_RMSGQFUL,
+                            CommandStatus.VENDOR_NO_ROUTE]
+        assert await store.find("1") is None
+        assert await store.find("2") is None
+    finally:
+        await store.close()
+
+
+class WatchedSlots(asyncio.Semaphore):
+    """The sender's slots; ``full`` is set once an acquire has to wait."""
+
+    def __init__(self, value: int) -> None:
+        super().__init__(value)
+        self.full = asyncio.Event()
+
+    async def acquire(self) -> Literal[True]:
+        if self.locked():
+            self.full.set()
+        return await super().acquire()
+
+
+class GatedRouter(FakeRouter):
+    """FakeRouter whose sends return only once ``gate`` is set; ``seen[id]`` is set when
+    the message reaches it."""
+
+    def __init__(self, outcomes: list[SendOutcome]) -> None:
+        super().__init__(outcomes)
+        self.gate = asyncio.Event()
+        self.seen: defaultdict[str, asyncio.Event] = defaultdict(asyncio.Event)
+
+    async def send(self, message: OutboundMessage) -> SendOutcome:
+        outcome = await super().send(message)
+        self.seen[message.message_id].set()
+        await self.gate.wait()
+        return outcome
+
+
+async def test_cancel_while_a_message_waits_for_a_send_slot(store: SqliteStore) -> None:
+    """All send slots busy: a message taken by the sender but waiting for a slot is
+    either not cancellable or, once cancel_sm says ROK, never sent."""
+    router = GatedRouter(_accepted(4))
+    pipe = Pipeline(store, router, clock=Clock(), concurrency=2)  # type: ignore[arg-type]
+    slots = pipe._slots = WatchedSlots(2)
+    task = asyncio.create_task(pipe.run())
+    try:
+        await pipe.accept_many([_msg("1")])
+        await asyncio.wait_for(router.seen["1"].wait(), 5)  # "1" holds a slot
+        await pipe.accept_many([_msg("2"), _msg("3")])
+        await asyncio.wait_for(slots.full.wait(), 5)  # "3" waits for one
+        status = await pipe.cancel(_CTX, "3", "src")
+        router.gate.set()
+        # "4" is taken after "3" has gone its way: once it is sent, "3" would have been.
+        await pipe.accept_many([_msg("4")])
+        await asyncio.wait_for(router.seen["4"].wait(), 5)
+        await asyncio.wait_for(pipe.drain(), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    if status != CommandStatus.ESME_ROK:
+        assert status == CommandStatus.ESME_RCANCELFAIL
+        return
+    assert "3" not in router.sent
+    stored = await store.find("3")
+    assert stored is not None
+    assert (stored.state, stored.stat) == (MessageState.FINAL, "DELETED")
+
+
+class CountingRouter(FakeRouter):
+    """FakeRouter that sets ``all_sent`` once ``expected`` messages reached it."""
+
+    def __init__(self, outcomes: list[SendOutcome], expected: int) -> None:
+        super().__init__(outcomes)
+        self.expected = expected
+        self.all_sent = asyncio.Event()
+
+    async def send(self, message: OutboundMessage) -> SendOutcome:
+        outcome = await super().send(message)
+        if len(self.sent) >= self.expected:
+            self.all_sent.set()
+        return outcome
+
+
+async def test_a_batch_larger_than_the_send_slots_is_sent_in_turns(
+        store: SqliteStore) -> None:
+    """More due messages than concurrency allows: the sender starts what holds a slot
+    and waits for slots to come back, instead of waiting forever for slots it holds."""
+    router = CountingRouter(_accepted(5), expected=5)
+    pipe = Pipeline(store, router, clock=Clock(), concurrency=2)  # type: ignore[arg-type]
+    await pipe.accept_many([_msg(str(i)) for i in range(1, 6)])
+    await _run_until_sent(pipe, router.all_sent)
+    assert sorted(router.sent) == ["1", "2", "3", "4", "5"]
+    for mid in router.sent:
+        stored = await store.find(mid)
+        assert stored is not None
+        assert stored.state is MessageState.SENT

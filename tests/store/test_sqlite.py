@@ -187,3 +187,70 @@ async def test_due_claims_messages_until_retry_or_restart(tmp_path: Path) -> Non
         assert sorted(m.message.message_id for m in await s.due(5000.0, 10)) == ["1-0", "2-0"]
     finally:
         await s.close()
+
+
+async def test_accept_many_stores_queued_messages(store: SqliteStore) -> None:
+    """accept_many stores every message queued, whole (any part id finds a long one),
+    with its history; unclaimed, they are due."""
+    await store.accept_many([_msg(1), _msg(2, parts=2)])
+    for part_id, message in (("1-0", _msg(1)), ("2-0", _msg(2, parts=2))):
+        found = await store.find(part_id)
+        assert found is not None
+        assert found.message == message
+        assert found.state is MessageState.QUEUED
+    assert [h[1] for h in await store.history("2-1")] == ["queued"]
+    assert sorted(m.message.message_id for m in await store.due(5000.0, 10)) == ["1-0", "2-1"]
+
+
+async def test_accept_many_is_all_or_none(store: SqliteStore) -> None:
+    """One message of the batch cannot be stored (its id exists): none of it is."""
+    await store.accept(_msg(1))
+    with pytest.raises(sqlite3.IntegrityError):
+        await store.accept_many([_msg(2), _msg(1)])
+    assert await store.find("2-0") is None
+
+
+async def test_accept_many_claimed_is_not_due_until_reopen(tmp_path: Path) -> None:
+    """claim=True: stored (find() returns them) but already claimed, so due() does not
+    return them; claims end with the process, so after reopening they are due."""
+    path = str(tmp_path / "m.db")
+    s = SqliteStore(path)
+    await s.open()
+    await s.accept_many([_msg(1), _msg(2)], claim=True)
+    found = await s.find("1-0")
+    assert found is not None
+    assert found.state is MessageState.QUEUED
+    assert await s.due(5000.0, 10) == []
+    await s.close()
+    s = SqliteStore(path)
+    await s.open()
+    try:
+        assert sorted(m.message.message_id for m in await s.due(5000.0, 10)) == ["1-0", "2-0"]
+    finally:
+        await s.close()
+
+
+async def test_mark_final_many_keeps_a_first_final_status(store: SqliteStore) -> None:
+    """mark_final_many ends several messages with their receipts in one transaction; a
+    message already final keeps its first stat and gets no second receipt."""
+    for i in (1, 2, 3):
+        await store.accept(_msg(i))
+    await store.mark_final("3-0", "REJECTD", 101, 5000.0, receipts=[_receipt("3-0")])
+    before = store.commits
+    await store.mark_final_many([
+        ("1-0", "DELIVRD", 0, 5001.0, [_receipt("1-0")]),
+        ("2-0", "UNDELIV", 1, 5002.0, [_receipt("2-0")]),
+        ("3-0", "DELIVRD", 0, 5003.0, [_receipt("3-0")]),
+    ])
+    assert store.commits == before + 1
+    ends = []
+    for mid in ("1-0", "2-0", "3-0"):
+        found = await store.find(mid)
+        assert found is not None
+        ends.append((found.state, found.stat, found.err, found.done_at))
+    assert ends == [(MessageState.FINAL, "DELIVRD", 0, 5001.0),
+                    (MessageState.FINAL, "UNDELIV", 1, 5002.0),
+                    (MessageState.FINAL, "REJECTD", 101, 5000.0)]
+    receipts = await store.receipts_for("acme", 9000.0, 10)
+    assert [r.message_id for r in receipts] == ["3-0", "1-0", "2-0"]
+    assert [h[1] for h in await store.history("3-0")] == ["queued", "final"]

@@ -4,6 +4,7 @@ simulator provider)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import pytest
 
@@ -222,3 +223,70 @@ async def test_run_polls_what_is_due() -> None:
         with pytest.raises(asyncio.CancelledError):
             await task
     assert got.stats() == [("r", Stat.DELIVRD)]
+
+
+class _Batches:
+    """on_updates: records each call's updates as (message_id, stat)."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[tuple[str, Stat]]] = []
+
+    async def __call__(self, name: str, updates: Sequence[StatusUpdate]) -> None:
+        self.calls.append([(u.message_id, u.stat) for u in updates])
+
+
+class _Scripted:
+    """A provider whose poll answers are scripted, one list per poll."""
+
+    def __init__(self, answers: list[list[StatusUpdate]]) -> None:
+        self.answers = answers
+
+    async def poll(self, provider_ids: Sequence[str]) -> list[StatusUpdate]:
+        return self.answers.pop(0)
+
+
+async def test_updates_of_one_poll_answer_arrive_in_one_on_updates_call() -> None:
+    """With on_updates, each poll answer's updates (message ids filled in) come in one
+    call — one per request of poll_batch ids — and on_update is not called."""
+    clock = FakeClock()
+    s = settings("simulator", name="sim", simulator={"deliver_after": 1}, poll_interval=1,
+                 poll_batch=3)
+    provider = SimulatorProvider(s, clock=clock)
+    single, batches = _Collector(), _Batches()
+    poller = StatusPoller({"sim": provider}, {"sim": s}, single, on_updates=batches,
+                          clock=clock)
+    for i in range(5):
+        poller.track("sim", await _send(provider, str(i)), str(i), sent_at=T0)
+    clock.advance(1)
+    assert await poller.poll_due() == 5
+    assert batches.calls == [[(str(i), Stat.DELIVRD) for i in range(3)],
+                             [(str(i), Stat.DELIVRD) for i in (3, 4)]]
+    assert single.updates == []
+
+
+async def test_on_updates_gets_no_repeat_of_an_unchanged_status() -> None:
+    """A status repeated unchanged in a later poll answer is not reported again; a poll
+    that brings nothing new makes no on_updates call."""
+    clock = FakeClock()
+    s = settings("simulator", name="sim", poll_interval=1, poll_max_interval=1)
+    provider = _Scripted([
+        [StatusUpdate("pa", Stat.ENROUTE), StatusUpdate("pb", Stat.ENROUTE)],
+        [StatusUpdate("pa", Stat.ENROUTE), StatusUpdate("pb", Stat.DELIVRD)],
+        [StatusUpdate("pa", Stat.ENROUTE)],
+        [StatusUpdate("pa", Stat.UNDELIV, Err.UNDELIVERABLE)],
+    ])
+    single, batches = _Collector(), _Batches()
+    poller = StatusPoller({"sim": provider}, {"sim": s}, single,  # type: ignore[dict-item]
+                          on_updates=batches, clock=clock)
+    poller.track("sim", "pa", "a", sent_at=T0)
+    poller.track("sim", "pb", "b", sent_at=T0)
+    counts = []
+    for _ in range(4):
+        clock.advance(1)
+        counts.append(await poller.poll_due())
+    assert counts == [2, 1, 0, 1]
+    assert batches.calls == [[("a", Stat.ENROUTE), ("b", Stat.ENROUTE)],
+                             [("b", Stat.DELIVRD)],
+                             [("a", Stat.UNDELIV)]]
+    assert single.updates == []
+    assert len(poller) == 0
