@@ -56,7 +56,9 @@ class Content:
     comment: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, to be treated as immutable: a frozen dataclass sets every field through
+# object.__setattr__, and these are made for every message (see README, Performance).
+@dataclass(slots=True)
 class OutboundMessage:
     """One accepted message on its way to a provider.
 

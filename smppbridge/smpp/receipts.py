@@ -67,7 +67,9 @@ def _ascii_text(text: str) -> str:
     return _NOT_PRINTABLE.sub("?", head)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, to be treated as immutable: a frozen dataclass sets every field through
+# object.__setattr__, and these are made for every message (see README, Performance).
+@dataclass(slots=True)
 class Receipt:
     """The fields of one receipt."""
 

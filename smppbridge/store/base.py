@@ -53,7 +53,9 @@ class PartRecord:
     interface_version: int = 0x34
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, to be treated as immutable: a frozen dataclass sets every field through
+# object.__setattr__, and these are made for every message (see README, Performance).
+@dataclass(slots=True)
 class StoredMessage:
     message: OutboundMessage
     state: MessageState
@@ -66,7 +68,9 @@ class StoredMessage:
     done_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, to be treated as immutable: a frozen dataclass sets every field through
+# object.__setattr__, and these are made for every message (see README, Performance).
+@dataclass(slots=True)
 class ReceiptRecord:
     """A receipt waiting for a receiver bind of ``account``.
 

@@ -132,7 +132,9 @@ class SendResult(StrEnum):
     RETRY = "retry"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, to be treated as immutable: a frozen dataclass sets every field through
+# object.__setattr__, and these are made for every message (see README, Performance).
+@dataclass(slots=True)
 class SendOutcome:
     """One message's result from one provider."""
 
@@ -186,7 +188,9 @@ class HlrResult:
                         for name in ("imsi", "msc", "mcc", "mnc", "cn", "net", "rcn", "rnet"))
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, to be treated as immutable: a frozen dataclass sets every field through
+# object.__setattr__, and these are made for every message (see README, Performance).
+@dataclass(slots=True)
 class StatusUpdate:
     """A provider's word on one message, mapped to the receipt's terms.
 

@@ -22,6 +22,7 @@ import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -195,7 +196,10 @@ def parse_send_response(root: xmlsafe.Element, messages: Sequence[OutboundMessag
             for i, m in enumerate(messages)]
 
 
+@lru_cache(maxsize=4096)
 def _parse_time(value: str, tz: tzinfo) -> float | None:
+    # Cached: a status answer repeats the same few seconds, and strptime costs ~10 µs
+    # (1 % of a node's CPU with mysmpp statuses at 2,500/s).
     try:
         return datetime.strptime(value, VALIDITY_FORMAT).replace(tzinfo=tz).timestamp()
     except ValueError:
