@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -366,9 +365,9 @@ class ContentHandler:
 
     async def _take_id(self, ctx: SessionContext) -> str:
         got = self.new_id(ctx)
-        if inspect.isawaitable(got):
-            return await got
-        return got
+        if isinstance(got, str):
+            return got
+        return await got
 
     async def _add(self, ctx: SessionContext, settings: ContentSettings, pdu: SubmitSm,
                    segment: Segment, info: _PartInfo, message_id: str, now: float,

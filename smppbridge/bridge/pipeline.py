@@ -93,8 +93,20 @@ class IdAllocator:
         self._next += 1
         return n
 
-    async def take(self, ctx: SessionContext) -> str:
-        n = await self._number()
+    def take(self, ctx: SessionContext) -> str | Awaitable[str]:
+        """The next id: at once while the reserved block lasts (no coroutine per
+        message), else an awaitable that reserves the next block first."""
+        if self._next < self._end:
+            n = self._next
+            self._next += 1
+            return self._format(n, ctx)
+        return self._take_reserving(ctx)
+
+    async def _take_reserving(self, ctx: SessionContext) -> str:
+        return self._format(await self._number(), ctx)
+
+    @staticmethod
+    def _format(n: int, ctx: SessionContext) -> str:
         hexa = ctx.account.message_id_format == "hex"
         if ctx.short_ids:
             return f"{n % 16**8:x}" if hexa else str(n % 10**8)
