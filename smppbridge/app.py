@@ -241,9 +241,7 @@ class Node:
         self.providers.update({n: r.provider for n, r in runners.items()})
         self._provider_settings.clear()
         self._provider_settings.update(settings)
-        self.router.runners = runners
-        self.router.routes = routes
-        self.router.account_providers = {a.system_id: a.providers for a in new.accounts}
+        self.router.update(runners, routes, {a.system_id: a.providers for a in new.accounts})
         self.config = new
         self.smpp.reload(new)
         for runner in retired:

@@ -97,20 +97,32 @@ class Router:
 
     def __init__(self, runners: Mapping[str, ProviderRunner], routes: Sequence[Route] = (),
                  account_providers: Mapping[str, Sequence[str]] | None = None) -> None:
+        self.update(runners, routes, account_providers)
+
+    def update(self, runners: Mapping[str, ProviderRunner], routes: Sequence[Route] = (),
+               account_providers: Mapping[str, Sequence[str]] | None = None) -> None:
+        """Take new providers and routes (config reload)."""
         self.runners = dict(runners)
         self.routes = tuple(routes)
         self.account_providers = {k: tuple(v) for k, v in (account_providers or {}).items()}
+        #: (candidate names, kind) → the usable ones: resolve runs twice per message
+        self._usable: dict[tuple[tuple[str, ...], Kind], tuple[str, ...]] = {}
 
     def resolve(self, account: str, destination: str, kind: Kind) -> tuple[str, ...]:
         """The ordered provider names that can carry ``kind``; raises NoRoute."""
-        dest = destination.lstrip("+")
-        names: Sequence[str] = self.account_providers.get(account, ())
-        for route in self.routes:
-            if route.matches(account, dest, kind):
-                names = route.providers
-                break
-        usable = tuple(n for n in names
-                       if n in self.runners and kind in self.runners[n].provider.kinds)
+        names: tuple[str, ...] = self.account_providers.get(account, ())
+        if self.routes:
+            dest = destination.lstrip("+")
+            for route in self.routes:
+                if route.matches(account, dest, kind):
+                    names = route.providers
+                    break
+        usable = self._usable.get((names, kind))
+        if usable is None:
+            usable = tuple(n for n in names
+                           if n in self.runners and kind in self.runners[n].provider.kinds)
+            if len(self._usable) < 1024:
+                self._usable[(names, kind)] = usable
         if not usable:
             raise NoRoute(account, destination, kind)
         return usable

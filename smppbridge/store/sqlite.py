@@ -516,13 +516,21 @@ _INSERT_MESSAGE = (
 
 def _message_row(m: OutboundMessage, state: MessageState, final_stat: str, final_err: int,
                  claimed: bool) -> tuple[Any, ...]:
-    return (m.message_id, m.account, json.dumps(list(m.part_ids)), m.source.addr,
+    return (m.message_id, m.account, _json_ids(m.part_ids), m.source.addr,
             m.source.ton, m.source.npi, m.destination.addr, m.destination.ton,
             m.destination.npi, m.content.kind.value, content_to_json(m.content),
             m.registered_delivery, m.schedule_at, m.expire_at, m.submitted_at,
-            m.service_type, m.data_coding, json.dumps(m.extra), state.value, final_stat,
+            m.service_type, m.data_coding, json.dumps(m.extra) if m.extra else "{}",
+            state.value, final_stat,
             final_err, m.schedule_at or 0.0, m.submitted_at if final_stat else None,
             int(claimed))
+
+
+def _json_ids(ids: tuple[str, ...]) -> str:
+    # Our ids are digits or hex: the JSON of one is just quoted (no encoder call).
+    if len(ids) == 1 and ids[0].isalnum() and ids[0].isascii():
+        return f'["{ids[0]}"]'
+    return json.dumps(list(ids))
 
 
 def _index_parts(db: sqlite3.Connection, m: OutboundMessage) -> None:
