@@ -146,6 +146,10 @@ def gsm_decode(octets: bytes) -> str:
     code is "reserved for the extension to another extension table … displayed as a
     space"). Being lenient here matches what handsets do and loses nothing.
     """
+    if GSM_ESCAPE not in octets and (not octets or max(octets) <= _SEPTET_MAX):
+        # No escapes, every octet a septet (nearly every message): one table lookup per
+        # character in C instead of this loop (~8 µs for 40 characters).
+        return octets.decode("latin-1").translate(_GSM_BASIC)
     out: list[str] = []
     i = 0
     n = len(octets)
