@@ -201,10 +201,24 @@ class MemoryFloodState:
         if now < self._next_sweep:
             return
         self._next_sweep = now + self.sweep_interval
-        for dkey in [k for k, (_, until) in self._duplicates.items() if until <= now]:
-            del self._duplicates[dkey]
-        for skey in [k for k, s in self._streaks.items() if s.expires <= now]:
-            del self._streaks[skey]
+        # Both dicts are oldest-first (an entry is re-inserted when renewed), so the
+        # expired ones are at the front: drop from there and stop at the first live one.
+        # A scan of every entry stalled the event loop for tens of ms every sweep at
+        # 3,000 msg/s (180,000 duplicate records in a 60 s window). An entry with a
+        # longer window than the ones after it (accounts differ) only holds those back
+        # until it expires itself: memory, never a verdict — checks compare the times.
+        duplicates = self._duplicates
+        while duplicates:
+            dkey = next(iter(duplicates))
+            if duplicates[dkey][1] > now:
+                break
+            del duplicates[dkey]
+        streaks = self._streaks
+        while streaks:
+            skey = next(iter(streaks))
+            if streaks[skey].expires > now:
+                break
+            del streaks[skey]
 
     def _trim(self) -> None:
         while len(self._duplicates) > self.max_entries:

@@ -218,6 +218,18 @@ async def test_old_entries_are_swept() -> None:
     assert len(s) == 2
 
 
+async def test_sweep_keeps_live_entries_behind_expired_ones() -> None:
+    """The sweep drops the expired records at the front (oldest first) and keeps the
+    live ones after them: a text sent at 50 s is still a duplicate at 70 s."""
+    s = MemoryFloodState(sweep_interval=10.0)
+    for i in range(10):
+        await check(s, 0.0, f"old{i}", destination=f"o{i}")
+    await check(s, 50.0, "live", destination="l")
+    await check(s, 70.0, "other", destination="x")  # sweeps: the 0 s records are gone
+    assert len(s) == 4  # live + other, a duplicate record and a streak each
+    assert await check(s, 71.0, "live", destination="l") == DUP
+
+
 async def test_max_entries_drops_the_oldest() -> None:
     """Over max_entries the oldest records go; that only lets messages through."""
     s = MemoryFloodState(max_entries=10)
