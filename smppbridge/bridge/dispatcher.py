@@ -169,6 +169,8 @@ class ReceiptDispatcher:
         for account, t in list(self._active.items()):
             if t is task:
                 del self._active[account]
+                if self._held.get(account):
+                    self._wake.set()  # offered as the worker ended: start another
         if not task.cancelled() and task.exception() is not None:
             _log.error("receipts.worker_crashed", error=repr(task.exception()))
 
@@ -184,17 +186,21 @@ class ReceiptDispatcher:
             if not binds:
                 return
             limit = sum(max(1, b.window) for b in binds)
-            batch = self._take_held(account, limit)
-            held = len(batch)
             now = self.clock()
-            # The store's own (retries, receipts written before a restart or by another
-            # path) are read when memory has nothing, and at least once a second.
-            if len(batch) < limit and (
-                    not batch or now - self._store_read_at.get(account, 0.0) >= 1.0):
+            # The store's own (retries, receipts given back, written before a restart
+            # or by another path) are read first — they are the older ones — when
+            # memory has nothing, and at least once a second whatever memory holds.
+            stored: list[tuple[int, ReceiptRecord]] = []
+            if (not self._held.get(account)
+                    or now - self._store_read_at.get(account, 0.0) >= 1.0):
                 self._store_read_at[account] = now
-                batch += [(r.seq, r) for r in
-                          await self.store.receipts_for(account, now, limit - len(batch))]
+                stored = [(r.seq, r) for r in
+                          await self.store.receipts_for(account, now, limit)]
+            held = self._take_held(account, limit - len(stored))
+            batch = stored + held
             if not batch:
+                if self._held.get(account):
+                    continue  # offered while the store was asked
                 return
             # Every deliver_sm of the batch is written before any answer is awaited;
             # no task per receipt (a task each was ~4 % of a node's CPU).
@@ -217,10 +223,13 @@ class ReceiptDispatcher:
             except BaseException:
                 # Store trouble (or cancelled): leased receipts not yet answered, or
                 # answered but not yet deleted, go back to memory — delivered twice
-                # rather than stuck under the lease. (Retried ones are the store's now.)
+                # rather than stuck under the lease. (Retried ones are the store's now;
+                # the store's own stay where they are.)
                 delivered = set(done)
-                self._put_back(account, [(seq, r) for i, (seq, r, _) in enumerate(sent[:held])
-                                         if i >= finished or seq in delivered])
+                first_held = len(stored)
+                self._put_back(account, [
+                    (seq, r) for i, (seq, r, _) in enumerate(sent)
+                    if i >= first_held and (i >= finished or seq in delivered)])
                 raise
             if len(done) < len(batch):
                 return  # some failed and were rescheduled; the sweep comes back later

@@ -4,8 +4,10 @@ TTL expiry, TLVs only for 3.4 binds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,8 +15,9 @@ from smppbridge.bridge.dispatcher import ReceiptDispatcher
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus, Tag
 from smppbridge.smpp.receipts import parse_receipt
-from smppbridge.store.base import ReceiptRecord
+from smppbridge.store.base import ReceiptRecord, StoreUnavailable
 from smppbridge.store.sqlite import SqliteStore
+from tests.store.samples import sample_message
 
 S = CommandStatus
 
@@ -194,3 +197,220 @@ async def test_batch_is_written_before_any_answer_and_an_error_retries_one(
     clock.now += 5
     (again,) = await store.receipts_for("acme", clock.now, 10)
     assert (again.message_id, again.attempts) == ("2", 1)
+
+
+# --- receipts leased to the dispatcher and handed over in memory (offer) ---------------
+
+class SpyStore:
+    """The SQLite store, recording what receipts_for returned (``read``, ``reads``) and
+    each receipt_retry; ``fail_done``/``fail_retry``: that many calls raise
+    StoreUnavailable."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self._store = store
+        self.reads = 0
+        self.read: list[str] = []
+        self.retries: list[tuple[int, float, int]] = []
+        self.fail_done = 0
+        self.fail_retry = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def receipts_for(self, account: str, now: float, limit: int) -> list[ReceiptRecord]:
+        got = await self._store.receipts_for(account, now, limit)
+        self.reads += 1
+        self.read += [r.message_id for r in got]
+        return got
+
+    async def receipt_done(self, seqs: Sequence[int]) -> None:
+        if self.fail_done:
+            self.fail_done -= 1
+            raise StoreUnavailable("store down")
+        await self._store.receipt_done(seqs)
+
+    async def receipt_retry(self, seq: int, next_at: float, attempts: int) -> None:
+        if self.fail_retry:
+            self.fail_retry -= 1
+            raise StoreUnavailable("store down")
+        self.retries.append((seq, next_at, attempts))
+        await self._store.receipt_retry(seq, next_at, attempts)
+
+
+async def _leased(store: SqliteStore, *ids: str) -> list[tuple[int, ReceiptRecord]]:
+    """Receipts written leased, as the pipeline writes them (mark_final_many)."""
+    for mid in ids:
+        await store.accept(replace(sample_message(0), message_id=mid, part_ids=(mid,)))
+    return await store.mark_final_many(
+        [(mid, "DELIVRD", 0, 950.0, [_rec(mid)]) for mid in ids], lease=True)
+
+
+def _ids(bind: FakeBind) -> list[str]:
+    return [parse_receipt(p.short_message.decode())["id"] for p in bind.got]
+
+
+async def test_offered_receipts_go_from_memory_and_are_deleted(store: SqliteStore) -> None:
+    """Receipts offered with their seqs are delivered in order without the store
+    returning them (receipts_for never yields them), then deleted from the store."""
+    spy = SpyStore(store)
+    bind = FakeBind()
+    d = ReceiptDispatcher(spy, lambda _: [bind], clock=Clock())  # type: ignore[arg-type]
+    d.offer(await _leased(store, "1", "2", "3"))
+    await _drain(d)
+    assert _ids(bind) == ["1", "2", "3"]
+    assert spy.read == []
+    assert d.sent == 3
+    assert await store.count_receipts() == 0
+
+
+async def test_offered_receipts_without_a_receiver_are_given_back(store: SqliteStore) -> None:
+    """Offered receipts of an account with no receiver bound here are released by the
+    sweep (due in the store, no longer held); once a receiver binds they are read from
+    the store and delivered."""
+    spy = SpyStore(store)
+    binds: dict[str, list[FakeBind]] = {}
+    d = ReceiptDispatcher(spy, lambda a: binds.get(a, []), clock=Clock())  # type: ignore[arg-type]
+    d.offer(await _leased(store, "1", "2"))
+    await d.sweep()
+    assert d._held == {}
+    assert [r.message_id for r in await store.receipts_for("acme", 1000.0, 10)] == ["1", "2"]
+    bind = FakeBind()
+    binds["acme"] = [bind]
+    await _drain(d)
+    assert _ids(bind) == ["1", "2"]
+    assert spy.read == ["1", "2"]
+    assert await store.count_receipts() == 0
+
+
+async def test_given_back_receipts_keep_their_place_before_later_offers(
+        store: SqliteStore) -> None:
+    """A receipt given back for want of a receiver is still delivered before a receipt
+    of the same account created (and offered) after it."""
+    binds: dict[str, list[FakeBind]] = {}
+    d = ReceiptDispatcher(store, lambda a: binds.get(a, []), clock=Clock())
+    d.offer(await _leased(store, "1"))
+    await d.sweep()  # no receiver: "1" is given back to the store
+    bind = FakeBind()
+    binds["acme"] = [bind]
+    d.offer(await _leased(store, "2"))
+    await _drain(d)
+    assert _ids(bind) == ["1", "2"]
+
+
+async def test_offered_receipt_with_a_temporary_error_is_retried_by_the_store(
+        store: SqliteStore) -> None:
+    """An offered receipt answered ESME_RX_T_APPN is rescheduled in the store under its
+    own seq (attempts=1, after the backoff) and not kept in memory: it is delivered
+    once more, from the store, when due."""
+    clock = Clock()
+    spy = SpyStore(store)
+    bind = FakeBind([S.ESME_RX_T_APPN])
+    d = ReceiptDispatcher(spy, lambda _: [bind], clock=clock,  # type: ignore[arg-type]
+                          retry_backoff=5.0)
+    leased = await _leased(store, "1", "2")
+    d.offer(leased)
+    await _drain(d)
+    assert spy.retries == [(leased[0][0], 1005.0, 1)]
+    assert d._held == {}
+    await _drain(d)
+    assert _ids(bind) == ["1", "2"]  # not before the backoff
+    clock.now += 5
+    await _drain(d)
+    assert _ids(bind) == ["1", "2", "1"]
+    assert spy.read == ["1"]
+    assert await store.count_receipts() == 0
+
+
+class FeedingBind(FakeBind):
+    """A receiver with window ``window`` that answers at once, while receipts keep
+    arriving: each deliver_sm it gets offers the dispatcher the next of ``pending`` and
+    moves the clock on 0.25 s. ``sent_at``: the clock at each deliver_sm."""
+
+    def __init__(self, answers: list[int | None], window: int, clock: Clock) -> None:
+        super().__init__(answers)
+        self._window = window
+        self.clock = clock
+        self.dispatcher: ReceiptDispatcher | None = None
+        self.pending: list[tuple[int, ReceiptRecord]] = []
+        self.sent_at: list[float] = []
+
+    @property
+    def window(self) -> int:
+        return self._window
+
+    def send_request(self, pdu: P.Pdu) -> asyncio.Future[P.Pdu]:
+        self.sent_at.append(self.clock.now)
+        self.clock.now += 0.25
+        if self.pending:
+            assert self.dispatcher is not None
+            self.dispatcher.offer([self.pending.pop(0)])
+        return super().send_request(pdu)
+
+
+@pytest.mark.parametrize("window", [10, 1])
+async def test_due_store_receipts_are_delivered_while_offers_keep_coming(
+        store: SqliteStore, window: int) -> None:
+    """A retry that became due in the store is delivered within about a second while
+    new receipts keep being offered (memory never runs dry), and the store is not read
+    for every batch."""
+    clock = Clock()
+    spy = SpyStore(store)
+    bind = FeedingBind([S.ESME_RX_T_APPN], window, clock)
+    d = ReceiptDispatcher(spy, lambda _: [bind], clock=clock,  # type: ignore[arg-type]
+                          retry_backoff=0.5)
+    bind.dispatcher = d
+    first, *bind.pending = await _leased(store, *(f"m{i}" for i in range(21)))
+    d.offer([first])
+    await _drain(d)  # m0 answered RX_T_APPN: due again in the store at 1000.75
+    assert spy.retries == [(first[0], 1000.75, 1)]
+    await _drain(d)
+    ids = _ids(bind)
+    assert ids.count("m0") == 2
+    assert bind.sent_at[ids.index("m0", 1)] <= 1000.75 + 1.25
+    assert ids.index("m0", 1) < ids.index("m20")
+    assert spy.reads < 10  # 21 batches
+    assert await store.count_receipts() == 0
+
+
+async def test_leased_receipts_not_deleted_go_back_to_memory(store: SqliteStore) -> None:
+    """receipt_done fails (StoreUnavailable) after delivery: the delivered leased
+    receipts are held in memory again (still leased in the store, not lost) and are
+    delivered again later; the one answered with a temporary error is the store's and
+    is not put back."""
+    clock = Clock()
+    spy = SpyStore(store)
+    bind = FakeBind([S.ESME_RX_T_APPN])
+    d = ReceiptDispatcher(spy, lambda _: [bind], clock=clock,  # type: ignore[arg-type]
+                          retry_backoff=5.0)
+    leased = await _leased(store, "1", "2", "3")
+    d.offer(leased)
+    spy.fail_done = 1
+    await _drain(d)
+    assert _ids(bind) == ["1", "2", "3"]
+    assert list(d._held["acme"]) == leased[1:]
+    assert await store.receipts_for("acme", clock.now, 10) == []
+    await _drain(d)
+    assert _ids(bind) == ["1", "2", "3", "2", "3"]
+    assert d._held == {}
+    assert spy.read == []
+    clock.now += 5
+    await _drain(d)
+    assert _ids(bind)[5:] == ["1"]
+    assert await store.count_receipts() == 0
+
+
+async def test_unanswered_leased_receipts_go_back_when_a_retry_cannot_be_written(
+        store: SqliteStore) -> None:
+    """receipt_retry fails (StoreUnavailable) on the first receipt of a batch: it and
+    the ones after it, not yet finished with, are held again and delivered later."""
+    spy = SpyStore(store)
+    bind = FakeBind([S.ESME_RX_T_APPN])
+    d = ReceiptDispatcher(spy, lambda _: [bind], clock=Clock())  # type: ignore[arg-type]
+    leased = await _leased(store, "1", "2")
+    d.offer(leased)
+    spy.fail_retry = 1
+    await _drain(d)
+    assert list(d._held["acme"]) == leased
+    await _drain(d)
+    assert _ids(bind) == ["1", "2", "1", "2"]
+    assert await store.count_receipts() == 0

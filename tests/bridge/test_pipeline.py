@@ -12,6 +12,7 @@ from typing import Literal
 
 import pytest
 
+from smppbridge.bridge.dispatcher import ReceiptDispatcher
 from smppbridge.bridge.pipeline import (
     IdAllocator,
     Pipeline,
@@ -442,3 +443,66 @@ async def test_a_batch_larger_than_the_send_slots_is_sent_in_turns(
         stored = await store.find(mid)
         assert stored is not None
         assert stored.state is MessageState.SENT
+
+
+# --- receipts handed to the dispatcher in memory (outbox) -------------------------------
+
+async def _sent_here(store: SqliteStore, pipe: Pipeline) -> None:
+    """Message "1" accepted and sent by ``pipe`` (so a status for it is applied from
+    memory by on_statuses)."""
+    await pipe.accept(_msg())
+    await pipe._send_many([(await store.due(2e6, 10))[0]])
+
+
+def _with_outbox(store: SqliteStore, clock: Clock, woken: list[bool]
+                 ) -> tuple[Pipeline, ReceiptDispatcher]:
+    """A pipeline whose outbox is a ReceiptDispatcher (no receiver bound)."""
+    outbox = ReceiptDispatcher(store, lambda _: [], clock=clock)
+    pipe = Pipeline(store, FakeRouter([SendOutcome.accepted("", "P1")]),  # type: ignore[arg-type]
+                    outbox=outbox, receipts_added=lambda: woken.append(True), clock=clock)
+    return pipe, outbox
+
+
+async def test_final_status_receipt_is_leased_and_offered(store: SqliteStore) -> None:
+    """The receipt of a final status (on_statuses) is stored leased and offered to the
+    dispatcher with its row's seq: held there, hidden from receipts_for."""
+    clock = Clock()
+    pipe, outbox = _with_outbox(store, clock, [])
+    await _sent_here(store, pipe)
+    await pipe.on_statuses("sim", [StatusUpdate("P1", Stat.DELIVRD, message_id="1")])
+    held = list(outbox._held["acme"])
+    assert [(r.message_id, r.stat) for _, r in held] == [("1", "DELIVRD")]
+    assert await store.receipts_for("acme", clock.now + 1, 10) == []
+    assert await store.count_receipts() == 1
+    await store.release_receipts([held[0][0]])
+    (released,) = await store.receipts_for("acme", clock.now + 1, 10)
+    assert (released.seq, released.message_id) == (held[0][0], "1")
+
+
+async def test_receipt_is_stored_due_when_the_outbox_is_not_accepting(
+        store: SqliteStore) -> None:
+    """A dispatcher holding all it may (accepting() false) is offered nothing: the
+    receipt is stored unleased (receipts_for returns it) and receipts_added wakes it."""
+    clock = Clock()
+    woken: list[bool] = []
+    pipe, outbox = _with_outbox(store, clock, woken)
+    outbox.held_cap = 0
+    await _sent_here(store, pipe)
+    await pipe.on_statuses("sim", [StatusUpdate("P1", Stat.DELIVRD, message_id="1")])
+    assert outbox._held == {}
+    due = await store.receipts_for("acme", clock.now + 1, 10)
+    assert [(r.message_id, r.stat) for r in due] == [("1", "DELIVRD")]
+    assert woken == [True]
+
+
+async def test_enroute_receipt_of_a_send_is_offered(store: SqliteStore) -> None:
+    """A message asking for intermediate receipts: the ENROUTE receipt written when the
+    provider accepts it (mark_sent_many) is leased and offered too."""
+    clock = Clock()
+    pipe, outbox = _with_outbox(store, clock, [])
+    await pipe.accept(_msg(rd=0x11))
+    await pipe._send_many([(await store.due(2e6, 10))[0]])
+    held = list(outbox._held["acme"])
+    assert [(r.message_id, r.stat) for _, r in held] == [("1", "ENROUTE")]
+    assert await store.receipts_for("acme", clock.now + 1, 10) == []
+    assert await store.count_receipts() == 1

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smppbridge.store.base import MessageState, PartRecord
+from smppbridge.store.base import MessageState, PartRecord, ReceiptRecord
 from smppbridge.store.sqlite import SCHEMA_VERSION, SqliteStore
 from tests.store.samples import sample_message, sample_receipt
 
@@ -254,3 +254,92 @@ async def test_mark_final_many_keeps_a_first_final_status(store: SqliteStore) ->
     receipts = await store.receipts_for("acme", 9000.0, 10)
     assert [r.message_id for r in receipts] == ["3-0", "1-0", "2-0"]
     assert [h[1] for h in await store.history("3-0")] == ["queued", "final"]
+
+
+# --- receipt leases (receipts handed to this process's dispatcher in memory) -----------
+
+async def _final_leased(store: SqliteStore, *ids: int) -> list[tuple[int, ReceiptRecord]]:
+    """Accept messages ``ids`` and end them DELIVRD in one mark_final_many(lease=True)."""
+    for i in ids:
+        await store.accept(_msg(i))
+    return await store.mark_final_many(
+        [(f"{i}-0", "DELIVRD", 0, 5000.0 + i, [_receipt(f"{i}-0")]) for i in ids], lease=True)
+
+
+async def test_leased_receipts_are_numbered_and_hidden_until_released(
+        store: SqliteStore) -> None:
+    """mark_final_many(lease=True) returns (seq, receipt) of each receipt added, numbered
+    as their rows (receipt_done on a seq deletes that row); receipts_for and
+    accounts_with_receipts skip leased receipts until release_receipts makes them due."""
+    leased = await _final_leased(store, 1, 2, 3)
+    assert [r.message_id for _, r in leased] == ["1-0", "2-0", "3-0"]
+    assert await store.receipts_for("acme", 9000.0, 10) == []
+    assert await store.accounts_with_receipts(9000.0) == []
+    assert await store.count_receipts() == 3
+    await store.receipt_done([leased[1][0]])
+    assert await store.count_receipts() == 2
+    await store.release_receipts([seq for seq, _ in leased])
+    got = await store.receipts_for("acme", 9000.0, 10)
+    assert [(r.seq, r.message_id) for r in got] == [(leased[0][0], "1-0"),
+                                                     (leased[2][0], "3-0")]
+
+
+async def test_leases_end_when_the_store_is_reopened(tmp_path: Path) -> None:
+    """A lease belongs to the process that took it: after close and reopen the leased
+    receipts are due again, with the seqs they were leased under."""
+    path = str(tmp_path / "lease.db")
+    s = SqliteStore(path)
+    await s.open()
+    leased = await _final_leased(s, 1, 2)
+    await s.close()
+    s = SqliteStore(path)
+    await s.open()
+    try:
+        got = await s.receipts_for("acme", 9000.0, 10)
+        assert [(r.seq, r.message_id) for r in got] == [(seq, r.message_id)
+                                                         for seq, r in leased]
+    finally:
+        await s.close()
+
+
+async def test_lease_seqs_stay_unique_among_autoincrement_inserts(store: SqliteStore) -> None:
+    """Leased seqs come from the table's AUTOINCREMENT sequence: lease batches after
+    ordinary inserts, after the newest receipt was deleted (its seq is not reused), and
+    written concurrently all get fresh seqs, and every receipt keeps its own row."""
+    first = await _final_leased(store, 1)
+    await store.add_receipts([_receipt("x")])
+    second = await _final_leased(store, 2, 3)
+    await store.receipt_done([second[-1][0]])
+    third, fourth = await asyncio.gather(_final_leased(store, 4), _final_leased(store, 5))
+    await store.add_receipts([_receipt("y")])
+    kept = first + second[:1] + third + fourth
+    assert min(seq for seq, _ in third + fourth) > second[-1][0]
+    await store.release_receipts([seq for seq, _ in kept])
+    got = await store.receipts_for("acme", 9000.0, 10)
+    assert len({r.seq for r in got}) == len(got) == 6
+    by_seq = {r.seq: r.message_id for r in got}
+    assert {seq: by_seq.get(seq) for seq, _ in kept} == {seq: r.message_id for seq, r in kept}
+    assert sorted(by_seq.values()) == ["1-0", "2-0", "4-0", "5-0", "x", "y"]
+
+
+async def test_mark_sent_many_can_lease_its_receipts(store: SqliteStore) -> None:
+    """mark_sent_many(lease=True) returns its (ENROUTE) receipts with their seqs, hidden
+    from receipts_for until released; without lease it returns nothing and they are due."""
+    for i in (1, 2):
+        await store.accept(_msg(i))
+    enroute = replace(_receipt("1-0"), stat="ENROUTE", intermediate=True)
+    leased = await store.mark_sent_many(
+        [("1-0", "sim", "P1", "ENROUTE", 5001.0, [enroute])], lease=True)
+    ((seq, rec),) = leased
+    assert (rec.message_id, rec.stat) == ("1-0", "ENROUTE")
+    assert await store.receipts_for("acme", 9000.0, 10) == []
+    assert await store.mark_sent_many(
+        [("2-0", "sim", "P2", "ENROUTE", 5002.0, [_receipt("2-0")])]) == []
+    assert [r.message_id for r in await store.receipts_for("acme", 9000.0, 10)] == ["2-0"]
+    await store.release_receipts([seq])
+    got = await store.receipts_for("acme", 9000.0, 10)
+    assert len(got) == 2
+    assert (got[0].seq, got[0].message_id, got[0].stat) == (seq, "1-0", "ENROUTE")
+    sent = await store.find_by_provider("sim", "P1")
+    assert sent is not None
+    assert sent.state is MessageState.SENT
