@@ -248,6 +248,14 @@ def _require_url(url: str, key: str) -> None:
 
 
 def _check_limits(content: Content, limits: ContentLimits) -> None:
+    if content.kind is Kind.SMS and content.fallback_text is None \
+            and content.subject is None and content.button_caption is None \
+            and content.button_url is None and content.image_url is None:
+        # A plain message (nearly all traffic): only its text has a limit.
+        if len(content.text) > limits.sms:
+            msg = f"sms text: {len(content.text)} characters, at most {limits.sms}"
+            raise MessageTooLong(msg)
+        return
     checks = [
         ("text", content.text, limits.text_limit(content.kind)),
         ("sms fallback", content.fallback_text, limits.sms),

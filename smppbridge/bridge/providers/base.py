@@ -68,7 +68,7 @@ class Stat(StrEnum):
     @property
     def final(self) -> bool:
         """ENROUTE and ACCEPTD are intermediate; every other stat ends the message."""
-        return self not in (Stat.ENROUTE, Stat.ACCEPTD)
+        return self is not Stat.ENROUTE and self is not Stat.ACCEPTD
 
 
 _STATES = {
