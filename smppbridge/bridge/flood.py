@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.text.encoding import ContentError
@@ -207,21 +207,21 @@ class MemoryFloodState:
         # 3,000 msg/s (180,000 duplicate records in a 60 s window). An entry with a
         # longer window than the ones after it (accounts differ) only holds those back
         # until it expires itself: memory, never a verdict — checks compare the times.
-        duplicates = self._duplicates
-        while duplicates:
-            dkey = next(iter(duplicates))
-            if duplicates[dkey][1] > now:
-                break
-            del duplicates[dkey]
-        streaks = self._streaks
-        while streaks:
-            skey = next(iter(streaks))
-            if streaks[skey][2] > now:
-                break
-            del streaks[skey]
+        _drop_expired(self._duplicates, 1, now)  # (first accepted at, forget at)
+        _drop_expired(self._streaks, 2, now)  # (last, count, forget at)
 
     def _trim(self) -> None:
         while len(self._duplicates) > self.max_entries:
             del self._duplicates[next(iter(self._duplicates))]
         while len(self._streaks) > self.max_entries:
             del self._streaks[next(iter(self._streaks))]
+
+
+def _drop_expired(entries: dict[Any, tuple[Any, ...]], until: int, now: float) -> None:
+    """Drop entries from the front of an oldest-first dict while their ``until`` field
+    has passed."""
+    while entries:
+        key = next(iter(entries))
+        if entries[key][until] > now:
+            return
+        del entries[key]

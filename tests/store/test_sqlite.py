@@ -181,10 +181,15 @@ async def test_due_claims_messages_until_retry_or_restart(tmp_path: Path) -> Non
     await s.mark_retry("1-0", next_at=5000.0, attempts=1)
     assert [m.message.message_id for m in await s.due(5000.0, 10)] == ["1-0"]
     await s.close()
+    assert await _due_after_reopen(path) == ["1-0", "2-0"]
+
+
+async def _due_after_reopen(path: str) -> list[str]:
+    """The ids due in the store at ``path`` once it is opened again (claims reset)."""
     s = SqliteStore(path)
     await s.open()
     try:
-        assert sorted(m.message.message_id for m in await s.due(5000.0, 10)) == ["1-0", "2-0"]
+        return sorted(m.message.message_id for m in await s.due(5000.0, 10))
     finally:
         await s.close()
 
@@ -222,12 +227,7 @@ async def test_accept_many_claimed_is_not_due_until_reopen(tmp_path: Path) -> No
     assert found.state is MessageState.QUEUED
     assert await s.due(5000.0, 10) == []
     await s.close()
-    s = SqliteStore(path)
-    await s.open()
-    try:
-        assert sorted(m.message.message_id for m in await s.due(5000.0, 10)) == ["1-0", "2-0"]
-    finally:
-        await s.close()
+    assert await _due_after_reopen(path) == ["1-0", "2-0"]
 
 
 async def test_mark_final_many_keeps_a_first_final_status(store: SqliteStore) -> None:
