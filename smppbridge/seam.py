@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
@@ -111,7 +112,8 @@ class MemoryHandler:
     """
 
     capacity: int = 100_000
-    messages: dict[str, tuple[SessionContext, SubmitSm]] = field(default_factory=dict)
+    messages: OrderedDict[str, tuple[SessionContext, SubmitSm]] = field(
+        default_factory=OrderedDict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     _epoch: int = field(default_factory=lambda: int(time.time()) % 100_000)
 
@@ -125,7 +127,7 @@ class MemoryHandler:
         message_id = self.next_id(ctx)
         self.messages[message_id] = (ctx, pdu)
         if len(self.messages) > self.capacity:
-            del self.messages[next(iter(self.messages))]
+            self.messages.popitem(last=False)
         return SubmitResult(CommandStatus.ESME_ROK, message_id)
 
     async def query(self, ctx: SessionContext, message_id: str, source_addr: str) -> QueryResult:

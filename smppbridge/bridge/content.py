@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import itertools
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -678,7 +679,7 @@ class MemorySink:
 
     capacity: int = 100_000
     accept_status: int = _OK
-    messages: dict[str, OutboundMessage] = field(default_factory=dict)
+    messages: OrderedDict[str, OutboundMessage] = field(default_factory=OrderedDict)
     failures: list[FailedMessage] = field(default_factory=list)
     _by_part: dict[str, str] = field(default_factory=dict)
 
@@ -689,7 +690,7 @@ class MemorySink:
         for pid in message.part_ids:
             self._by_part[pid] = message.message_id
         while len(self.messages) > self.capacity:
-            old = self.messages.pop(next(iter(self.messages)))
+            _, old = self.messages.popitem(last=False)
             for pid in old.part_ids:
                 self._by_part.pop(pid, None)
         return _OK

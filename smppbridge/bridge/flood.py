@@ -220,8 +220,12 @@ class MemoryFloodState:
 def _drop_expired(entries: dict[Any, tuple[Any, ...]], until: int, now: float) -> None:
     """Drop entries from the front of an oldest-first dict while their ``until`` field
     has passed."""
-    while entries:
-        key = next(iter(entries))
-        if entries[key][until] > now:
-            return
+    # One pass, then the deletes: next(iter(...)) after each delete would walk the
+    # deleted slots at the front again (quadratic in the expired count).
+    expired = []
+    for key, value in entries.items():
+        if value[until] > now:
+            break
+        expired.append(key)
+    for key in expired:
         del entries[key]

@@ -25,7 +25,7 @@ never reads a clock.
 
 from __future__ import annotations
 
-from collections import deque
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -181,7 +181,9 @@ class SmscSession:
         #: the peer's unbind, answered once its earlier requests are
         self._unbind_seq: int | None = None
         self._unbind_deadline = 0.0
-        self._pending_out: dict[int, tuple[P.Pdu, float]] = {}  # ours, with deadline
+        # ours, with deadline, in the order sent (OrderedDict: the first is found in O(1)
+        # however many answered ones were deleted before it)
+        self._pending_out: OrderedDict[int, tuple[P.Pdu, float]] = OrderedDict()
         self._probe_seq = 0
         #: Called with ("in" | "out", command_id, command_status) for every PDU, so the
         #: I/O layer can count them without the session knowing about metrics.
