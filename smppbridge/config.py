@@ -153,15 +153,7 @@ class Account:
     limits: ContentLimits = field(default_factory=ContentLimits)
 
     def allows(self, ip: str) -> bool:
-        if not self.allowed_networks:
-            return True
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return False
-        if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-            addr = addr.ipv4_mapped
-        return any(addr in net for net in self.allowed_networks)
+        return not self.allowed_networks or ip_in_networks(ip, self.allowed_networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -582,3 +574,16 @@ def load_config(path: str | None, *, env: Mapping[str, str] | None = None) -> Co
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
     return parse_config(text, source=path, env=env)
+
+
+def ip_in_networks(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+                   ) -> bool:
+    """Is ``ip`` in one of ``networks``? An IPv4-mapped IPv6 address counts as its IPv4
+    address; a string that is no address is in none."""
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr in net for net in networks)

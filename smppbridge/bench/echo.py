@@ -89,16 +89,10 @@ class EchoCounters:
         return self.message_id % _ID_MODULUS
 
 
-class _RawEcho(asyncio.Protocol):
-    """The ``raw`` engine: templates in, templates out."""
+class _EchoProtocol(asyncio.Protocol):
+    """Transport bookkeeping and back-pressure shared by both engines."""
 
-    def __init__(self, counters: EchoCounters, receipts: ReceiptTemplate) -> None:
-        self.counters = counters
-        self.receipts = receipts
-        self.reader = FrameReader()
-        self.transport: asyncio.Transport | None = None
-        self.seq = 0
-        self.can_receive = False
+    transport: asyncio.Transport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transports are not asyncio.Transport subclasses; same interface.
@@ -115,6 +109,18 @@ class _RawEcho(asyncio.Protocol):
     def resume_writing(self) -> None:
         if self.transport is not None:
             self.transport.resume_reading()
+
+
+class _RawEcho(_EchoProtocol):
+    """The ``raw`` engine: templates in, templates out."""
+
+    def __init__(self, counters: EchoCounters, receipts: ReceiptTemplate) -> None:
+        self.counters = counters
+        self.receipts = receipts
+        self.reader = FrameReader()
+        self.transport: asyncio.Transport | None = None
+        self.seq = 0
+        self.can_receive = False
 
     def data_received(self, data: bytes) -> None:
         transport = self.transport
@@ -199,29 +205,17 @@ class _RawEcho(asyncio.Protocol):
             dest=source, dest_ton=src_ton, dest_npi=src_npi, now=now))
 
 
-class _SessionEcho(asyncio.Protocol):
+class _SessionEcho(_EchoProtocol):
     """The ``session`` engine: everything through SmscSession."""
 
     def __init__(self, counters: EchoCounters) -> None:
         self.counters = counters
         self.session = SmscSession(_SESSION_CONFIG, time.monotonic())
-        self.transport: asyncio.Transport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses; same interface.
-        self.transport = cast("asyncio.Transport", transport)
+        self.transport = None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.transport = None
+        super().connection_lost(exc)
         self.session.close("connection lost")
-
-    def pause_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        if self.transport is not None:
-            self.transport.resume_reading()
 
     def data_received(self, data: bytes) -> None:
         session = self.session

@@ -31,7 +31,6 @@ import dataclasses
 import hashlib
 import heapq
 import hmac
-import ipaddress
 import itertools
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -41,6 +40,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from smppbridge.bridge.providers.base import Err, ProviderError, Stat, StatusUpdate
+from smppbridge.config import ip_in_networks
 from smppbridge.http.server import Request, Response
 
 if TYPE_CHECKING:
@@ -348,15 +348,6 @@ _HTTP_UNAUTHORIZED = 401
 _HTTP_FORBIDDEN = 403
 
 
-def _client_allowed(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
-                    ) -> bool:
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)
 
 
 def _same(given: str, expected: str) -> bool:
@@ -374,7 +365,7 @@ def webhook_refusal(request: Request, s: ProviderSettings) -> tuple[int, str] | 
     and ``webhook_hmac_key`` (``X-Signature: sha256=<hex HMAC-SHA256 of the body>``;
     401). The reason names what failed, never a value, so it is safe to log.
     """
-    if s.webhook_networks and not _client_allowed(request.client[0], s.webhook_networks):
+    if s.webhook_networks and not ip_in_networks(request.client[0], s.webhook_networks):
         return _HTTP_FORBIDDEN, "source address not in webhook_networks"
     if s.webhook_secret:
         given = request.headers.get(WEBHOOK_SECRET_HEADER)

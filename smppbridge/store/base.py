@@ -8,6 +8,7 @@ concurrent writes into one transaction.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,7 +18,7 @@ from typing import Any, Protocol
 from smppbridge.message import Content, Kind, OutboundMessage
 
 __all__ = ["MessageState", "PartRecord", "ReceiptRecord", "Store", "StoreUnavailable",
-           "StoredMessage", "content_from_json", "content_to_json", "receipt_body"]
+           "StoredMessage", "content_from_json", "content_to_json", "receipt_body", "settle"]
 
 
 class StoreUnavailable(Exception):
@@ -202,3 +203,13 @@ def receipt_body(rec: ReceiptRecord) -> dict[str, Any]:
     a node's CPU with receipts flowing (py-spy, 2,000 receipts/s).
     """
     return {name: getattr(rec, name) for name in _RECEIPT_BODY_FIELDS}
+
+
+def settle(fut: asyncio.Future[Any], value: Any, err: BaseException | None) -> None:
+    """Resolve ``fut`` with ``value`` or ``err`` unless it is done (cancelled) already."""
+    if fut.done():
+        return
+    if err is not None:
+        fut.set_exception(err)
+    else:
+        fut.set_result(value)

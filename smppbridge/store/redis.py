@@ -88,6 +88,7 @@ from smppbridge.store.base import (
     content_from_json,
     content_to_json,
     receipt_body,
+    settle,
 )
 
 if TYPE_CHECKING:
@@ -666,7 +667,7 @@ class RedisStore:
                     # an unexpected failure fails its batch; no caller is left waiting
                     _log.exception("store.batch_failed")
                     for op in batch:
-                        _settle(op.future, None, _map_error(exc))
+                        settle(op.future, None, _map_error(exc))
         finally:
             self._flusher = None
 
@@ -689,7 +690,7 @@ class RedisStore:
                 error = _map_error(exc)
                 _log.warning("store.redis_unavailable", error=repr(exc))
                 for op in batch:
-                    _settle(op.future, None, error)
+                    settle(op.future, None, error)
                 return
             _WRITE_LATENCY.observe(time.monotonic() - started)
             replicated = True
@@ -702,18 +703,18 @@ class RedisStore:
                     op.attempts += 1
                     again.append(op)
                 elif isinstance(result, Exception):
-                    _settle(op.future, None, _map_error(result))
+                    settle(op.future, None, _map_error(result))
                 elif op.durable and not replicated:
-                    _settle(op.future, None, StoreUnavailable(
+                    settle(op.future, None, StoreUnavailable(
                         f"fewer than {self.min_replicas} replicas acknowledged the write"))
                 else:
-                    _settle(op.future, result, None)
+                    settle(op.future, result, None)
             if again:
                 try:
                     await self._load_scripts()
                 except StoreUnavailable as exc:
                     for op in again:
-                        _settle(op.future, None, exc)
+                        settle(op.future, None, exc)
                     return
             batch = again
 
@@ -983,13 +984,6 @@ def _map_error(exc: Exception) -> Exception:
     return exc
 
 
-def _settle(fut: asyncio.Future[Any], value: Any, err: BaseException | None) -> None:
-    if fut.done():
-        return
-    if err is not None:
-        fut.set_exception(err)
-    else:
-        fut.set_result(value)
 
 
 def _token() -> str:

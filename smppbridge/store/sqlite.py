@@ -33,6 +33,7 @@ from smppbridge.store.base import (
     content_from_json,
     content_to_json,
     receipt_body,
+    settle,
 )
 
 __all__ = ["RECEIPT_LEASED", "SCHEMA_VERSION", "SqliteStore"]
@@ -187,10 +188,10 @@ class SqliteStore:
         try:
             db = self._connect()
         except Exception as exc:
-            loop.call_soon_threadsafe(_settle, ready, None, exc)
+            loop.call_soon_threadsafe(settle, ready, None, exc)
             return
         self._db = db
-        loop.call_soon_threadsafe(_settle, ready, None, None)
+        loop.call_soon_threadsafe(settle, ready, None, None)
         stop = False
         while not stop:
             item = self._queue.get()
@@ -544,16 +545,9 @@ def _index_parts(db: sqlite3.Connection, m: OutboundMessage) -> None:
 def _settle_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
                 ) -> None:
     for fut, value, err in results:
-        _settle(fut, value, err)
+        settle(fut, value, err)
 
 
-def _settle(fut: asyncio.Future[Any], value: Any, err: BaseException | None) -> None:
-    if fut.done():
-        return
-    if err is not None:
-        fut.set_exception(err)
-    else:
-        fut.set_result(value)
 
 
 
