@@ -245,8 +245,13 @@ class Pipeline:
             for i, outcome in zip(keep, outcomes, strict=True):
                 if isinstance(outcome, StoreUnavailable):
                     statuses[i] = _S.ESME_RMSGQFUL
+                elif isinstance(outcome, Exception):
+                    # This message alone: the others of the batch are stored.
+                    _log.error("submit.store_failed", message_id=messages[i].message_id,
+                               exc_info=outcome)
+                    statuses[i] = _S.ESME_RSYSERR
                 elif isinstance(outcome, BaseException):
-                    raise outcome
+                    raise outcome  # cancelled
         else:
             now = self.clock()
             claim = self.router is not None and len(self._fresh) < self.fresh_cap and all(

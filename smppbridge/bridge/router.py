@@ -133,23 +133,8 @@ class Router:
 
     async def send(self, message: OutboundMessage) -> SendOutcome:
         """Send along the route; see the module docstring for the outcomes."""
-        try:
-            names = self.check(message)
-        except NoRoute as exc:
-            return SendOutcome.rejected(message.message_id, Err.KIND_UNSUPPORTED, str(exc))
-        last: SendOutcome | None = None
-        for name in names:
-            runner = self.runners[name]
-            if not runner.available:
-                last = SendOutcome.failed(message.message_id, Err.UNAVAILABLE,
-                                          f"{name}: circuit breaker open")
-                continue
-            outcome = await runner.submit(message)
-            if outcome.result is not SendResult.FAILED:
-                return outcome
-            last = outcome
-        assert last is not None
-        return last
+        (outcome,) = await self.send_many([message])
+        return outcome
 
     async def send_many(self, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
         """:meth:`send` for a batch, same outcomes: messages going to the same provider

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -506,3 +506,32 @@ async def test_enroute_receipt_of_a_send_is_offered(store: SqliteStore) -> None:
     assert [(r.message_id, r.stat) for _, r in held] == [("1", "ENROUTE")]
     assert await store.receipts_for("acme", clock.now + 1, 10) == []
     assert await store.count_receipts() == 1
+
+
+class OneByOneStore(SqliteStore):
+    """A store without batch inserts (as the Redis store), failing message "2"."""
+
+    accept_many = None  # type: ignore[assignment]
+
+    async def accept(self, message: OutboundMessage, *args: Any, **kwargs: Any) -> None:
+        if message.message_id == "2":
+            raise RuntimeError("this row cannot be written")
+        await super().accept(message, *args, **kwargs)
+
+
+async def test_accept_many_without_batch_inserts_answers_each_message(
+        tmp_path: Path) -> None:
+    """On a store without accept_many, each message is stored on its own: one that
+    fails gets ESME_RSYSERR, the others of the batch are stored and get ESME_ROK."""
+    s = OneByOneStore(str(tmp_path / "one.db"))
+    await s.open()
+    try:
+        pipe = Pipeline(s, FakeRouter([]), clock=Clock())  # type: ignore[arg-type]
+        statuses = await pipe.accept_many([_msg("1"), _msg("2"), _msg("3")])
+        assert statuses == [CommandStatus.ESME_ROK, CommandStatus.ESME_RSYSERR,
+                            CommandStatus.ESME_ROK]
+        assert await s.find("1") is not None
+        assert await s.find("3") is not None
+        assert await s.find("2") is None
+    finally:
+        await s.close()

@@ -195,22 +195,11 @@ class ProviderRunner:
                 fut.set_result(outcome)
 
     async def send_now(self, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
-        """Send ``messages`` at once in requests of up to ``batch_size``, within the
-        provider's concurrency: for a caller that already holds a batch (the sender),
-        without a future per message or the linger of :meth:`enqueue`."""
-        if self._closed:
-            return [SendOutcome.failed(m.message_id, Err.UNAVAILABLE, "shutting down")
-                    for m in messages]
-        size = self.settings.batch_size
-        chunks = [messages[i:i + size] for i in range(0, len(messages), size)]
-
-        async def one(chunk: Sequence[OutboundMessage]) -> list[SendOutcome]:
-            async with self._slots:
-                return await self.send_batch(chunk)
-
-        if len(chunks) == 1:
-            return await one(chunks[0])
-        return [o for part in await asyncio.gather(*(one(c) for c in chunks)) for o in part]
+        """Send a batch the caller already holds (the sender): queued like
+        :meth:`submit` — full requests go at once, a partial one waits ``linger`` for
+        more — with one future per message and no task or shield each."""
+        futures = [self.enqueue(m) for m in messages]
+        return list(await asyncio.gather(*futures))
 
     async def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
         """Send ``messages`` with retries; every outcome is ACCEPTED, REJECTED or FAILED."""
