@@ -31,6 +31,7 @@ from pathlib import Path
 
 from smppbridge.bench.echo import use_loop
 from smppbridge.bench.loadgen import LoadConfig, LoadGenerator
+from smppbridge.bench.procstat import read_cpu_seconds
 from smppbridge.bench.targets import start_target
 
 #: Stages of a node, by a frame that every sample of that stage has on its stack.
@@ -71,9 +72,10 @@ def summarise(raw: Path, top: int) -> str:
     return "\n".join(lines)
 
 
-async def _run(target: str, seconds: float, spy: str | None, raw: Path) -> str:
+async def _run(target: str, seconds: float, spy: str | None, raw: Path,
+               worker: bool | None) -> str:
     workdir = Path(tempfile.mkdtemp(prefix="smppbridge-profile-"))
-    server = await start_target(target, workdir)
+    server = await start_target(target, workdir, worker=worker)
     recorder = None
     try:
         if spy:
@@ -82,6 +84,7 @@ async def _run(target: str, seconds: float, spy: str | None, raw: Path) -> str:
                  "--format", "raw", "--output", str(raw), "--rate", "200", "--gil"],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         before = server.sample()
+        node_before = read_cpu_seconds(server.pid)
         gen = LoadGenerator(LoadConfig(port=server.port, window=100, sessions=1,
                                        messages=None, duration=seconds))
         await gen.open()
@@ -90,6 +93,7 @@ async def _run(target: str, seconds: float, spy: str | None, raw: Path) -> str:
         finally:
             await gen.close()
         after = server.sample()
+        node_cpu = read_cpu_seconds(server.pid) - node_before
         if recorder is not None:
             recorder.wait(timeout=seconds + 30)
     finally:
@@ -100,7 +104,8 @@ async def _run(target: str, seconds: float, spy: str | None, raw: Path) -> str:
             f"{result.receipt_flow_per_second:,.0f} receipts/s, "
             f"ack p50 {result.latency.p50_ms:.1f} ms p99 {result.latency.p99_ms:.1f} ms, "
             f"{cpu:.2f} server CPU-s = {cpu / max(1, result.acked) * 1e6:.0f} µs "
-            f"per message")
+            f"per message (node process {node_cpu:.2f} s, provider workers "
+            f"{cpu - node_cpu:.2f} s)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,13 +115,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top", type=int, default=30)
     p.add_argument("--raw", type=Path, help="keep py-spy's raw samples here")
     p.add_argument("--no-spy", action="store_true", help="load figures only")
+    p.add_argument("--provider-worker", choices=("default", "on", "off"), default="default",
+                   help="the provider's `worker` key (default: the type's own); py-spy "
+                        "records the node process only")
     args = p.parse_args(argv)
     spy = None if args.no_spy else shutil.which("py-spy") or (
         str(Path(sys.executable).parent / "py-spy")
         if (Path(sys.executable).parent / "py-spy").exists() else None)
     raw = args.raw or Path(tempfile.mkstemp(suffix=".txt")[1])
     use_loop("auto")
-    print(asyncio.run(_run(args.target, args.seconds, spy, raw)))
+    worker = {"on": True, "off": False}.get(args.provider_worker)
+    print(asyncio.run(_run(args.target, args.seconds, spy, raw, worker)))
     if spy is None:
         print("(py-spy not found: no profile; pip install py-spy)")
         return 0

@@ -20,6 +20,7 @@ from smppbridge.bridge.pipeline import IdAllocator, Pipeline
 from smppbridge.bridge.providers import ProviderSettings, build_provider, parse_provider
 from smppbridge.bridge.providers.base import Provider
 from smppbridge.bridge.providers.resilience import ProviderRunner
+from smppbridge.bridge.providers.worker import WorkerProvider
 from smppbridge.bridge.router import Router, parse_route
 from smppbridge.bridge.status import StatusPoller, webhook_handler
 from smppbridge.config import Account, Config, ConfigError, load_config
@@ -96,7 +97,7 @@ class Node:
         self.store = open_store(cfg)
         settings: dict[str, ProviderSettings] = {p.name: parse_provider(p.raw)
                                                  for p in cfg.providers}
-        self.providers = {name: build_provider(s) for name, s in settings.items()}
+        self.providers = {name: self._build_provider(s) for name, s in settings.items()}
         runners = {name: ProviderRunner(self.providers[name], s)
                    for name, s in settings.items()}
         names = list(settings)
@@ -121,8 +122,18 @@ class Node:
         self.smpp.handler = self.handler if self.handler is not None else self.content
         self.smpp.on_receiver_bound = lambda _system_id: self.dispatcher.notify()
 
+    def _build_provider(self, settings: ProviderSettings) -> Provider:
+        provider = build_provider(settings)
+        if settings.worker:
+            return WorkerProvider(provider, settings,
+                                  log=(self.config.log.level, self.config.log.format))
+        return provider
+
     async def start(self) -> None:
         await self.store.open()
+        for provider in self.providers.values():
+            if isinstance(provider, WorkerProvider):
+                await provider.start()  # a child that cannot start stops the node here
         flood_state = getattr(self.store, "flood_state", None)
         if flood_state is not None:
             # A shared store shares the flood windows too: the rules hold across nodes.
@@ -235,7 +246,7 @@ class Node:
                 continue
             if current is not None:
                 retired.append(current)
-            runners[name] = ProviderRunner(build_provider(s), s)
+            runners[name] = ProviderRunner(self._build_provider(s), s)
         # Swap in place: the poller and the webhook handler hold these very dicts.
         self.providers.clear()
         self.providers.update({n: r.provider for n, r in runners.items()})

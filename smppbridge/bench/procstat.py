@@ -5,6 +5,9 @@
   counted from its *last* closing parenthesis.
 * ``/proc/<pid>/status`` ``VmRSS`` is the resident set now and ``VmHWM`` its peak
   ("high water mark") since the process started, both in kB.
+* ``/proc/<pid>/task/<tid>/children`` lists the live children of each thread: a
+  node's provider workers (``worker = true``) are part of what the node costs, so
+  :func:`sample` adds them in.
 """
 
 from __future__ import annotations
@@ -14,8 +17,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["ProcSample", "parse_stat", "parse_status", "read_cpu_seconds", "read_memory",
-           "sample"]
+__all__ = ["ProcSample", "children", "parse_stat", "parse_status", "read_cpu_seconds",
+           "read_memory", "sample"]
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 #: utime and stime are fields 14 and 15 of proc(5); after "pid (comm) " the state is
@@ -62,8 +65,34 @@ def read_memory(pid: int) -> tuple[int, int]:
     return parse_status(Path(f"/proc/{pid}/status").read_text())
 
 
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (of any of its threads)."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:  # the thread ended meanwhile, or no such file on this kernel
+            continue
+    return found
+
+
 def sample(pid: int) -> ProcSample:
-    """CPU and memory of ``pid`` now; raises OSError if it is gone."""
+    """CPU and memory of ``pid`` and its live children (provider workers) now; raises
+    OSError if ``pid`` is gone. A child's peak is added to the parent's: an upper bound
+    of the peak of the whole."""
     rss, peak = read_memory(pid)
-    return ProcSample(at=time.monotonic(), cpu_seconds=read_cpu_seconds(pid),
-                      rss_bytes=rss, peak_rss_bytes=peak)
+    cpu = read_cpu_seconds(pid)
+    for child in children(pid):
+        try:
+            child_rss, child_peak = read_memory(child)
+            cpu += read_cpu_seconds(child)
+        except OSError:  # it ended between the listing and the read
+            continue
+        rss += child_rss
+        peak += child_peak
+    return ProcSample(at=time.monotonic(), cpu_seconds=cpu, rss_bytes=rss,
+                      peak_rss_bytes=peak)

@@ -68,6 +68,8 @@ class Options:
     deliver_after: float = 1.0
     loop: str = "auto"
     keep: bool = False
+    #: ``worker`` of smppbridge's provider: None = the type's default, else on/off
+    provider_worker: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,7 +187,8 @@ async def run_case(case: Case, target: str, opts: Options) -> Row:
         try:
             server = await start_target(target, workdir, loop=opts.loop,
                                         max_binds=max(2000, 2 * opts.binds),
-                                        deliver_after=opts.deliver_after)
+                                        deliver_after=opts.deliver_after,
+                                        worker=opts.provider_worker)
         except TargetError:
             row.start_failed = True
             raise
@@ -396,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default=d.loop,
                    help="event loop of the load generator and the echo (default: auto = "
                         "uvloop when installed, as smppbridge serve does)")
+    p.add_argument("--provider-worker", choices=("default", "on", "off"), default="default",
+                   help="smppbridge's provider requests in a child process (the "
+                        "provider's `worker` key); default: the type's own (on for the "
+                        "HTTP types, off for the in-process simulator)")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.add_argument("--keep", action="store_true",
                    help="keep each run's directory (config, logs, database)")
@@ -438,7 +445,8 @@ def main(argv: list[str] | None = None) -> int:
                    rate=args.rate, binds=args.binds, receipt_wait=args.receipt_wait,
                    soak_duration=args.soak_duration, soak_rate=args.soak_rate,
                    soak_interval=args.soak_interval, deliver_after=args.deliver_after,
-                   loop=args.loop, keep=args.keep)
+                   loop=args.loop, keep=args.keep,
+                   provider_worker={"on": True, "off": False}.get(args.provider_worker))
     loop_name = use_loop(opts.loop)
     cases = build_cases(names, opts)
     out = sys.stdout

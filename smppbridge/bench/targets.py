@@ -59,7 +59,8 @@ def free_port(host: str = "127.0.0.1") -> int:
 def smppbridge_config(workdir: Path, smpp_port: int, http_port: int, *,
                       max_binds: int = 2000, window: int = 1000,
                       deliver_after: float = 1.0, shutdown_grace: float = 2.0,
-                      http_provider: tuple[str, int] | None = None) -> str:
+                      http_provider: tuple[str, int] | None = None,
+                      worker: bool | None = None) -> str:
     """The TOML of the server under test.
 
     Limits a benchmark would otherwise hit by design are raised and say so: 1,000
@@ -94,7 +95,16 @@ max_binds = {max_binds}
 window = {window}
 providers = ["simulator"]
 
-{_provider_table(deliver_after, http_provider)}"""
+{_provider_table(deliver_after, http_provider)}{_worker_line(worker)}"""
+
+
+def _worker_line(worker: bool | None) -> str:
+    """``worker`` of the provider table: None leaves the type's default (the stock
+    server: on for the HTTP types, off for the in-process simulator)."""
+    if worker is None:
+        return ""
+    return f"# provider requests in a child process: set by --provider-worker\n" \
+           f"worker = {'true' if worker else 'false'}\n"
 
 
 def _provider_table(deliver_after: float, http_provider: tuple[str, int] | None) -> str:
@@ -222,7 +232,8 @@ class ServerProcess:
 
 async def start_target(name: str, workdir: Path, *, loop: str = "auto",
                        max_binds: int = 2000, deliver_after: float = 1.0,
-                       ready_timeout: float = 20.0) -> ServerProcess:
+                       ready_timeout: float = 20.0,
+                       worker: bool | None = None) -> ServerProcess:
     """Start server ``name`` (one of :data:`TARGETS`) with its files in ``workdir``."""
     port = free_port()
     if name in ("echo", "echo-session"):
@@ -246,7 +257,7 @@ async def start_target(name: str, workdir: Path, *, loop: str = "auto",
         config = workdir / "smppbridge.toml"
         config.write_text(smppbridge_config(workdir, port, free_port(), max_binds=max_binds,
                                             deliver_after=deliver_after,
-                                            http_provider=http_provider))
+                                            http_provider=http_provider, worker=worker))
         argv = [sys.executable, "-m", "smppbridge", "serve", "--config", str(config)]
         server = ServerProcess(name, argv, port, workdir)
         server.companions = companions

@@ -110,6 +110,10 @@ class ProviderSettings:
     webhook_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
     #: simulator type: the simulator's own settings (smppbridge.simulator.SimConfig keys)
     simulator: Mapping[str, Any] = field(default_factory=dict)
+    #: run the adapter's requests in a child process (a second core for the provider's
+    #: HTTP, XML/JSON and status work; smppbridge.bridge.providers.worker). Default: on
+    #: for the HTTP types, off for the in-process simulator (cheaper than the hop)
+    worker: bool = False
 
 
 _NUMBERS: dict[str, tuple[float, float | None]] = {
@@ -134,7 +138,8 @@ _INTEGERS: dict[str, tuple[int, int | None]] = {
     "default_ttl": (1, _MAX_TTL_MINUTES),
 }
 _STRINGS = ("url", "status_url", "login", "sender", "viber_sender", "timezone", "webhook_url")
-_KNOWN = {"name", "type", "kinds", "simulator", "webhook_networks", *_NUMBERS, *_INTEGERS,
+_KNOWN = {"name", "type", "kinds", "simulator", "webhook_networks", "worker", *_NUMBERS,
+          *_INTEGERS,
           *_STRINGS,
           *_SECRETS, *(f"{s}_env" for s in _SECRETS), *(f"{s}_file" for s in _SECRETS)}
 
@@ -185,6 +190,10 @@ def parse_provider(raw: Mapping[str, Any], *,
         values[key] = _secret(raw, key, env, fail)
     if "webhook_networks" in raw:
         values["webhook_networks"] = _networks(raw["webhook_networks"], fail)
+    if "worker" in raw:
+        if not isinstance(raw["worker"], bool):
+            raise fail("worker", "expected true or false")
+        values["worker"] = raw["worker"]
 
     default_kinds = DEFAULT_KINDS[ptype]
     if "kinds" in raw:
@@ -218,6 +227,7 @@ def parse_provider(raw: Mapping[str, Any], *,
     values.setdefault("status_url", default_status)
     values.setdefault("batch_size", _DEFAULT_BATCH[ptype])
     values.setdefault("timezone", _DEFAULT_TZ.get(ptype, "UTC"))
+    values.setdefault("worker", ptype != "simulator")
     if ptype == "http-json" and "poll_interval" not in raw and not values["status_url"]:
         values["poll_interval"] = 0.0  # statuses by webhook
     if ptype == "simulator":
