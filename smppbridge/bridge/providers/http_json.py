@@ -140,11 +140,10 @@ class HttpJsonProvider(HttpProvider):
 
     async def _call(self, url: str, doc: Any) -> dict[str, Any]:
         body = json.dumps(doc, ensure_ascii=False).encode()
-        headers = {"Content-Type": self._content_type}
+        headers = {}
         if self.settings.token:
             headers["Authorization"] = f"Bearer {self.settings.token}"
-        with map_httpx_errors(self.name):
-            response = await self.client.post(url, content=body, headers=headers)
+        response = await self.post(url, body, self._content_type, headers)
         raise_for_http_status(self.name, response)
         try:
             data = response.json()
