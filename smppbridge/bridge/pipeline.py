@@ -45,7 +45,8 @@ if TYPE_CHECKING:
     from smppbridge.message import OutboundMessage
     from smppbridge.store.base import Store
 
-__all__ = ["IdAllocator", "Pipeline", "make_receipts", "status_err", "wants_receipt"]
+__all__ = ["IdAllocator", "Pipeline", "ReceiptBasis", "make_receipts", "receipt_basis",
+           "status_err", "wants_receipt"]
 
 _S = CommandStatus
 _log = structlog.get_logger("smppbridge.pipeline")
@@ -122,22 +123,44 @@ def wants_receipt(registered_delivery: int, stat: str) -> bool:
     return choice == RegisteredDelivery.FAILURE_ONLY and stat != "DELIVRD"
 
 
-def make_receipts(message: OutboundMessage, stat: str, err: int, done_at: float, *,
-                  ttl: float = DEFAULT_RECEIPT_TTL, hlr_fields: str = "",
+#: What a message's receipts are made of, kept for every message sent until its final
+#: status: ``(message_id, account, part_ids, registered_delivery,
+#: part_registered_delivery, submitted_at, text, source_addr, source_ton, source_npi,
+#: dest_addr, dest_ton, dest_npi)`` — the receipt's source is the message's destination
+#: and the other way round; ``part_registered_delivery`` is a long message's per-part
+#: values ("1,0,1") or "".
+#:
+#: An exact tuple of plain values, which the garbage collector drops from its lists after
+#: one look. The OutboundMessage it replaces is four tracked objects (message, two
+#: addresses, content), and with ~5,000 messages a second waiting a second or more for
+#: their status, every young collection walked them (README, *Performance*).
+ReceiptBasis = tuple[str, str, tuple[str, ...], int, str, float, str, str, int, int, str,
+                     int, int]
+
+
+def receipt_basis(m: OutboundMessage) -> ReceiptBasis:
+    d, s = m.destination, m.source
+    return (m.message_id, m.account, m.part_ids, m.registered_delivery,
+            m.extra.get("part_registered_delivery", ""), m.submitted_at, m.content.text,
+            d.addr, d.ton, d.npi, s.addr, s.ton, s.npi)
+
+
+def make_receipts(message: OutboundMessage | ReceiptBasis, stat: str, err: int,
+                  done_at: float, *, ttl: float = DEFAULT_RECEIPT_TTL, hlr_fields: str = "",
                   part_ids: Sequence[str] | None = None) -> list[ReceiptRecord]:
     """One receipt per part id whose submit_sm asked for one with this stat."""
-    ids = message.part_ids if part_ids is None else part_ids
-    per_part = message.extra.get("part_registered_delivery")
-    asked = dict(zip(message.part_ids, (int(v) for v in per_part.split(",")), strict=False)) \
+    (_, account, all_ids, registered_delivery, per_part, submitted_at, text,
+     source_addr, source_ton, source_npi, dest_addr, dest_ton, dest_npi) = (
+        message if isinstance(message, tuple) else receipt_basis(message))
+    ids = all_ids if part_ids is None else part_ids
+    asked = dict(zip(all_ids, (int(v) for v in per_part.split(",")), strict=False)) \
         if per_part else {}
-    ids = [pid for pid in ids
-           if wants_receipt(asked.get(pid, message.registered_delivery), stat)]
+    ids = [pid for pid in ids if wants_receipt(asked.get(pid, registered_delivery), stat)]
     return [ReceiptRecord(
-        account=message.account, message_id=pid, stat=stat, err=err,
-        submit_date=message.submitted_at, done_date=done_at, text=message.content.text,
-        source_addr=message.destination.addr, source_ton=message.destination.ton,
-        source_npi=message.destination.npi, dest_addr=message.source.addr,
-        dest_ton=message.source.ton, dest_npi=message.source.npi,
+        account=account, message_id=pid, stat=stat, err=err,
+        submit_date=submitted_at, done_date=done_at, text=text,
+        source_addr=source_addr, source_ton=source_ton, source_npi=source_npi,
+        dest_addr=dest_addr, dest_ton=dest_ton, dest_npi=dest_npi,
         expire_at=done_at + ttl, intermediate=stat in _INTERMEDIATE, hlr_fields=hlr_fields)
         for pid in ids]
 
@@ -186,7 +209,7 @@ class Pipeline:
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
         #: messages accepted by a provider and not final yet, by id (bounded)
-        self._sent: OrderedDict[str, OutboundMessage] = OrderedDict()
+        self._sent: OrderedDict[str, ReceiptBasis] = OrderedDict()
         self.sent_cache_size = 200_000
         self._tasks: set[asyncio.Task[None]] = set()
         #: Messages stored already claimed for this process's sender and handed over
@@ -448,7 +471,7 @@ class Pipeline:
         poller = self.poller
         for stored, outcome in accepted:
             message = stored.message
-            self._sent[message.message_id] = message
+            self._sent[message.message_id] = receipt_basis(message)
             if poller is not None and outcome.provider in poller.settings:
                 poller.track(outcome.provider, outcome.provider_id, message.message_id,
                              sent_at=now, expire_at=message.expire_at)
@@ -484,11 +507,13 @@ class Pipeline:
             return
         await self.store.mark_retry(message.message_id, now + delay, attempts)
 
-    async def _final(self, message: OutboundMessage, stat: str, err: int, now: float, *,
-                     hlr_fields: str = "", provider: str = "", provider_id: str = "") -> None:
+    async def _final(self, message: OutboundMessage | ReceiptBasis, stat: str, err: int,
+                     now: float, *, hlr_fields: str = "", provider: str = "",
+                     provider_id: str = "") -> None:
+        message_id = message[0] if isinstance(message, tuple) else message.message_id
         receipts = make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
                                  hlr_fields=hlr_fields)
-        await self.store.mark_final(message.message_id, stat, err, now, receipts,
+        await self.store.mark_final(message_id, stat, err, now, receipts,
                                     provider=provider, provider_id=provider_id)
         if receipts:
             self.receipts_added()
@@ -512,7 +537,7 @@ class Pipeline:
         mark_many = getattr(self.store, "mark_final_many", None)
         finals: list[tuple[str, str, int, float, list[ReceiptRecord]]] = []
         others: list[StatusUpdate] = []
-        popped: dict[str, OutboundMessage] = {}
+        popped: dict[str, ReceiptBasis] = {}
         for update in updates:
             message = (self._sent.pop(update.message_id, None)
                        if mark_many is not None and update.final and update.message_id
@@ -520,11 +545,11 @@ class Pipeline:
             if message is None:
                 others.append(update)
                 continue
-            popped[message.message_id] = message
+            popped[update.message_id] = message
             now = update.done_at or self.clock()
             stat, err = update.stat.value, int(update.err)
             hlr = update.hlr.receipt_fields() if update.hlr is not None else ""
-            finals.append((message.message_id, stat, err, now,
+            finals.append((update.message_id, stat, err, now,
                            make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
                                          hlr_fields=hlr)))
         if finals:
@@ -556,11 +581,11 @@ class Pipeline:
                 stored = await self.store.find_by_provider(provider, update.provider_id)
             if stored is None or stored.state is StoreState.FINAL:
                 return
-            message = stored.message
+            message = receipt_basis(stored.message)
         now = update.done_at or self.clock()
         hlr = update.hlr.receipt_fields() if update.hlr is not None else ""
         if update.final:
-            self._sent.pop(message.message_id, None)
+            self._sent.pop(message[0], None)
             # mark_final ignores a message already final (a duplicate or late status).
             await self._final(message, update.stat.value, int(update.err), now,
                               hlr_fields=hlr)
