@@ -245,14 +245,18 @@ class WorkerProvider:
             raise ProviderUnavailable(f"{self.name}: provider worker: {hello[2]}")
         self._process = process
         self._writer = writer
+        # Each child has its own table of requests: a dead child's reader fails its own
+        # requests, never those already sent to its successor.
+        self._pending = {}
         self._reader_task = asyncio.get_running_loop().create_task(
-            self._read_answers(reader, writer, process), name=f"provider worker {self.name}")
+            self._read_answers(reader, writer, process, self._pending),
+            name=f"provider worker {self.name}")
         _log.debug("provider.worker_started", provider=self.name, pid=process.pid)
         return writer
 
     async def _read_answers(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                            process: asyncio.subprocess.Process) -> None:
-        pending = self._pending
+                            process: asyncio.subprocess.Process,
+                            pending: dict[int, asyncio.Future[Any]]) -> None:
         try:
             while True:
                 request_id, ok, payload = await _read_frame(reader)
@@ -282,15 +286,16 @@ class WorkerProvider:
 
     async def _call(self, op: str, payload: Any) -> Any:
         writer = await self._ensure()
+        pending = self._pending  # this child's (set with the writer)
         request_id = self._next_id
         self._next_id += 1
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+        pending[request_id] = future
         writer.write(_frame((request_id, op, payload)))
         try:
             return await future
         finally:
-            self._pending.pop(request_id, None)
+            pending.pop(request_id, None)
 
     async def send(self, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
         answer = await self._call("send", [message_to_wire(m) for m in messages])
