@@ -105,7 +105,7 @@ async def _run(target: str, seconds: float, spy: str | None, raw: Path,
             f"ack p50 {result.latency.p50_ms:.1f} ms p99 {result.latency.p99_ms:.1f} ms, "
             f"{cpu:.2f} server CPU-s = {cpu / max(1, result.acked) * 1e6:.0f} µs "
             f"per message (node process {node_cpu:.2f} s, provider workers "
-            f"{cpu - node_cpu:.2f} s)")
+            f"{max(0.0, cpu - node_cpu):.2f} s)")
 
 
 def main(argv: list[str] | None = None) -> int:
