@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
-from smppbridge.bench.procstat import parse_stat, parse_status, sample
+from smppbridge.bench.procstat import children, parse_stat, parse_status, read_cpu_seconds, sample
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -29,3 +31,27 @@ def test_parse_status_reads_rss_and_high_water_mark():
     text = "Name:\tpython\nVmHWM:\t   2048 kB\nVmRSS:\t   1024 kB\nThreads:\t1\n"
     assert parse_status(text) == (1024 * 1024, 2048 * 1024)
     assert parse_status("Name:\tkthread\n") == (0, 0)
+
+
+def test_sample_adds_the_live_children_of_a_process():
+    """A node's provider workers are its children: sample() counts their CPU and RSS,
+    children() lists them."""
+    burn = "import sys\nsum(range(6_000_000))\nprint('ready', flush=True)\nsys.stdin.read()"
+    child = subprocess.Popen([sys.executable, "-c", burn], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline() == "ready\n"  # its CPU is spent
+        assert child.pid in children(os.getpid())
+        own = read_cpu_seconds(os.getpid())
+        child_cpu = read_cpu_seconds(child.pid)
+        assert child_cpu > 0.05
+        whole = sample(os.getpid())
+        assert whole.cpu_seconds >= own + child_cpu - 0.02
+        assert whole.rss_bytes > 2 * 1024 * 1024
+    finally:
+        assert child.stdin is not None
+        child.stdin.close()
+        child.wait(timeout=30)
+        if child.stdout is not None:
+            child.stdout.close()

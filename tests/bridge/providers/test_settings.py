@@ -96,3 +96,20 @@ async def test_build_provider_makes_each_type() -> None:
             assert (p.name, p.kinds) == ("n", s.kinds)
         finally:
             await p.aclose()
+
+
+def test_worker_is_on_for_http_types_and_off_for_the_simulator() -> None:
+    """`worker` defaults to a child process for every HTTP type, not the simulator."""
+    for raw in ({"type": "mysmpp-xml", "token": "t"}, {"type": "mysmpp-json", "token": "t"},
+                {"type": "smsfly", "url": "https://f", "key": "k"},
+                {"type": "http-json", "url": "https://h"}):
+        assert parse_provider({"name": "n", **raw}, env={}).worker is True
+        assert parse_provider({"name": "n", "worker": False, **raw}, env={}).worker is False
+    assert parse_provider({"name": "n", "type": "simulator"}, env={}).worker is False
+    assert parse_provider({"name": "n", "type": "simulator", "worker": True},
+                          env={}).worker is True
+
+
+def test_worker_must_be_a_boolean() -> None:
+    with pytest.raises(ValueError, match=r"^providers\[n\]\.worker: expected true or false"):
+        parse_provider({"name": "n", "type": "simulator", "worker": "yes"}, env={})
