@@ -3,12 +3,14 @@ without dropping binds."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from smppbridge.app import Node
+from smppbridge.bridge.providers.worker import WorkerProvider
 from smppbridge.config import load_config
 from smppbridge.message import Kind
 from smppbridge.smpp.constants import CommandStatus
@@ -94,3 +96,31 @@ providers = ["nope"]
     assert node.router.runners == runners
     assert node.config.accounts == accounts
     assert node.config.account("c") is None
+
+
+async def test_reload_gives_a_changed_worker_provider_a_new_child_and_closes_the_old(
+        tmp_path: Path) -> None:
+    """A provider in a worker process whose table changed gets a new adapter with its own
+    child (started on first use); the retired one finishes and its child exits."""
+    path = tmp_path / "node.toml"
+    path.write_text(BASE.format(sim_extra="worker = true", more=""))
+    node = Node(load_config(str(path), env={}), str(path))
+    await node.start()
+    try:
+        old = node.providers["sim"]
+        assert isinstance(old, WorkerProvider)
+        old_process = old._process
+        assert old_process is not None  # started with the node
+        assert old_process.returncode is None
+        path.write_text(BASE.format(
+            sim_extra="worker = true\nsimulator = { deliver_after = 0.1 }", more=""))
+        assert node.reload()
+        new = node.providers["sim"]
+        assert isinstance(new, WorkerProvider)
+        assert new is not old
+        assert await new.ready()  # its own child, started on first use
+        assert new.pid not in (None, old_process.pid)
+        async with asyncio.timeout(30):
+            assert await old_process.wait() == 0
+    finally:
+        await node.stop()
