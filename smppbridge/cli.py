@@ -22,6 +22,7 @@ __all__ = ["main"]
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from smppbridge.app import run
+    from smppbridge.bridge.providers.base import ProviderError
     from smppbridge.config import ConfigError, load_config
     from smppbridge.observability.logging import configure_logging
 
@@ -39,6 +40,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         print(f"smppbridge: cannot start: {exc}", file=sys.stderr)
         return 1
     except RuntimeError as exc:  # e.g. a store schema newer than this program
+        print(f"smppbridge: cannot start: {exc}", file=sys.stderr)
+        return 1
+    except ProviderError as exc:  # a provider worker that could not start
         print(f"smppbridge: cannot start: {exc}", file=sys.stderr)
         return 1
 

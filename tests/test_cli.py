@@ -76,3 +76,24 @@ def test_serving_process_tunes_the_garbage_collector() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.strip() == "(10000, 10, 10) True"
+
+
+def test_serve_reports_a_provider_worker_that_cannot_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node whose start fails on a provider (a worker that did not start) exits 1 with
+    the reason, not a traceback."""
+    from smppbridge.bridge.providers.base import ProviderUnavailable
+
+    async def failing_run(*_: object) -> int:
+        raise ProviderUnavailable("fly: provider worker did not start (exit code 1)")
+
+    # process-wide settings of serve are not for the test process
+    monkeypatch.setattr("smppbridge.cli._tune_gc", lambda: None)
+    monkeypatch.setattr("smppbridge.cli._use_uvloop", lambda: None)
+    monkeypatch.setattr("smppbridge.app.run", failing_run)
+    f = tmp_path / "ok.toml"
+    f.write_text('[[accounts]]\nsystem_id = "a"\npassword = "p"\n')
+    assert main(["serve", "--config", str(f)]) == 1
+    assert capsys.readouterr().err == (
+        "smppbridge: cannot start: fly: provider worker did not start (exit code 1)\n")
