@@ -12,32 +12,22 @@ import time
 
 from smppbridge.app import Node
 from smppbridge.bridge.providers.worker import WorkerProvider
-from smppbridge.config import parse_config
+from smppbridge.config import Config
 from smppbridge.simulator import SimConfig, Simulator
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.smpp.receipts import parse_receipt
 
-from .conftest import ROUND_TRIP, OpenPeer, Peer, StartNode
+from .conftest import ROUND_TRIP, OpenPeer, Peer, StartNode, build_config
 
 #: sending, a status poll (0.1 s) and the simulator's 0.2 s to a final status, plus a
 #: worker's start (a Python start-up) after the kill: generous for a loaded CI machine
 RECEIPT_TIMEOUT = 30.0
 
 
-def _toml(sim_url: str) -> str:
-    return f"""
-[smpp]
-listen = "127.0.0.1:0"
-shutdown_grace = 1.0
-[http]
-listen = ""
-[store]
-url = "memory://"
-[[accounts]]
-system_id = "workers"
-password = "pw"
-providers = ["mysmpp"]
+def _config(sim_url: str) -> Config:
+    return build_config(accounts=[{"system_id": "workers", "password": "pw",
+                                   "providers": ["mysmpp"]}], extra=f"""
 [[providers]]
 name = "mysmpp"
 type = "mysmpp-xml"
@@ -51,7 +41,7 @@ linger = 0.01
 retries = 5
 backoff = 0.2
 backoff_max = 0.5
-"""
+""")
 
 
 def _submit(peer: Peer, text: str, destination: str) -> P.SubmitSm:
@@ -99,8 +89,7 @@ async def test_receipts_flow_through_the_worker_and_survive_its_death(
     sim = Simulator(SimConfig(deliver_after=0.2))
     host, port = await sim.start("127.0.0.1", 0, webhook_interval=None)
     try:
-        node: Node = await start_node(config=parse_config(_toml(f"http://{host}:{port}"),
-                                                          env={}),
+        node: Node = await start_node(config=_config(f"http://{host}:{port}"),
                                       content_pipeline=True)
         provider = node.providers["mysmpp"]
         assert isinstance(provider, WorkerProvider)
