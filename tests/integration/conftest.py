@@ -27,6 +27,7 @@ from smppbridge.seam import MemoryHandler, SessionContext, SubmitHandler, Submit
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import decode, encode
 from smppbridge.smpp.constants import HEADER_LENGTH
+from smppbridge.smpp.receipts import parse_receipt
 
 #: The account every test binds with unless it configures its own.
 DEMO_ACCOUNT: dict[str, Any] = {"system_id": "demo", "password": "demo"}
@@ -281,3 +282,13 @@ async def open_peer() -> AsyncIterator[OpenPeer]:
     yield connect
     for peer in peers:
         await peer.close()
+
+
+def answer_unasked(peer: Peer, pdu: P.Pdu, receipts: list[dict[str, str]]) -> None:
+    """Acknowledge what the server sends a peer unasked: receipts (parsed into
+    ``receipts``) and enquire_link probes."""
+    if isinstance(pdu, P.DeliverSm):
+        receipts.append(parse_receipt(pdu.short_message.decode("ascii")))
+        peer.send(P.DeliverSmResp(sequence_number=pdu.sequence_number))
+    elif isinstance(pdu, P.EnquireLink):
+        peer.send(P.EnquireLinkResp(sequence_number=pdu.sequence_number))

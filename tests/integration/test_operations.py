@@ -32,9 +32,8 @@ from smppbridge.app import Node
 from smppbridge.config import parse_config
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
-from smppbridge.smpp.receipts import parse_receipt
 
-from .conftest import ROUND_TRIP, OpenPeer, Peer, StartNode, free_port
+from .conftest import ROUND_TRIP, OpenPeer, Peer, StartNode, answer_unasked, free_port
 
 #: Receipts need a provider poll and the dispatcher: well under a second here
 #: (deliver_after 0.2 s, poll_interval 0.1 s); the bound is generous for loaded CI.
@@ -104,15 +103,6 @@ def _submit(peer: Peer, text: str, destination: str = "79000000001",
                       registered_delivery=1 if receipt else 0)
 
 
-def _answer(peer: Peer, pdu: P.Pdu, receipts: list[dict[str, str]]) -> None:
-    """Acknowledge what the server sends us unasked (receipts, probes)."""
-    if isinstance(pdu, P.DeliverSm):
-        receipts.append(parse_receipt(pdu.short_message.decode("ascii")))
-        peer.send(P.DeliverSmResp(sequence_number=pdu.sequence_number))
-    elif isinstance(pdu, P.EnquireLink):
-        peer.send(P.EnquireLinkResp(sequence_number=pdu.sequence_number))
-
-
 async def _exchange(peer: Peer, request: P.Pdu, receipts: list[dict[str, str]]) -> P.Pdu:
     """Send ``request`` and return its response; receipts that arrive first are
     acknowledged and collected in ``receipts``."""
@@ -121,7 +111,7 @@ async def _exchange(peer: Peer, request: P.Pdu, receipts: list[dict[str, str]]) 
         pdu = await peer.read()
         if pdu.is_response and pdu.sequence_number == request.sequence_number:
             return pdu
-        _answer(peer, pdu, receipts)
+        answer_unasked(peer, pdu, receipts)
 
 
 async def _receipts(peer: Peer, receipts: list[dict[str, str]], count: int) -> None:
@@ -130,7 +120,7 @@ async def _receipts(peer: Peer, receipts: list[dict[str, str]], count: int) -> N
     while len(receipts) < count:
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"only {len(receipts)} of {count} receipts arrived"
-        _answer(peer, await peer.read(timeout=remaining), receipts)
+        answer_unasked(peer, await peer.read(timeout=remaining), receipts)
 
 
 async def _until(condition: Callable[[], Awaitable[bool]], what: str,
@@ -468,7 +458,7 @@ async def test_sighup_reloads_accounts_and_routes_without_dropping_binds(
         with contextlib.suppress(asyncio.IncompleteReadError, TimeoutError):
             pdu = await peer.read(timeout=PROCESS_TIMEOUT)
             while not isinstance(pdu, P.Unbind):
-                _answer(peer, pdu, receipts)
+                answer_unasked(peer, pdu, receipts)
                 pdu = await peer.read(timeout=PROCESS_TIMEOUT)
             peer.send(P.UnbindResp(sequence_number=pdu.sequence_number))
     assert await child.wait_exit() == 0

@@ -16,9 +16,8 @@ from smppbridge.config import Config
 from smppbridge.simulator import SimConfig, Simulator
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
-from smppbridge.smpp.receipts import parse_receipt
 
-from .conftest import ROUND_TRIP, OpenPeer, Peer, StartNode, build_config
+from .conftest import ROUND_TRIP, OpenPeer, Peer, StartNode, answer_unasked, build_config
 
 #: sending, a status poll (0.1 s) and the simulator's 0.2 s to a final status, plus a
 #: worker's start (a Python start-up) after the kill: generous for a loaded CI machine
@@ -64,16 +63,8 @@ async def _submit_all(peer: Peer, texts: list[str], receipts: list[dict[str, str
                 assert pdu.command_status == CommandStatus.ESME_ROK
                 ids.append(pdu.message_id)  # type: ignore[attr-defined]
                 break
-            _answer(peer, pdu, receipts)
+            answer_unasked(peer, pdu, receipts)
     return ids
-
-
-def _answer(peer: Peer, pdu: P.Pdu, receipts: list[dict[str, str]]) -> None:
-    if isinstance(pdu, P.DeliverSm):
-        receipts.append(parse_receipt(pdu.short_message.decode("ascii")))
-        peer.send(P.DeliverSmResp(sequence_number=pdu.sequence_number))
-    elif isinstance(pdu, P.EnquireLink):
-        peer.send(P.EnquireLinkResp(sequence_number=pdu.sequence_number))
 
 
 async def _until_receipts(peer: Peer, receipts: list[dict[str, str]], ids: list[str]) -> None:
@@ -81,7 +72,7 @@ async def _until_receipts(peer: Peer, receipts: list[dict[str, str]], ids: list[
     while not set(ids) <= {r["id"] for r in receipts}:
         remaining = deadline - time.monotonic()
         assert remaining > 0, f"receipts for {sorted(set(ids) - {r['id'] for r in receipts})}"
-        _answer(peer, await peer.read(timeout=remaining), receipts)
+        answer_unasked(peer, await peer.read(timeout=remaining), receipts)
 
 
 async def test_receipts_flow_through_the_worker_and_survive_its_death(
