@@ -166,6 +166,9 @@ async def _read_frame(reader: asyncio.StreamReader) -> Any:
 class WorkerProvider:
     """A provider whose ``send``/``poll``/``ready`` run in a child process."""
 
+    #: how long a child whose socket closed may take to exit before it is killed
+    exit_grace = 5.0
+
     def __init__(self, local: Provider, settings: ProviderSettings, *,
                  log: tuple[str, str] | None = None, restart_delay: float = 1.0,
                  start_timeout: float = 30.0) -> None:
@@ -268,18 +271,27 @@ class WorkerProvider:
                 else:
                     future.set_exception(error_from_wire(payload))
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            pass
+            pass  # the child's end closed: it exited, or is about to
+        except Exception as exc:  # an unreadable frame: this child is not to be trusted
+            _log.error("provider.worker_garbled", provider=self.name, error=repr(exc))
         finally:
             if self._writer is writer:
                 self._writer = None
             writer.close()
-            code = await process.wait()
+            # Fail the requests first: they must not wait on the child's exit.
             failed = list(pending.values())
             pending.clear()
             for future in failed:
                 if not future.done():
                     future.set_exception(ProviderUnavailable(
-                        f"{self.name}: provider worker exited (code {code})"))
+                        f"{self.name}: provider worker exited"))
+            try:
+                async with asyncio.timeout(self.exit_grace):
+                    code = await process.wait()
+            except TimeoutError:  # its socket is gone but it lingers: end it
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+                code = await process.wait()
             if not self._closed:
                 _log.error("provider.worker_exited", provider=self.name, code=code,
                            requests_failed=len(failed))

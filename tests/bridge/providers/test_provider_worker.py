@@ -11,6 +11,8 @@ import asyncio
 import dataclasses
 import os
 import signal
+import socket
+import sys
 from typing import Any
 
 import pytest
@@ -214,3 +216,34 @@ async def test_the_child_exits_when_the_node_end_closes() -> None:
         code = await process.wait()
     assert code == 0
     await worker.aclose()
+
+
+async def test_requests_fail_at_once_when_the_socket_closes_and_a_lingering_child_is_killed(
+) -> None:
+    """The child's end of the socket closes but the process does not exit: requests in
+    flight fail at once (not after the process), and the process is killed after
+    ``exit_grace``."""
+    worker = _worker()
+    worker.exit_grace = 0.5
+    ours, theirs = socket.socketpair()
+    lingering = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "import time; time.sleep(60)")
+    try:
+        reader, writer = await asyncio.open_connection(sock=ours)
+        pending: dict[int, asyncio.Future[Any]] = {
+            1: asyncio.get_running_loop().create_future()}
+        reading = asyncio.ensure_future(
+            worker._read_answers(reader, writer, lingering, pending))
+        theirs.close()
+        async with asyncio.timeout(0.4):  # well before the grace ends
+            with pytest.raises(ProviderUnavailable, match="exited"):
+                await pending[1]
+        async with asyncio.timeout(10):
+            await reading
+        assert lingering.returncode == -signal.SIGKILL
+    finally:
+        theirs.close()
+        if lingering.returncode is None:
+            lingering.kill()
+            await lingering.wait()
+        await worker.aclose()
