@@ -26,7 +26,10 @@ class Kind(StrEnum):
     PING = "ping"
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, to be treated as immutable (hashable by value all the same): a frozen
+# dataclass sets every field through object.__setattr__ — Content 1.55 µs against
+# 0.34 µs, Address 0.77 against 0.14 — and these are made for every message.
+@dataclass(slots=True, unsafe_hash=True)
 class Address:
     """An SMPP address: type of number, numbering plan indicator, digits or alphanumeric."""
 
@@ -35,7 +38,8 @@ class Address:
     npi: int = 0
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen (see Address).
+@dataclass(slots=True, unsafe_hash=True)
 class Content:
     """What the subscriber gets, parsed from the decoded text (macros and comment applied).
 

@@ -296,7 +296,8 @@ def _parse_data_coding(data_coding: int) -> Coding:
     raise InvalidDataCoding(msg)
 
 
-@dataclass(frozen=True, slots=True)
+# Not frozen, to be treated as immutable: made for every message (see message.Address).
+@dataclass(slots=True, unsafe_hash=True)
 class Decoded:
     """A decoded payload: exactly one of ``text`` and ``binary`` is set."""
 
