@@ -65,6 +65,9 @@ class Metrics:
         self.provider_latency = Histogram("smppbridge_provider_request_seconds",
                                           "Provider HTTP request latency", ["provider"],
                                           buckets=_HTTP_BUCKETS, registry=r)
+        self.worker_exits = Counter("smppbridge_provider_worker_exits",
+                                    "Provider worker processes that ended unasked",
+                                    ["provider"], registry=r)
         self.breaker = Gauge("smppbridge_provider_breaker_open",
                              "1 while a provider's circuit breaker is open", ["provider"],
                              registry=r)

@@ -59,6 +59,7 @@ from smppbridge.bridge.providers.base import (
     StatusUpdate,
 )
 from smppbridge.message import Address, Content, Kind, OutboundMessage
+from smppbridge.observability.metrics import METRICS
 
 if TYPE_CHECKING:
     from smppbridge.bridge.providers.settings import ProviderSettings
@@ -293,6 +294,7 @@ class WorkerProvider:
                     process.kill()
                 code = await process.wait()
             if not self._closed:
+                METRICS.worker_exits.labels(self.name).inc()
                 _log.error("provider.worker_exited", provider=self.name, code=code,
                            requests_failed=len(failed))
 

@@ -42,6 +42,7 @@ from smppbridge.bridge.providers.worker import (
     update_to_wire,
 )
 from smppbridge.message import Address, Content, Kind, OutboundMessage
+from smppbridge.observability.metrics import METRICS
 from tests.bridge.providers.helpers import message
 
 #: a child's start is a Python start-up and imports; the work itself takes ms
@@ -112,6 +113,11 @@ def _worker(restart_delay: float = 1.0, **sim: Any) -> WorkerProvider:
                           start_timeout=START)
 
 
+def _exits(provider: str) -> float:
+    return METRICS.registry.get_sample_value("smppbridge_provider_worker_exits_total",
+                                             {"provider": provider}) or 0.0
+
+
 def _messages(n: int, first: int = 0) -> list[OutboundMessage]:
     return [message(str(1000 + i), to=f"7903{i:07d}", text=f"hello {i}")
             for i in range(first, first + n)]
@@ -149,6 +155,7 @@ async def test_a_provider_error_in_the_child_is_raised_in_the_node() -> None:
 
 async def test_a_killed_child_fails_its_requests_and_a_new_one_takes_over() -> None:
     worker = _worker(restart_delay=0.0, latency=30.0)
+    exits = _exits("sim")
     try:
         await worker.start()
         first_pid = worker.pid
@@ -159,6 +166,10 @@ async def test_a_killed_child_fails_its_requests_and_a_new_one_takes_over() -> N
         async with asyncio.timeout(10):  # far below the 30 s the request would take
             with pytest.raises(ProviderUnavailable, match="exited"):
                 await held
+        async with asyncio.timeout(10):  # counted once the node has seen it go
+            while _exits("sim") == exits:
+                await asyncio.sleep(0.01)
+        assert _exits("sim") == exits + 1
         # the next call starts a new child (the old one is gone for good)
         async with asyncio.timeout(START):
             assert await worker.ready()
