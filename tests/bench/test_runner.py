@@ -51,3 +51,22 @@ def test_main_runs_a_scenario_against_echo(tmp_path, capsys):
     assert row["receipts"] == 0 or row["receipts"] <= 300
     assert row["peak_rss_mb"] > 0
     assert row["ratio"] == 1.0
+
+
+def test_main_runs_end_to_end_against_smppbridge_over_http(tmp_path, capsys):
+    """The smoke run of the real thing: the e2e scenario against smppbridge with the
+    standalone simulator over HTTP (mysmpp XML, the provider in its worker process):
+    every message acked and every receipt back, CPU and RSS sampled."""
+    out = tmp_path / "bench.json"
+    code = main(["e2e", "--targets", "smppbridge-mysmpp", "--messages", "200",
+                 "--deliver-after", "0.2", "--receipt-wait", "60", "--loop", "asyncio",
+                 "--json", str(out)])
+    printed = capsys.readouterr().out
+    assert code == 0, printed
+    assert "smppbridge-mysmpp" in printed
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["ok"] is True
+    assert row["load"]["acked"] == row["load"]["submitted"] > 0
+    assert row["receipts"] == row["load"]["acked"]
+    assert row["server_cpu_s"] > 0
+    assert row["peak_rss_mb"] > 0
