@@ -21,9 +21,9 @@ __all__ = ["main"]
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
-    from smppbridge.app import run
-    from smppbridge.bridge.providers.base import ProviderError
     from smppbridge.config import ConfigError, load_config
+    from smppbridge.core.errors import ProviderError
+    from smppbridge.node.node import run
     from smppbridge.observability.logging import configure_logging
 
     try:
@@ -88,7 +88,7 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 def _cmd_hash_password(args: argparse.Namespace) -> int:
     from smppbridge.config import MAX_BIND_PASSWORD
-    from smppbridge.passwords import hash_password
+    from smppbridge.core.passwords import hash_password
 
     password = args.password
     if password is None:

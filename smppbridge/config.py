@@ -11,91 +11,45 @@ from __future__ import annotations
 import ipaddress
 import os
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from smppbridge.bridge.flood import FloodRules
-from smppbridge.passwords import check_hash_format, is_hashed
-from smppbridge.smpp.codec import DEFAULT_MAX_COMMAND_LENGTH
-from smppbridge.smpp.session import SessionConfig
+from smppbridge.core.accounts import Account, FloodRules
+from smppbridge.core.net import HostPort
+from smppbridge.core.passwords import check_hash_format, is_hashed
+from smppbridge.core.provider_settings import ProviderSettings
+from smppbridge.core.routes import Route
+from smppbridge.providers.settings import PROVIDER_TYPES, parse_provider
+from smppbridge.server.settings import SmppConfig
 from smppbridge.text.concat import ReassemblyConfig
+from smppbridge.text.content import Kind
 from smppbridge.text.macros import ContentLimits
 
 __all__ = [
     "DEMO_TOML",
-    "Account",
     "Config",
     "ConfigError",
     "HttpConfig",
     "LogConfig",
-    "ProviderConfig",
-    "SmppConfig",
+    "ReceiptConfig",
     "StoreConfig",
     "load_config",
     "parse_config",
+    "parse_route",
 ]
 
 #: Bind password is a C-octet string of at most 9 octets with its NUL (SMPP 3.4 §4.1.1).
 MAX_BIND_PASSWORD = 8
 #: system_id: 16 octets with its NUL (SMPP 3.4 §4.1.1).
 MAX_SYSTEM_ID = 15
-PROVIDER_TYPES = ("mysmpp-xml", "mysmpp-json", "smsfly", "http-json", "simulator")
 _ENV_PREFIX = "SMPPBRIDGE_"
 _MAX_PORT = 65535
 
 
 class ConfigError(ValueError):
     """A config problem; the message starts with the key it is about."""
-
-
-@dataclass(frozen=True, slots=True)
-class HostPort:
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
-
-
-@dataclass(frozen=True, slots=True)
-class SmppConfig:
-    listen: HostPort | None = HostPort("127.0.0.1", 2775)
-    tls_listen: HostPort | None = None
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    #: CA bundle; when set, TLS clients must present a certificate it signed.
-    tls_client_ca: str | None = None
-    #: Default window of outstanding requests per bind (an account may override).
-    window: int = 100
-    session_init_timeout: float = 10.0
-    enquire_link_interval: float = 30.0
-    inactivity_timeout: float = 300.0
-    response_timeout: float = 30.0
-    max_command_length: int = DEFAULT_MAX_COMMAND_LENGTH
-    #: Open connections, all peers together / from one IP address (0 = unlimited).
-    max_connections: int = 10_000
-    max_connections_per_ip: int = 1_000
-    #: Seconds SIGTERM waits for in-flight work before cancelling it.
-    shutdown_grace: float = 10.0
-    #: Stop reading a peer whose unread responses exceed this many octets.
-    write_buffer_high: int = 256 * 1024
-    #: Failed binds (per source IP, and per system_id) within bind_failure_window
-    #: seconds that lock that IP / system_id out for bind_lockout seconds (0 = off).
-    bind_max_failures: int = 5
-    bind_failure_window: float = 60.0
-    bind_lockout: float = 60.0
-
-    def session_config(self, window: int | None = None) -> SessionConfig:
-        return SessionConfig(
-            window=window or self.window,
-            session_init_timeout=self.session_init_timeout,
-            enquire_link_interval=self.enquire_link_interval,
-            inactivity_timeout=self.inactivity_timeout,
-            response_timeout=self.response_timeout,
-            max_command_length=self.max_command_length,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,44 +78,11 @@ class LogConfig:
 
 @dataclass(frozen=True, slots=True)
 class ReceiptConfig:
-    #: hours an undelivered receipt is kept for a receiver bind (DESIGN.md §4: 72 h)
+    #: hours an undelivered receipt is kept for a receiver bind (docs/store.md: 72 h)
     ttl_hours: float = 72.0
     #: first retry delay after a failed deliver_sm, doubling up to retry_max
     retry_backoff: float = 5.0
     retry_max: float = 600.0
-
-
-@dataclass(frozen=True, slots=True)
-class Account:
-    system_id: str
-    #: plain text or ``scrypt$...`` from ``smppbridge hash-password``; never logged
-    password: str = field(repr=False)
-    max_binds: int = 10
-    allowed_networks: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
-    #: submit_sm per second for the whole account (all binds), 0 = unlimited
-    throughput: float = 0.0
-    #: token-bucket depth; 0 means one second's worth of ``throughput``
-    burst: int = 0
-    #: window for this account's binds; None = ``[smpp] window``
-    window: int | None = None
-    providers: tuple[str, ...] = ()
-    #: "decimal" (default, fits legacy parsers) or "hex"
-    message_id_format: str = "decimal"
-    #: read GSM 7-bit data_coding as ISO-8859-1 on every bind (as system_type "ISO" does)
-    iso_default: bool = False
-    flood: FloodRules = field(default_factory=FloodRules)
-    limits: ContentLimits = field(default_factory=ContentLimits)
-
-    def allows(self, ip: str) -> bool:
-        return not self.allowed_networks or ip_in_networks(ip, self.allowed_networks)
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderConfig:
-    name: str
-    type: str
-    #: the whole ``[[providers]]`` table; each adapter validates its own keys
-    raw: Mapping[str, Any] = field(repr=False, default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,8 +94,8 @@ class Config:
     content: ReassemblyConfig = field(default_factory=ReassemblyConfig)
     receipts: ReceiptConfig = field(default_factory=ReceiptConfig)
     accounts: tuple[Account, ...] = ()
-    providers: tuple[ProviderConfig, ...] = ()
-    routes: tuple[Mapping[str, Any], ...] = ()
+    providers: tuple[ProviderSettings, ...] = ()
+    routes: tuple[Route, ...] = ()
     source: str = "<defaults>"
 
     def account(self, system_id: str) -> Account | None:
@@ -183,8 +104,15 @@ class Config:
                 return a
         return None
 
+    def accounts_by_id(self) -> dict[str, Account]:
+        return {a.system_id: a for a in self.accounts}
 
-#: The demo configuration of DESIGN.md §7, used by ``smppbridge serve`` without --config.
+    def account_providers(self) -> dict[str, tuple[str, ...]]:
+        """Each account's default route (its ``providers``)."""
+        return {a.system_id: a.providers for a in self.accounts}
+
+
+#: The demo configuration (docs/configuration.md), used by ``smppbridge serve`` without --config.
 DEMO_TOML = """
 [smpp]
 listen = "127.0.0.1:2775"
@@ -440,7 +368,10 @@ def _receipts(t: _Table) -> ReceiptConfig:
     return cfg
 
 
-def _provider(t: _Table) -> ProviderConfig:
+def _provider(t: _Table) -> ProviderSettings:
+    """One ``[[providers]]`` table, validated by the provider layer's own parser (each
+    adapter's keys, secrets from ``<key>_env``/``<key>_file``: the process environment,
+    whatever ``env`` overrides the scalar keys)."""
     name = t.get("name", str, "")
     kind = t.get("type", str, "")
     if not name:
@@ -448,22 +379,10 @@ def _provider(t: _Table) -> ProviderConfig:
     if kind not in PROVIDER_TYPES:
         raise ConfigError(f"{t.key('type')}: must be one of {', '.join(PROVIDER_TYPES)}, "
                           f"got {kind!r}")
-    validate = _provider_validator()
-    if validate is not None:
-        try:
-            validate(dict(t.data))
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
-    return ProviderConfig(name=name, type=kind, raw=dict(t.data))
-
-
-def _provider_validator() -> Callable[[dict[str, Any]], object] | None:
-    """The provider layer's validator, once that layer is installed."""
     try:
-        from smppbridge.bridge.providers.settings import parse_provider
-    except ImportError:
-        return None
-    return parse_provider
+        return parse_provider(dict(t.data))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _tables(data: Mapping[str, Any], name: str) -> list[_Table]:
@@ -545,24 +464,43 @@ def parse_config(text: str, *, source: str = "<string>",
         for p in a.providers:
             if p not in names:
                 raise ConfigError(f"accounts[{i}].providers: unknown provider {p!r}")
-    routes = tuple(dict(t.data) for t in _tables(data, "routes"))
-    _check_routes(routes, names)
+    routes = tuple(parse_route(t.data, i, names)
+                   for i, t in enumerate(_tables(data, "routes")))
     return Config(smpp=smpp, http=http, store=store, log=log, content=content,
                   receipts=receipts, accounts=accounts, providers=providers, routes=routes,
                   source=source)
 
 
-def _check_routes(routes: Sequence[Mapping[str, Any]], names: Sequence[str]) -> None:
-    """Validate ``[[routes]]`` with the router's own parser, once that layer exists."""
+def _strings(raw: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = raw.get(key, [])
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}.{key}: expected a list of strings")
+    return tuple(value)
+
+
+def parse_route(raw: Mapping[str, Any], index: int, provider_names: Sequence[str]) -> Route:
+    """Validate one ``[[routes]]`` table (keys ``account``, ``prefix``, ``kind``,
+    ``providers``; each a string or a list); raises ``ConfigError("routes[<i>].<key>:
+    ...")``."""
+    where = f"routes[{index}]"
+    unknown = sorted(set(raw) - {"account", "prefix", "kind", "providers"})
+    if unknown:
+        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
+    providers = _strings(raw, "providers", where)
+    if not providers:
+        raise ConfigError(f"{where}.providers: required")
+    for name in providers:
+        if name not in provider_names:
+            raise ConfigError(f"{where}.providers: unknown provider {name!r}")
     try:
-        from smppbridge.bridge.router import parse_route
-    except ImportError:
-        return
-    for i, raw in enumerate(routes):
-        try:
-            parse_route(raw, i, names)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from None
+        kinds = frozenset(Kind(k) for k in _strings(raw, "kind", where))
+    except ValueError:
+        raise ConfigError(f"{where}.kind: unknown kind (known: "
+                          f"{', '.join(k.value for k in Kind)})") from None
+    prefixes = tuple(p.lstrip("+") for p in _strings(raw, "prefix", where))
+    return Route(providers, frozenset(_strings(raw, "account", where)), prefixes, kinds)
 
 
 def load_config(path: str | None, *, env: Mapping[str, str] | None = None) -> Config:
@@ -576,14 +514,3 @@ def load_config(path: str | None, *, env: Mapping[str, str] | None = None) -> Co
     return parse_config(text, source=path, env=env)
 
 
-def ip_in_networks(ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
-                   ) -> bool:
-    """Is ``ip`` in one of ``networks``? An IPv4-mapped IPv6 address counts as its IPv4
-    address; a string that is no address is in none."""
-    try:
-        addr = ipaddress.ip_address(ip)
-    except ValueError:
-        return False
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
-    return any(addr in net for net in networks)

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from smppbridge.cli import main
-from smppbridge.passwords import verify_password
+from smppbridge.core.passwords import verify_password
 
 
 def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -83,7 +83,7 @@ def test_serve_reports_a_provider_worker_that_cannot_start(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """A node whose start fails on a provider (a worker that did not start) exits 1 with
     the reason, not a traceback."""
-    from smppbridge.bridge.providers.base import ProviderUnavailable
+    from smppbridge.core.errors import ProviderUnavailable
 
     async def failing_run(*_: object) -> int:
         raise ProviderUnavailable("fly: provider worker did not start (exit code 1)")
@@ -91,7 +91,7 @@ def test_serve_reports_a_provider_worker_that_cannot_start(
     # process-wide settings of serve are not for the test process
     monkeypatch.setattr("smppbridge.cli._tune_gc", lambda: None)
     monkeypatch.setattr("smppbridge.cli._use_uvloop", lambda: None)
-    monkeypatch.setattr("smppbridge.app.run", failing_run)
+    monkeypatch.setattr("smppbridge.node.node.run", failing_run)
     f = tmp_path / "ok.toml"
     f.write_text('[[accounts]]\nsystem_id = "a"\npassword = "p"\n')
     assert main(["serve", "--config", str(f)]) == 1

@@ -7,7 +7,7 @@ import ipaddress
 import pytest
 
 from smppbridge.config import ConfigError, load_config, parse_config
-from smppbridge.passwords import hash_password
+from smppbridge.core.passwords import hash_password
 
 SAMPLE = """
 [smpp]
@@ -53,11 +53,11 @@ def test_sample_file_is_accepted_unchanged() -> None:
     assert acme is not None
     assert acme.providers == ("mysmpp",)
     assert [p.name for p in cfg.providers] == ["mysmpp", "fly"]
-    assert cfg.providers[1].raw["key"] == "specialsecretapikey"
+    assert cfg.providers[1].key == "specialsecretapikey"
 
 
 def test_demo_defaults() -> None:
-    """No file: the demo of DESIGN.md §7 (SMPP 2775, HTTP 8080, demo/demo, simulator)."""
+    """No file: the demo of docs/configuration.md (SMPP 2775, HTTP 8080, demo/demo, simulator)."""
     cfg = load_config(None, env={})
     assert str(cfg.smpp.listen) == "127.0.0.1:2775"
     assert str(cfg.http.listen) == "127.0.0.1:8080"

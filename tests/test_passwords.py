@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from smppbridge.passwords import PasswordChecker, hash_password, is_hashed, verify_password
+from smppbridge.core.passwords import PasswordChecker, hash_password, is_hashed, verify_password
 
 
 def test_hash_verifies_only_the_right_password() -> None:

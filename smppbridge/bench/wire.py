@@ -38,7 +38,7 @@ HEADER = struct.Struct(">IIII")
 LENGTH_OCTET = tuple(bytes((n,)) for n in range(256))
 
 #: UCS2 characters per part behind a 16-bit-reference UDH: 140 octets of user data
-#: minus the 7-octet UDH leaves 133, i.e. 66 two-octet characters (SMPP-FACTS §10).
+#: minus the 7-octet UDH leaves 133, i.e. 66 two-octet characters (docs/smpp.md).
 UCS2_CHARS_PER_PART = 66
 _UCS2_OCTETS_PER_PART = UCS2_CHARS_PER_PART * 2
 #: UDH: UDHL 6, IEI 0x08 (concatenated SM, 16-bit reference), IEDL 4 (3GPP TS 23.040

@@ -11,20 +11,24 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-from typing import TYPE_CHECKING, Any, cast
+import dataclasses
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
 
+from smppbridge.core.errors import StoreUnavailable
+from smppbridge.core.session import BindType, SessionContext, SubmitResult
 from smppbridge.observability.metrics import METRICS
-from smppbridge.seam import BindType, SessionContext, SubmitResult
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.smpp.errors import LocalProtocolError
 from smppbridge.smpp.session import NEED_DATA, Closed, ResponseTimeout, SmscSession
-from smppbridge.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
-    from smppbridge.server.listener import SmppServer
+    from smppbridge.core.accounts import Account
+    from smppbridge.core.ports import SubmitHandler
+    from smppbridge.server.admission import Admission
+    from smppbridge.server.settings import SmppConfig
 
 __all__ = ["SmppConnection"]
 
@@ -37,10 +41,28 @@ _BIND_TYPES: dict[type[P.Pdu], BindType] = {
 _log = structlog.get_logger("smppbridge.server")
 
 
+class ConnectionHost(Protocol):
+    """What a connection needs of the server that accepted it (the listener)."""
+
+    system_id: str
+    settings: SmppConfig
+    handler: SubmitHandler
+    admission: Admission
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def admit(self, conn: SmppConnection) -> bool: ...
+
+    def forget(self, conn: SmppConnection) -> None: ...
+
+    def register_bind(self, conn: SmppConnection) -> None: ...
+
+
 class SmppConnection(asyncio.Protocol):
     """asyncio glue for one :class:`SmscSession`."""
 
-    def __init__(self, server: SmppServer, *, tls: bool = False) -> None:
+    def __init__(self, server: ConnectionHost, *, tls: bool = False) -> None:
         self.server = server
         self.tls = tls
         self.loop = asyncio.get_running_loop()
@@ -81,7 +103,7 @@ class SmppConnection(asyncio.Protocol):
             transport.abort()
             return
         self._admitted = True
-        cfg = self.server.config.smpp
+        cfg = self.server.settings
         transport.set_write_buffer_limits(high=cfg.write_buffer_high)
         self.session = SmscSession(cfg.session_config(), self.loop.time())
         self.session.observer = self._count_pdu
@@ -155,7 +177,7 @@ class SmppConnection(asyncio.Protocol):
                 self._spawn(self._cancel(event))
             elif isinstance(event, P.ReplaceSm):
                 # Replacing a stored message is not offered: it would race the provider
-                # send. Documented in the README.
+                # send. Documented in docs/smpp.md (PDUs).
                 self._respond(P.ReplaceSmResp(sequence_number=event.sequence_number,
                                               command_status=_S.ESME_RREPLACEFAIL))
             elif isinstance(event, ResponseTimeout):
@@ -204,12 +226,12 @@ class SmppConnection(asyncio.Protocol):
     async def _bind(self, pdu: P.BindTransmitter | P.BindReceiver | P.BindTransceiver) -> None:
         resp_cls = P.RESPONSE_CLASS[type(pdu)]
         bind_type = _BIND_TYPES[type(pdu)]
-        status, account = await self.server.authenticate(pdu, self.peer[0], bind_type)
+        status, account = await self.server.admission.authenticate(pdu, self.peer[0])
         if status != _S.ESME_ROK or account is None or self.session is None \
                 or self.session.closed:
             # An unknown system_id is not logged: an ESME that swapped its fields would
             # put its password there.
-            known = self.server.config.account(pdu.system_id) is not None
+            known = self.server.admission.knows(pdu.system_id)
             self.log.info("bind.refused", system_id=pdu.system_id if known else None,
                           bind_type=bind_type.value, status=f"0x{status:08X}")
             self._respond(resp_cls(sequence_number=pdu.sequence_number, command_status=status))
@@ -218,8 +240,8 @@ class SmppConnection(asyncio.Protocol):
             session_id=id(self), account=account, bind_type=bind_type,
             system_type=pdu.system_type, interface_version=pdu.interface_version,
             peer=f"{self.peer[0]}:{self.peer[1]}")
-        window = account.window or self.server.config.smpp.window
-        self.session.config = self.server.config.smpp.session_config(window)
+        window = account.window or self.server.settings.window
+        self.session.config = self.server.settings.session_config(window)
         self.server.register_bind(self)
         self.log = self.log.bind(system_id=account.system_id, bind_type=bind_type.value)
         # This task runs in the connection's log context: bind into it directly.
@@ -230,18 +252,17 @@ class SmppConnection(asyncio.Protocol):
         self.log.info("bind.accepted", interface_version=f"0x{pdu.interface_version:02X}",
                       system_type=pdu.system_type)
 
-    def update_account(self, account: Any) -> None:
+    def update_account(self, account: Account) -> None:
         """Config reload: the bind keeps going under the account's new settings."""
         if self.ctx is not None:
-            from dataclasses import replace
-
-            self.ctx = replace(self.ctx, account=account)
+            self.ctx = dataclasses.replace(self.ctx, account=account)
 
     # --- message requests ------------------------------------------------------------
 
     def _throttled(self) -> bool:
         assert self.ctx is not None
-        return not self.server.take_token(self.ctx.account.system_id, self.loop.time())
+        return not self.server.admission.take_token(self.ctx.account.system_id,
+                                                    self.loop.time())
 
     def _admit_submit(self, pdu: P.SubmitSm | P.DataSm,
                       resp_cls: type[P.SubmitSmResp] | type[P.DataSmResp]) -> bool:
@@ -264,11 +285,7 @@ class SmppConnection(asyncio.Protocol):
         assert self.ctx is not None
         ctx = self.ctx
         started = self.loop.time()
-        many = getattr(self.server.handler, "submit_many", None)
-        if many is None:
-            results = list(await asyncio.gather(*(self._handle_submit(p) for p in pdus)))
-        else:
-            results = [self._result(r) for r in await many(ctx, pdus)]
+        results = [self._result(r) for r in await self.server.handler.submit_many(ctx, pdus)]
         elapsed = self.loop.time() - started
         observe = METRICS.submit_latency.observe
         accepted = 0
@@ -302,9 +319,9 @@ class SmppConnection(asyncio.Protocol):
         if isinstance(outcome, SubmitResult):
             return outcome
         if isinstance(outcome, StoreUnavailable):
-            # Temporary (SMPP-FACTS §4: peers retry RMSGQFUL like RTHROTTLED).
+            # Temporary: peers retry RMSGQFUL as they retry RTHROTTLED (docs/smpp.md).
             self.log.debug("submit.store_unavailable")
-            return SubmitResult(_S.ESME_RMSGQFUL)
+            return SubmitResult(outcome.status)
         self.log.error("submit.failed", exc_info=outcome)
         return SubmitResult(_S.ESME_RSYSERR)
 

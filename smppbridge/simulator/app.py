@@ -32,10 +32,10 @@ from typing import Any
 import httpx
 import structlog
 
-from smppbridge.bridge.providers import xmlsafe
 from smppbridge.http.server import CloseConnection, Handler, HttpServer, Request, Response, Router
-from smppbridge.simulator.config import SimConfig
-from smppbridge.simulator.engine import SimEngine, SimMessage
+from smppbridge.providers import xmlsafe
+from smppbridge.providers.simulator.engine import SimEngine, SimMessage
+from smppbridge.providers.simulator.settings import SimConfig
 
 __all__ = ["Simulator", "build_router", "main", "run_simulator"]
 

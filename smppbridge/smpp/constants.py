@@ -70,7 +70,7 @@ class CommandStatus(IntEnum):
     """command_status values (SMPP 3.4 §5.1.3, Table 5-2), plus our vendor codes.
 
     0x400-0x4FF is "reserved for SMSC vendor specific errors"; the vendor codes below are
-    smppbridge's and are documented in the README.
+    smppbridge's and are documented in docs/smpp.md.
     """
 
     ESME_ROK = 0x00000000

@@ -6,7 +6,7 @@ Format we emit (lower-case ``text:``, as Kannel and cloudhopper do)::
     id:<id> sub:001 dlvrd:001 submit date:YYMMDDhhmm done date:YYMMDDhhmm
     stat:<STAT> err:<NNN> text:<first 20 chars>          (one line)
 
-and for HLR lookups (smpp-behaviour-smscenter.md)::
+and for HLR lookups (the SMS Center format, docs/store.md, HLR receipts)::
 
     id:<id> stat:<stat> err:<err> imsi:<imsi> msc:<msc> mcc:<mcc> mnc:<mnc>
     cn:<cn> net:<net> rcn:<rcn> rnet:<rnet>              (one line)
@@ -17,23 +17,54 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import EsmClass, MessageState, Tag
 
-__all__ = ["STATES", "Receipt", "format_receipt", "parse_receipt", "receipt_deliver_sm"]
+__all__ = ["INTERMEDIATE_STATS", "STATES", "Receipt", "Stat", "format_receipt", "parse_receipt",
+           "receipt_deliver_sm"]
 
-#: stat word → message_state (SMPP 3.4 §5.2.28; ENROUTE is in §5.2.28, not Table B-2).
+
+class Stat(StrEnum):
+    """The receipt ``stat:`` word (SMPP 3.4 Appendix B, Table B-2; ENROUTE from §5.2.28)
+    and its message_state. The one vocabulary of receipt statuses: providers map their
+    own words to it, the store keeps it, receipts carry it."""
+
+    ENROUTE = "ENROUTE"
+    DELIVRD = "DELIVRD"
+    EXPIRED = "EXPIRED"
+    DELETED = "DELETED"
+    UNDELIV = "UNDELIV"
+    ACCEPTD = "ACCEPTD"
+    UNKNOWN = "UNKNOWN"
+    REJECTD = "REJECTD"
+
+    @property
+    def message_state(self) -> MessageState:
+        """SMPP 3.4 §5.2.28 message_state for this stat."""
+        return STATES[self]
+
+    @property
+    def final(self) -> bool:
+        """ENROUTE and ACCEPTD are intermediate; every other stat ends the message."""
+        return self is not Stat.ENROUTE and self is not Stat.ACCEPTD
+
+
+#: stat word → message_state (SMPP 3.4 §5.2.28). Keyed by the words themselves too:
+#: a StrEnum member hashes and compares as its string.
 STATES: dict[str, MessageState] = {
-    "ENROUTE": MessageState.ENROUTE,
-    "DELIVRD": MessageState.DELIVERED,
-    "EXPIRED": MessageState.EXPIRED,
-    "DELETED": MessageState.DELETED,
-    "UNDELIV": MessageState.UNDELIVERABLE,
-    "ACCEPTD": MessageState.ACCEPTED,
-    "UNKNOWN": MessageState.UNKNOWN,
-    "REJECTD": MessageState.REJECTED,
+    Stat.ENROUTE: MessageState.ENROUTE,
+    Stat.DELIVRD: MessageState.DELIVERED,
+    Stat.EXPIRED: MessageState.EXPIRED,
+    Stat.DELETED: MessageState.DELETED,
+    Stat.UNDELIV: MessageState.UNDELIVERABLE,
+    Stat.ACCEPTD: MessageState.ACCEPTED,
+    Stat.UNKNOWN: MessageState.UNKNOWN,
+    Stat.REJECTD: MessageState.REJECTED,
 }
+#: the stats that are not final (intermediate notifications, registered_delivery bit 4)
+INTERMEDIATE_STATS = frozenset(s for s in Stat if not s.final)
 #: Characters of the original text quoted in ``text:`` (Appendix B: 20).
 TEXT_CHARS = 20
 #: network_error_code network type: 3 = GSM (§5.3.2.31).
@@ -68,7 +99,7 @@ def _ascii_text(text: str) -> str:
 
 
 # Not frozen, to be treated as immutable: a frozen dataclass sets every field through
-# object.__setattr__, and these are made for every message (see README, Performance).
+# object.__setattr__, and these are made for every message (docs/performance.md).
 @dataclass(slots=True)
 class Receipt:
     """The fields of one receipt."""
@@ -86,7 +117,7 @@ class Receipt:
 
     @property
     def final(self) -> bool:
-        return self.stat not in ("ENROUTE", "ACCEPTD")
+        return self.stat not in INTERMEDIATE_STATS
 
     @property
     def message_state(self) -> MessageState:

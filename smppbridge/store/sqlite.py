@@ -23,18 +23,18 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from smppbridge.message import Address, OutboundMessage
-from smppbridge.observability.metrics import METRICS
-from smppbridge.store.base import (
-    MessageState,
+from smppbridge.core.message import Address, OutboundMessage
+from smppbridge.core.records import (
+    DeliveryState,
     PartRecord,
     ReceiptRecord,
     StoredMessage,
     content_from_json,
     content_to_json,
     receipt_body,
-    settle,
 )
+from smppbridge.observability.metrics import METRICS
+from smppbridge.store.common import settle
 
 __all__ = ["RECEIPT_LEASED", "SCHEMA_VERSION", "SqliteStore"]
 
@@ -105,7 +105,10 @@ class _Closed(Exception):
 
 
 class SqliteStore:
-    """The :class:`~smppbridge.store.base.Store` on one SQLite file."""
+    """The :class:`~smppbridge.core.ports.Store` on one SQLite file."""
+
+    #: accept_many(claim=True) marks the rows claimed: the sender gets them in memory
+    claims_on_accept = True
 
     def __init__(self, path: str, *, synchronous: str = "FULL") -> None:
         self.path = path
@@ -120,6 +123,10 @@ class SqliteStore:
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
         return cls(url.removeprefix("sqlite:///"))
+
+    def flood_state(self) -> None:
+        """One node: the flood windows stay in the process (nothing to share)."""
+        return
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -297,7 +304,7 @@ class SqliteStore:
         m = message
 
         def op(db: sqlite3.Connection) -> None:
-            state = MessageState.FINAL if final_stat else MessageState.QUEUED
+            state = DeliveryState.FINAL if final_stat else DeliveryState.QUEUED
             db.execute(_INSERT_MESSAGE, _message_row(m, state, final_stat, final_err, False))
             if len(m.part_ids) > 1:
                 _index_parts(db, m)
@@ -307,12 +314,12 @@ class SqliteStore:
         await self._call(op)
 
     async def accept_many(self, messages: Sequence[OutboundMessage], *,
-                          claim: bool = False) -> None:
-        """Store queued messages in one operation (all or none). ``claim``: they are
+                          claim: bool = False) -> list[Exception | None]:
+        """Store queued messages in one transaction (all or none). ``claim``: they are
         claimed for this process's sender at once (handed over in memory), so ``due``
         does not return them; claims end with the process, as for ``due``."""
         def op(db: sqlite3.Connection) -> None:
-            queued = MessageState.QUEUED
+            queued = DeliveryState.QUEUED
             db.executemany(_INSERT_MESSAGE, [_message_row(m, queued, "", 0, claim)
                                              for m in messages])
             for m in messages:
@@ -321,6 +328,7 @@ class SqliteStore:
             db.executemany("INSERT INTO history VALUES (?,?,'queued','',0,'')",
                            [(m.message_id, m.submitted_at) for m in messages])
         await self._call(op)
+        return [None] * len(messages)
 
     async def due(self, now: float, limit: int) -> list[StoredMessage]:
         """Claim and return queued messages whose time has come, oldest first; a claimed
@@ -490,7 +498,7 @@ class SqliteStore:
             return int(db.execute("SELECT count(*) FROM receipts").fetchone()[0])
         return await self._call(op)
 
-    async def count(self, state: MessageState) -> int:
+    async def count(self, state: DeliveryState) -> int:
         def op(db: sqlite3.Connection) -> int:
             return int(db.execute("SELECT count(*) FROM messages WHERE state=?",
                                   (state.value,)).fetchone()[0])
@@ -515,7 +523,7 @@ _INSERT_MESSAGE = (
     " next_at, done_at, claimed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
-def _message_row(m: OutboundMessage, state: MessageState, final_stat: str, final_err: int,
+def _message_row(m: OutboundMessage, state: DeliveryState, final_stat: str, final_err: int,
                  claimed: bool) -> tuple[Any, ...]:
     return (m.message_id, m.account, _json_ids(m.part_ids), m.source.addr,
             m.source.ton, m.source.npi, m.destination.addr, m.destination.ton,
@@ -559,7 +567,7 @@ def _row_to_message(r: Any) -> StoredMessage:
         content=content_from_json(r[9]), registered_delivery=r[10], schedule_at=r[11],
         expire_at=r[12], submitted_at=r[13], service_type=r[14], data_coding=r[15],
         extra=json.loads(r[16]))
-    return StoredMessage(msg, MessageState(r[17]), r[18], r[19], r[20], r[21], r[22], r[23],
+    return StoredMessage(msg, DeliveryState(r[17]), r[18], r[19], r[20], r[21], r[22], r[23],
                          r[24])
 
 

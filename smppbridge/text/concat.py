@@ -24,7 +24,7 @@ Decisions (each cited where it is made):
   IE; an SMSC should tell the ESME instead of sending a part as a message of its own).
 * SAR TLVs: only some of the three → ``ESME_RMISSINGOPTPARAM``; a wrong length →
   ``ESME_RINVPARLEN``; total 0, seq 0 or seq > total → ``ESME_RINVOPTPARAMVAL``.
-  (SMPP 3.4 §5.3.2.22-24 say a partial set "is ignored"; DESIGN.md says all three or
+  (SMPP 3.4 §5.3.2.22-24 say a partial set "is ignored"; docs/content.md says all three or
   none, and refusing tells the ESME its long message would arrive as fragments.)
   When a UDH concatenation IE and SAR TLVs are both present, the UDH wins: it travels
   with the payload and is what a handset would see.
@@ -317,8 +317,9 @@ M = TypeVar("M")
 class ReassemblyConfig:
     """Limits of the reassembly buffer (shared by all accounts)."""
 
-    #: All parts must arrive within this many seconds of the first (DESIGN.md §3; the
-    #: SMS Center rule: "all SMS parts must be transmitted to the server within a minute").
+    #: All parts must arrive within this many seconds of the first (docs/content.md, Long
+    #: messages; the SMS Center rule: "all SMS parts must be transmitted to the server
+    #: within a minute").
     window: float = 60.0
     #: Most parts of one message. 255 is the wire maximum; 32 parts (4896 GSM characters)
     #: is more than any provider takes and bounds memory per message to ~8 KB.
@@ -329,7 +330,7 @@ class ReassemblyConfig:
 
 @dataclass(frozen=True, slots=True)
 class PartKey:
-    """What identifies one long message (DESIGN.md §3)."""
+    """What identifies one long message (docs/content.md, Long messages)."""
 
     account: str
     source: str
@@ -515,8 +516,9 @@ def split_text(
     """Encode ``text`` and cut it into SMS-sized payloads (without UDH).
 
     One payload when it fits a single SMS; otherwise parts sized for a concatenation UDH
-    (8-bit reference: 153 GSM septets / 134 octets, 16-bit: 152 / 133; SMPP-FACTS §10),
-    never cutting a GSM escape sequence or a UTF-16 surrogate pair in two.
+    (8-bit reference: 153 GSM septets / 134 octets, 16-bit: 152 / 133; docs/smpp.md,
+    Concatenated-part capacities), never cutting a GSM escape sequence or a UTF-16
+    surrogate pair in two.
     """
     alphabet = parse_data_coding(data_coding).alphabet
     septets = alphabet is Alphabet.GSM7 and not iso

@@ -9,7 +9,7 @@ as bytes when the message is binary. Decoding is strict: octets that cannot be t
 the announced alphabet are refused with :class:`InvalidDataCoding` rather than guessed,
 because a wrong guess sends garbage to the subscriber and the ESME never learns why.
 
-The values we accept (DESIGN.md §3):
+The values we accept (docs/content.md, Encodings):
 
 * 0 — GSM 03.38 default alphabet, *unpacked* (one septet per octet, as SMPP links carry
   it), with the extension table reached by escape 0x1B; Latin-1 instead when the bind's

@@ -2,7 +2,7 @@
 
 Theory of operation
 -------------------
-The SMS Center SMPP API (``specs/smpp-behaviour-smscenter.md``) carries more than SMS in
+The SMS Center SMPP API (docs/content.md, Where the rules come from) carries more than SMS in
 submit_sm: the text may start with a macro naming another kind of message, and may end
 with a comment for the sender's history. :func:`parse_content` applies, in order:
 
@@ -39,8 +39,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from smppbridge.message import Content, Kind
 from smppbridge.smpp.constants import CommandStatus
+from smppbridge.text.content import Content, Kind
 from smppbridge.text.encoding import ContentError, MessageTooLong
 
 __all__ = [
@@ -84,7 +84,8 @@ _URL_RE = re.compile(r"https?://\S+\Z")
 class ContentLimits:
     """Longest text per kind, in characters (code points), and of the macro fields.
 
-    Defaults: SMS 1530 (ten concatenated GSM 7-bit parts of 153, SMPP-FACTS §10);
+    Defaults: SMS 1530 (ten concatenated GSM 7-bit parts of 153, docs/smpp.md,
+    Concatenated-part capacities);
     Viber 1000 and button caption 30 (SMS-fly API v2.04, ``text string[1-1000]``,
     ``caption string[30]``); MMS, MAIL 4000 and CALL, SOC 1000 (what fits the default
     32 reassembled parts with room to spare); subject 255 and URL 2048 (what mail

@@ -62,4 +62,4 @@ def test_http_provider_targets_write_valid_configs(tmp_path):
         config = parse_config(text, env={})
         (provider,) = config.providers
         assert provider.type == kind
-        assert str(provider.raw["url"]).startswith("http://127.0.0.1:9000/")
+        assert provider.url.startswith("http://127.0.0.1:9000/")

@@ -1,7 +1,7 @@
-"""Integration fixtures: a real :class:`~smppbridge.app.Node` on 127.0.0.1 (ephemeral
+"""Integration fixtures: a real :class:`~smppbridge.node.node.Node` on 127.0.0.1 (ephemeral
 ports) per test, and a raw-bytes SMPP peer built on asyncio streams and our own codec.
 
-Only this directory opens sockets (STYLE.md, habit 6). Every socket a test opens is
+The tests that open sockets are listed in docs/development.md. Every socket a test opens is
 closed by the fixtures that hand it out, because ``filterwarnings = error`` turns an
 unclosed transport's ResourceWarning into a failure.
 """
@@ -21,13 +21,15 @@ from typing import Any
 
 import pytest
 
-from smppbridge.app import Node
 from smppbridge.config import Config, parse_config
-from smppbridge.seam import MemoryHandler, SessionContext, SubmitHandler, SubmitResult
+from smppbridge.core.ports import SubmitHandler
+from smppbridge.core.session import SessionContext, SubmitResult
+from smppbridge.node.node import Node
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import decode, encode
 from smppbridge.smpp.constants import HEADER_LENGTH
 from smppbridge.smpp.receipts import parse_receipt
+from smppbridge.testing import MemoryHandler
 
 #: The account every test binds with unless it configures its own.
 DEMO_ACCOUNT: dict[str, Any] = {"system_id": "demo", "password": "demo"}

@@ -6,7 +6,7 @@ import asyncio
 import os
 import sys
 
-from smppbridge.seam import MemoryHandler
+from smppbridge.testing import MemoryHandler
 
 from .conftest import StartNode
 

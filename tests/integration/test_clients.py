@@ -28,9 +28,9 @@ from aiosmpplib import (
     UnbindResp,
 )
 
-from smppbridge.seam import MemoryHandler
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
+from smppbridge.testing import MemoryHandler
 
 from .conftest import ROUND_TRIP, OpenPeer, StartNode, build_config
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from smppbridge.providers.simulator.settings import SimConfig
 from smppbridge.simulator.app import Simulator
-from smppbridge.simulator.config import SimConfig
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.smpp.receipts import parse_receipt

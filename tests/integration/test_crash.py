@@ -1,5 +1,5 @@
 """kill -9 under load: every message acknowledged with ESME_ROK reaches the provider,
-exactly once (DESIGN.md §2 rule 1)."""
+exactly once (docs/store.md, rule 1)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from smppbridge.providers.simulator.settings import SimConfig
 from smppbridge.simulator.app import Simulator
-from smppbridge.simulator.config import SimConfig
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import FrameReader, decode, encode
 from tests.integration.cluster import Bridge, free_port

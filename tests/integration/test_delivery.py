@@ -16,10 +16,10 @@ import pytest
 import smpplib.client
 import smpplib.consts
 
-from smppbridge.app import Node
 from smppbridge.config import parse_config
+from smppbridge.core.records import DeliveryState
+from smppbridge.node.node import Node
 from smppbridge.smpp.receipts import parse_receipt
-from smppbridge.store.base import MessageState
 from smppbridge.text.encoding import gsm_encode
 
 TEXT = "Привет 😀 emoji cut across parts: " + "😀" * 40 + " the end ✓"
@@ -144,9 +144,9 @@ async def test_three_part_ucs2_emoji_with_16bit_udh_is_one_message(node: Node) -
         assert stored is not None
         assert stored.message.content.text == TEXT
         assert stored.message.part_ids == tuple(ids)
-        assert await node.store.count(MessageState.QUEUED) + \
-            await node.store.count(MessageState.SENT) + \
-            await node.store.count(MessageState.FINAL) == 1
+        assert await node.store.count(DeliveryState.QUEUED) + \
+            await node.store.count(DeliveryState.SENT) + \
+            await node.store.count(DeliveryState.FINAL) == 1
         assert await asyncio.to_thread(esme.wait, lambda e: len(e.receipts) == 3, 10)
         got = sorted(parse_receipt(r)["id"] for r in esme.receipts)
         assert got == sorted(ids)
@@ -202,7 +202,7 @@ async def test_receipts_wait_for_a_receiver(node: Node) -> None:
     async def final() -> None:
         while True:
             stored = await node.store.find(message_id)
-            if stored is not None and stored.state is MessageState.FINAL:
+            if stored is not None and stored.state is DeliveryState.FINAL:
                 return
             await asyncio.sleep(0.05)
     await asyncio.wait_for(final(), 10)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from smppbridge.app import Node
+from smppbridge.node.node import Node
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import DEFAULT_MAX_COMMAND_LENGTH, encode
 from smppbridge.smpp.constants import CommandId, CommandStatus

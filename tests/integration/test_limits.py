@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from smppbridge.passwords import hash_password
+from smppbridge.core.passwords import hash_password
 from smppbridge.server.connection import SmppConnection
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import encode

@@ -28,8 +28,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
 from smppbridge import __version__
-from smppbridge.app import Node
 from smppbridge.config import parse_config
+from smppbridge.node.node import Node
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
 

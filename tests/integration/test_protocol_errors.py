@@ -8,7 +8,7 @@ import struct
 
 import pytest
 
-from smppbridge.app import Node
+from smppbridge.node.node import Node
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import DEFAULT_MAX_COMMAND_LENGTH, decode
 from smppbridge.smpp.constants import HEADER_LENGTH, CommandId, CommandStatus, Tag

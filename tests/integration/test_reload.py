@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from smppbridge.app import Node
-from smppbridge.bridge.providers.worker import WorkerProvider
 from smppbridge.config import load_config
-from smppbridge.message import Kind
+from smppbridge.node.node import Node
+from smppbridge.providers.worker import WorkerProvider
 from smppbridge.smpp.constants import CommandStatus
+from smppbridge.text.content import Kind
 from tests.integration.conftest import OpenPeer
 
 BASE = """

@@ -10,10 +10,11 @@ import os
 import signal
 import time
 
-from smppbridge.app import Node
-from smppbridge.bridge.providers.worker import WorkerProvider
 from smppbridge.config import Config
-from smppbridge.simulator import SimConfig, Simulator
+from smppbridge.node.node import Node
+from smppbridge.providers.simulator.settings import SimConfig
+from smppbridge.providers.worker import WorkerProvider
+from smppbridge.simulator.app import Simulator
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
 

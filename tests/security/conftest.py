@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from smppbridge.app import Node
+from smppbridge.node.node import Node
 from tests.security.net import Client, Watchdog, start_node
 
 _HERE = Path(__file__).parent

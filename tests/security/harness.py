@@ -26,15 +26,16 @@ from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, TypeVar
 
-from smppbridge.bridge.content import ContentHandler, MemorySink
-from smppbridge.config import Account
-from smppbridge.seam import BindType, SessionContext
+from smppbridge.core.accounts import Account
+from smppbridge.core.session import BindType, SessionContext
+from smppbridge.ingest.submit import ContentHandler
 from smppbridge.server.connection import _data_sm_as_submit, _multi_as_submit
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import DEFAULT_MAX_COMMAND_LENGTH, FrameReader, decode, encode
 from smppbridge.smpp.constants import HEADER_LENGTH, CommandId, CommandStatus, EsmClass
 from smppbridge.smpp.errors import InvalidCommandLength, LocalProtocolError, RemoteProtocolError
 from smppbridge.smpp.session import NEED_DATA, SessionConfig, SmscSession, State
+from smppbridge.testing import MemorySink
 from smppbridge.text.concat import read_segment
 from smppbridge.text.encoding import ContentError
 
@@ -347,7 +348,7 @@ def as_submits(pdus: Iterable[P.Pdu]) -> list[P.SubmitSm]:
 
 def _check_status(status: int) -> None:
     assert status != _S.ESME_ROK
-    CommandStatus(status)  # a status the README documents
+    CommandStatus(status)  # a status docs/smpp.md documents
 
 
 def check_content(submits: Sequence[P.SubmitSm], *, udhi: bool = True) -> MemorySink:

@@ -18,8 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from smppbridge.app import Node
 from smppbridge.config import parse_config
+from smppbridge.node.node import Node
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.codec import decode, encode
 from smppbridge.smpp.constants import HEADER_LENGTH, CommandStatus

@@ -1,6 +1,6 @@
 """Network abuse over real sockets, each while a well-behaved ESME keeps working.
 
-Every test starts a :class:`~smppbridge.app.Node` (content stage, memory store, the
+Every test starts a :class:`~smppbridge.node.node.Node` (content stage, memory store, the
 in-process simulator provider), binds a :class:`~tests.security.net.Watchdog` that
 submits in a loop, runs one abuse from another connection, and then asserts that the
 watchdog got further answers during the abuse, each within 2 s (a generous bound for

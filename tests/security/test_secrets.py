@@ -25,14 +25,14 @@ import httpx
 import pytest
 import structlog
 
-from smppbridge.app import Node
 from smppbridge.cli import main as cli_main
 from smppbridge.config import ConfigError, parse_config
+from smppbridge.core.passwords import hash_password
+from smppbridge.node.node import Node
 from smppbridge.observability.logging import mask_secrets
 from smppbridge.observability.metrics import METRICS
-from smppbridge.passwords import hash_password
+from smppbridge.providers.simulator.settings import SimConfig
 from smppbridge.simulator.app import Simulator
-from smppbridge.simulator.config import SimConfig
 from smppbridge.smpp.constants import CommandStatus
 from tests.security.conftest import Connect, StartNode
 from tests.security.net import ROUND_TRIP, node_toml

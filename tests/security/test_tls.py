@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import trustme
 
-from smppbridge.app import Node
+from smppbridge.node.node import Node
 from smppbridge.smpp.constants import CommandStatus
 from tests.security.conftest import Connect, StartNode
 from tests.security.net import Client, node_toml

@@ -12,9 +12,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from smppbridge.simulator import SimConfig, Simulator, run_simulator
-from smppbridge.simulator.app import main
-from tests.bridge.providers.helpers import FakeClock, running_simulator
+from smppbridge.providers.simulator.settings import SimConfig
+from smppbridge.simulator.app import Simulator, main, run_simulator
+from tests.providers.helpers import FakeClock, running_simulator
 
 XML_SMS = (
     '<?xml version="1.0" encoding="utf-8" ?><request>'

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from smppbridge.message import Address, Content, Kind, OutboundMessage
-from smppbridge.store.base import ReceiptRecord
+from smppbridge.core.message import Address, OutboundMessage
+from smppbridge.core.records import ReceiptRecord
+from smppbridge.text.content import Content, Kind
 
 
 def sample_message(i: int, parts: int = 1) -> OutboundMessage:

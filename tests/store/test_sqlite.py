@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from smppbridge.store.base import MessageState, PartRecord, ReceiptRecord
+from smppbridge.core.records import DeliveryState, PartRecord, ReceiptRecord
 from smppbridge.store.sqlite import SCHEMA_VERSION, SqliteStore
 from tests.store.samples import sample_message, sample_receipt
 
@@ -38,7 +38,7 @@ async def test_accepted_message_survives_reopen(tmp_path: Path) -> None:
         found = await s2.find("1-0")  # any part id finds the message
         assert found is not None
         assert found.message == _msg(1, parts=3)
-        assert found.state is MessageState.QUEUED
+        assert found.state is DeliveryState.QUEUED
     finally:
         await s2.close()
 
@@ -47,7 +47,7 @@ async def test_concurrent_writes_share_commits(store: SqliteStore) -> None:
     """Hundreds of concurrent accepts are committed in far fewer transactions."""
     before = store.commits
     await asyncio.gather(*(store.accept(_msg(i)) for i in range(500)))
-    assert await store.count(MessageState.QUEUED) == 500
+    assert await store.count(DeliveryState.QUEUED) == 500
     assert store.commits - before < 100
 
 
@@ -86,13 +86,13 @@ async def test_due_sent_final_lifecycle(store: SqliteStore) -> None:
     assert await store.due(now=5000.0, limit=10) == []
     sent = await store.find_by_provider("sim", "P1")
     assert sent is not None
-    assert sent.state is MessageState.SENT
+    assert sent.state is DeliveryState.SENT
     assert [m.message.message_id for m in await store.in_flight()] == ["1-0"]
     await store.mark_final("1-0", "DELIVRD", 0, 5002.0, receipts=[_receipt("1-0")])
     await store.mark_final("1-0", "UNDELIV", 1, 5003.0, receipts=[_receipt("1-0")])
     final = await store.find("1-0")
     assert final is not None
-    assert (final.state, final.stat, final.done_at) == (MessageState.FINAL, "DELIVRD", 5002.0)
+    assert (final.state, final.stat, final.done_at) == (DeliveryState.FINAL, "DELIVRD", 5002.0)
     # the second final status is ignored, and so is its receipt
     assert len(await store.receipts_for("acme", 9000.0, 10)) == 1
     assert [h[1] for h in await store.history("1-0")] == ["queued", "sent", "final"]
@@ -202,7 +202,7 @@ async def test_accept_many_stores_queued_messages(store: SqliteStore) -> None:
         found = await store.find(part_id)
         assert found is not None
         assert found.message == message
-        assert found.state is MessageState.QUEUED
+        assert found.state is DeliveryState.QUEUED
     assert [h[1] for h in await store.history("2-1")] == ["queued"]
     assert sorted(m.message.message_id for m in await store.due(5000.0, 10)) == ["1-0", "2-1"]
 
@@ -224,7 +224,7 @@ async def test_accept_many_claimed_is_not_due_until_reopen(tmp_path: Path) -> No
     await s.accept_many([_msg(1), _msg(2)], claim=True)
     found = await s.find("1-0")
     assert found is not None
-    assert found.state is MessageState.QUEUED
+    assert found.state is DeliveryState.QUEUED
     assert await s.due(5000.0, 10) == []
     await s.close()
     assert await _due_after_reopen(path) == ["1-0", "2-0"]
@@ -248,9 +248,9 @@ async def test_mark_final_many_keeps_a_first_final_status(store: SqliteStore) ->
         found = await store.find(mid)
         assert found is not None
         ends.append((found.state, found.stat, found.err, found.done_at))
-    assert ends == [(MessageState.FINAL, "DELIVRD", 0, 5001.0),
-                    (MessageState.FINAL, "UNDELIV", 1, 5002.0),
-                    (MessageState.FINAL, "REJECTD", 101, 5000.0)]
+    assert ends == [(DeliveryState.FINAL, "DELIVRD", 0, 5001.0),
+                    (DeliveryState.FINAL, "UNDELIV", 1, 5002.0),
+                    (DeliveryState.FINAL, "REJECTD", 101, 5000.0)]
     receipts = await store.receipts_for("acme", 9000.0, 10)
     assert [r.message_id for r in receipts] == ["3-0", "1-0", "2-0"]
     assert [h[1] for h in await store.history("3-0")] == ["queued", "final"]
@@ -342,4 +342,4 @@ async def test_mark_sent_many_can_lease_its_receipts(store: SqliteStore) -> None
     assert (got[0].seq, got[0].message_id, got[0].stat) == (seq, "1-0", "ENROUTE")
     sent = await store.find_by_provider("sim", "P1")
     assert sent is not None
-    assert sent.state is MessageState.SENT
+    assert sent.state is DeliveryState.SENT

@@ -159,7 +159,7 @@ def test_sar_tlvs_give_concatenation() -> None:
     "present", [{"ref"}, {"total"}, {"seq"}, {"ref", "total"}, {"ref", "seq"}, {"total", "seq"}]
 )
 def test_partial_sar_set_is_refused(present: set[str]) -> None:
-    """All three SAR TLVs or none (DESIGN.md §3) → ESME_RMISSINGOPTPARAM."""
+    """All three SAR TLVs or none (docs/content.md) → ESME_RMISSINGOPTPARAM."""
     values = {"ref": b"\x00\x01", "total": b"\x02", "seq": b"\x01"}
     with pytest.raises(IncompleteSar) as info:
         seg(0, b"x", **{k: v for k, v in values.items() if k in present})
@@ -366,7 +366,7 @@ def test_gsm_escape_split_across_parts_decodes_after_reassembly() -> None:
     ],
 )
 def test_split_text_sizes(text: str, data_coding: int, wide: bool, sizes: list[int]) -> None:
-    """Parts fit one SMS with its concatenation UDH (SMPP-FACTS §10) and cut no character."""
+    """Parts fit one SMS with its concatenation UDH (docs/smpp.md) and cut no character."""
     parts = split_text(text, data_coding, wide=wide)
     assert [len(p) for p in parts] == sizes
     assert decode(b"".join(parts), data_coding).text == text

@@ -133,7 +133,7 @@ REFUSED_CODINGS = [0x05, 0x06, 0x07, 0x09, 0x0A, 0x0B, 0x0C, 0x0D, 0x0E, 0x0F,
 
 @pytest.mark.parametrize("data_coding", REFUSED_CODINGS)
 def test_unsupported_data_coding_is_refused(data_coding: int) -> None:
-    """Values outside DESIGN.md §3's table → InvalidDataCoding with the vendor status."""
+    """Values outside docs/content.md's table → InvalidDataCoding with the vendor status."""
     with pytest.raises(InvalidDataCoding) as info:
         parse_data_coding(data_coding)
     assert info.value.status == CommandStatus.VENDOR_INVALID_DATA_CODING

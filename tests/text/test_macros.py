@@ -1,11 +1,11 @@
-"""Text macros and comments (SMS Center SMPP API; DESIGN.md §3)."""
+"""Text macros and comments (SMS Center SMPP API; docs/content.md)."""
 
 from __future__ import annotations
 
 import pytest
 
-from smppbridge.message import Content, Kind
 from smppbridge.smpp.constants import CommandStatus
+from smppbridge.text.content import Content, Kind
 from smppbridge.text.encoding import MessageTooLong
 from smppbridge.text.macros import (
     DEFAULT_VOICE,

@@ -1,0 +1,383 @@
+"""Every contract between the layers, in one place.
+
+Theory of operation
+-------------------
+The services (:mod:`smppbridge.ingest`, :mod:`smppbridge.delivery`) and the adapters
+(:mod:`smppbridge.server`, :mod:`smppbridge.store`, :mod:`smppbridge.providers`) never
+import each other: each side sees the other only through a protocol declared here, and
+:mod:`smppbridge.node` wires the real objects together.
+
+::
+
+    server --SubmitHandler--> ingest --MessageSink--> delivery --Provider--> providers
+                                  \\--FloodState--/      |  \\--Store--> store
+    server <--ReceiverBind-- delivery (receipts) <--ReceiptOutbox-- delivery (pipeline)
+
+Every operation a caller uses is declared, batch operations included, so mypy checks
+each call and no caller probes an implementation for what it can do. Where a store can
+do less (the Redis store leases no receipts to a process and claims nothing on
+accept), the contract says how that is answered: an empty lease, ``claims_on_accept =
+False``, ``flood_state() is None`` for "keep the flood windows in this process".
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from smppbridge.core.accounts import FloodRules
+    from smppbridge.core.message import OutboundMessage
+    from smppbridge.core.outcomes import SendOutcome, StatusUpdate
+    from smppbridge.core.records import (
+        DeliveryState,
+        FailedMessage,
+        PartRecord,
+        ReceiptRecord,
+        StoredMessage,
+    )
+    from smppbridge.core.session import QueryResult, SessionContext, SubmitResult
+    from smppbridge.http.server import Request
+    from smppbridge.smpp import pdu as P
+    from smppbridge.smpp.pdu import SubmitSm
+    from smppbridge.text.content import Kind
+
+__all__ = [
+    "FinalEntry",
+    "FloodState",
+    "HistoryRow",
+    "Leased",
+    "MessageSink",
+    "Provider",
+    "ReceiptOutbox",
+    "ReceiverBind",
+    "SentEntry",
+    "Store",
+    "SubmitHandler",
+]
+
+#: (message_id, provider, provider_id, stat, now, receipts) of one message a provider took
+SentEntry = tuple[str, str, str, str, float, "Sequence[ReceiptRecord]"]
+#: (message_id, stat, err, done_at, receipts) of one message that reached its final status
+FinalEntry = tuple[str, str, int, float, "Sequence[ReceiptRecord]"]
+#: receipts just written and leased to this process's dispatcher: (seq, receipt)
+Leased = list[tuple[int, "ReceiptRecord"]]
+#: one change of a message: (at, state, stat, err, detail)
+HistoryRow = tuple[float, str, str, int, str]
+
+
+# --- the SMPP server and the submit path ----------------------------------------------
+
+
+class SubmitHandler(Protocol):
+    """What the server calls for every message-carrying request that passed the session.
+
+    Implementations must be safe to call concurrently (many binds, a window per bind)
+    and must only return ``ESME_ROK`` once the message is stored as durably as the
+    implementation promises. A handler that has no batch path of its own may subclass
+    this protocol and inherit :meth:`submit_many`, which answers one by one.
+    """
+
+    async def submit(self, ctx: SessionContext, pdu: SubmitSm) -> SubmitResult:
+        """Accept or refuse one submit_sm (data_sm and each submit_multi destination too)."""
+        ...
+
+    async def submit_many(self, ctx: SessionContext, pdus: Sequence[SubmitSm]
+                          ) -> list[SubmitResult | Exception]:
+        """Every submit_sm of one read from one bind, answered in order; where
+        :meth:`submit` would have raised, the entry is the exception (the server maps
+        it to a status). By default, :meth:`submit` for each, concurrently."""
+        results = await asyncio.gather(*(self.submit(ctx, p) for p in pdus),
+                                       return_exceptions=True)
+        out: list[SubmitResult | Exception] = []
+        for r in results:
+            if isinstance(r, BaseException) and not isinstance(r, Exception):
+                raise r  # cancelled
+            out.append(r)
+        return out
+
+    async def query(self, ctx: SessionContext, message_id: str, source_addr: str
+                    ) -> QueryResult:
+        """query_sm."""
+        ...
+
+    async def cancel(self, ctx: SessionContext, message_id: str, source_addr: str) -> int:
+        """cancel_sm; returns the command_status."""
+        ...
+
+    async def ready(self) -> bool:
+        """True when the store behind the handler is reachable (``/readyz``)."""
+        ...
+
+
+class MessageSink(Protocol):
+    """Where the submit path hands whole, checked messages: the pipeline's durable
+    intake in production, memory in tests."""
+
+    async def accept(self, message: OutboundMessage) -> int:
+        """Store ``message`` durably; the command_status answers its final part."""
+        ...
+
+    async def accept_many(self, messages: Sequence[OutboundMessage]) -> list[int]:
+        """:meth:`accept` for several messages at once (one store transaction); the
+        command_status of each, in order."""
+        ...
+
+    async def failed(self, failure: FailedMessage) -> None:
+        """Parts acked earlier whose message failed: send them REJECTD receipts."""
+        ...
+
+    async def query(self, ctx: SessionContext, message_id: str, source_addr: str
+                    ) -> QueryResult:
+        """query_sm for an id the submit path handed out."""
+        ...
+
+    async def cancel(self, ctx: SessionContext, message_id: str, source_addr: str) -> int:
+        """cancel_sm; returns the command_status."""
+        ...
+
+    async def ready(self) -> bool:
+        """True when the store is reachable."""
+        ...
+
+    async def hold_part(self, part: PartRecord) -> None:
+        """Keep a non-final part durably before it is acked (restart replays it)."""
+        ...
+
+
+class FloodState(Protocol):
+    """Where the flood windows live; shared by all nodes in a cluster.
+
+    Implementations make :meth:`check_and_record` atomic per key: two nodes getting the
+    same message at once must not both accept it.
+    """
+
+    #: check_and_record answers without suspending (in process): callers may check a
+    #: batch in order without a task each. False for a shared state (a round trip).
+    immediate: bool
+
+    async def check_and_record(
+        self,
+        *,
+        account: str,
+        source: str,
+        destination: str,
+        text_digest: bytes,
+        now: float,
+        rules: FloodRules,
+    ) -> int:
+        """Apply both rules to one attempt and record it; returns the command_status."""
+        ...
+
+    async def release(
+        self, *, account: str, source: str, destination: str, text_digest: bytes,
+        recorded_at: float,
+    ) -> None:
+        """Forget the duplicate record made at ``recorded_at`` (a later stage refused it)."""
+        ...
+
+
+# --- the store -----------------------------------------------------------------------
+
+
+class Store(Protocol):
+    """What the node keeps durably: messages and their history, parts of long messages,
+    the receipt outbox, the message-id counter.
+
+    Every method is a coroutine; an implementation returns from a write only once it is
+    durable (SQLite: committed with the configured ``synchronous`` level; Redis:
+    acknowledged by the server, whose AOF settings decide durability), and groups many
+    concurrent writes into one transaction. Every failure to reach the store or to write
+    to it is raised as :class:`~smppbridge.core.errors.StoreUnavailable`.
+    """
+
+    #: ``accept_many(claim=True)`` claims the messages for this process's sender (handed
+    #: over in memory, not returned by :meth:`due`). False: ``claim`` is ignored and the
+    #: messages come back through :meth:`due`.
+    claims_on_accept: bool
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def ready(self) -> bool: ...
+
+    def flood_state(self) -> FloodState | None:
+        """The flood windows kept with this store and shared with every node using it;
+        None: the store shares nothing, keep them in this process."""
+        ...
+
+    async def reserve_ids(self, count: int) -> int:
+        """Reserve ``count`` consecutive message numbers; return the first.
+        Never returns the same number twice, across restarts (and nodes)."""
+        ...
+
+    # messages
+
+    async def save_part(self, part: PartRecord) -> None: ...
+
+    async def load_parts(self) -> list[PartRecord]: ...
+
+    async def accept(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord] = (),
+                     *, final_stat: str = "", final_err: int = 0) -> None:
+        """Store a whole message (dropping its parts); with ``final_stat`` it is stored
+        already final (refused after a partial ack) with its receipts."""
+        ...
+
+    async def accept_many(self, messages: Sequence[OutboundMessage], *,
+                          claim: bool = False) -> list[Exception | None]:
+        """Store queued messages; one entry per message, in order: None when it is
+        stored, else the error that kept it out (the others are stored). Raises
+        StoreUnavailable when none could be stored. ``claim``: see
+        :attr:`claims_on_accept`."""
+        ...
+
+    async def fail_parts(self, part_ids: Sequence[str],
+                         receipts: Sequence[ReceiptRecord]) -> None:
+        """Drop parts of a message that will never be whole, adding their receipts."""
+        ...
+
+    async def due(self, now: float, limit: int) -> list[StoredMessage]:
+        """Claim queued messages whose send time has come, oldest first."""
+        ...
+
+    async def in_flight(self) -> list[StoredMessage]:
+        """Sent messages still waiting for a final status (resume polling on start)."""
+        ...
+
+    async def mark_sent(self, message_id: str, provider: str, provider_id: str,
+                        stat: str, now: float,
+                        receipts: Sequence[ReceiptRecord] = ()) -> None: ...
+
+    async def mark_sent_many(self, sent: Sequence[SentEntry], *,
+                             lease: bool = False) -> Leased:
+        """:meth:`mark_sent` for several messages in one operation. ``lease``: the
+        receipts added are leased to this process's dispatcher (see
+        :meth:`mark_final_many`)."""
+        ...
+
+    async def mark_retry(self, message_id: str, next_at: float, attempts: int) -> None: ...
+
+    async def mark_final(self, message_id: str, stat: str, err: int, now: float,
+                         receipts: Sequence[ReceiptRecord] = (), provider: str = "",
+                         provider_id: str = "") -> None:
+        """End a message; one already final keeps its first final status."""
+        ...
+
+    async def mark_final_many(self, finals: Sequence[FinalEntry], *,
+                              lease: bool = False) -> Leased:
+        """:meth:`mark_final` for several messages in one operation; a message already
+        final keeps its first final status, and its receipts are not added.
+
+        ``lease``: the receipts added are leased to this process's dispatcher, which is
+        handed them in memory; :meth:`receipts_for` skips them until released
+        (:meth:`release_receipts`, :meth:`receipt_retry`, or the next open). Returns
+        (seq, receipt) of each receipt leased: empty without ``lease``, and always
+        empty from a store that leases nothing."""
+        ...
+
+    async def find(self, message_id: str) -> StoredMessage | None: ...
+
+    async def find_by_provider(self, provider: str, provider_id: str
+                               ) -> StoredMessage | None: ...
+
+    async def history(self, message_id: str) -> list[HistoryRow]:
+        """Every change of a message, oldest first."""
+        ...
+
+    async def count(self, state: DeliveryState) -> int:
+        """Messages in ``state`` (a gauge read at scrape time)."""
+        ...
+
+    # receipts
+
+    async def add_receipts(self, receipts: Sequence[ReceiptRecord]) -> None: ...
+
+    async def receipts_for(self, account: str, now: float, limit: int
+                           ) -> list[ReceiptRecord]:
+        """Receipts of ``account`` due for (re)delivery, in creation order."""
+        ...
+
+    async def receipt_done(self, seqs: Sequence[int]) -> None: ...
+
+    async def receipt_retry(self, seq: int, next_at: float, attempts: int) -> None: ...
+
+    async def release_receipts(self, seqs: Sequence[int]) -> None:
+        """Leased receipts the dispatcher gives back: due now for :meth:`receipts_for`."""
+        ...
+
+    async def expire_receipts(self, now: float) -> int:
+        """Drop receipts past their TTL; return how many."""
+        ...
+
+    async def accounts_with_receipts(self, now: float) -> list[str]: ...
+
+    async def count_receipts(self) -> int:
+        """Receipts waiting (a gauge read at scrape time)."""
+        ...
+
+
+# --- providers ----------------------------------------------------------------------
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """One configured provider (one ``[[providers]]`` table): an adapter, or the
+    worker that runs an adapter in a child process."""
+
+    name: str
+    kinds: frozenset[Kind]
+    #: whether the API takes a send time (mysmpp ``time_send``); otherwise the
+    #: pipeline holds a scheduled message until its time
+    supports_schedule: bool
+    #: seconds between status polls, 0 when statuses only come by webhook
+    poll_interval: float
+
+    async def send(self, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
+        """Send a batch; one outcome per message, in order. Raises ProviderError."""
+        ...
+
+    async def poll(self, provider_ids: Sequence[str]) -> list[StatusUpdate]:
+        """Ask for the status of these ids; ids the provider does not know are left out."""
+        ...
+
+    def parse_webhook(self, request: Request) -> list[StatusUpdate]:
+        """Status updates pushed to ``/webhooks/<name>``; raises ValueError when the
+        body is not understood."""
+        ...
+
+    async def ready(self) -> bool:
+        """True when the provider answers and takes our credentials (``/readyz``)."""
+        ...
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        ...
+
+
+# --- receipts -------------------------------------------------------------------------
+
+
+class ReceiptOutbox(Protocol):
+    """Takes receipts the store leased to this process (the receipt dispatcher)."""
+
+    def accepting(self) -> bool:
+        """May the pipeline lease more receipts to it?"""
+        ...
+
+    def offer(self, items: Sequence[tuple[int, ReceiptRecord]]) -> None:
+        """Receipts just stored and leased to it, with their seq."""
+        ...
+
+
+class ReceiverBind(Protocol):
+    """What the receipt dispatcher needs of a bound receiver (an SMPP connection)."""
+
+    @property
+    def interface_version(self) -> int: ...
+
+    @property
+    def window(self) -> int: ...
+
+    def send_request(self, pdu: P.Pdu) -> asyncio.Future[P.Pdu]: ...

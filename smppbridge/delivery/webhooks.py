@@ -1,0 +1,109 @@
+"""Provider webhooks: ``POST /webhooks/<provider>`` authenticated as the provider's
+settings ask, parsed by the provider's own adapter, each status handed to the pipeline
+(the same path as a polled status)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import structlog
+
+from smppbridge.core.net import ip_in_networks
+from smppbridge.http.server import Request, Response
+
+if TYPE_CHECKING:
+    from smppbridge.core.ports import Provider
+    from smppbridge.core.provider_settings import ProviderSettings
+    from smppbridge.delivery.poller import OnUpdate, StatusPoller
+    from smppbridge.http.server import Handler
+
+__all__ = ["WEBHOOK_SECRET_HEADER", "WEBHOOK_SECRET_QUERY", "WEBHOOK_SIGNATURE_HEADER",
+           "webhook_handler", "webhook_refusal"]
+
+_log = structlog.get_logger("smppbridge.webhooks")
+
+
+#: Where a webhook call carries its credentials (see :func:`webhook_refusal`): names of
+#: a header and a query parameter, not secrets.
+WEBHOOK_SECRET_HEADER = "x-webhook-secret"  # noqa: S105
+WEBHOOK_SECRET_QUERY = "secret"  # noqa: S105
+WEBHOOK_SIGNATURE_HEADER = "x-signature"
+_HTTP_UNAUTHORIZED = 401
+_HTTP_FORBIDDEN = 403
+
+
+def _same(given: str, expected: str) -> bool:
+    # Constant time in the content; only the length can show.
+    return hmac.compare_digest(given.encode("utf-8", "surrogateescape"),
+                               expected.encode("utf-8", "surrogateescape"))
+
+
+def webhook_refusal(request: Request, s: ProviderSettings) -> tuple[int, str] | None:
+    """Why this webhook call must be refused, as (HTTP status, reason), or None.
+
+    Checks what the provider's settings ask for, all of it when several are set:
+    ``webhook_networks`` (the source address; 403 outside them), ``webhook_secret``
+    (header ``X-Webhook-Secret`` or query ``?secret=``, compared in constant time; 401)
+    and ``webhook_hmac_key`` (``X-Signature: sha256=<hex HMAC-SHA256 of the body>``;
+    401). The reason names what failed, never a value, so it is safe to log.
+    """
+    if s.webhook_networks and not ip_in_networks(request.client[0], s.webhook_networks):
+        return _HTTP_FORBIDDEN, "source address not in webhook_networks"
+    if s.webhook_secret:
+        given = request.headers.get(WEBHOOK_SECRET_HEADER)
+        if given is None:
+            given = next(iter(request.query.get(WEBHOOK_SECRET_QUERY, ())), None)
+        if given is None:
+            return _HTTP_UNAUTHORIZED, "no secret"
+        if not _same(given, s.webhook_secret):
+            return _HTTP_UNAUTHORIZED, "wrong secret"
+    if s.webhook_hmac_key:
+        scheme, _, signature = request.headers.get(WEBHOOK_SIGNATURE_HEADER, "").partition("=")
+        if scheme.strip().lower() != "sha256" or not signature:
+            return _HTTP_UNAUTHORIZED, "no sha256 signature"
+        expected = hmac.new(s.webhook_hmac_key.encode(), request.body, hashlib.sha256)
+        if not _same(signature.strip().lower(), expected.hexdigest()):
+            return _HTTP_UNAUTHORIZED, "wrong signature"
+    return None
+
+
+def webhook_handler(providers: Mapping[str, Provider], on_update: OnUpdate, *,
+                    poller: StatusPoller | None = None,
+                    settings: Mapping[str, ProviderSettings] | None = None,
+                    prefix: str = "/webhooks/") -> Handler:
+    """An HTTP handler for ``POST /webhooks/<provider name>``: authenticates the call
+    as the provider's ``settings`` ask (:func:`webhook_refusal`), parses with the
+    provider's ``parse_webhook``, reports each update, and stops polling messages made
+    final. Mount with ``router.add_prefix("POST", "/webhooks/", handler)``."""
+    settings = settings if settings is not None else {}
+
+    async def handle(request: Request) -> Response:
+        name = request.path[len(prefix):].strip("/")
+        provider = providers.get(name)
+        if provider is None:
+            return Response.text("unknown provider\n", status=404)
+        s = settings.get(name)
+        refusal = webhook_refusal(request, s) if s is not None else None
+        if refusal is not None:
+            status, reason = refusal
+            _log.warning("status.webhook_refused", provider=name, reason=reason,
+                         client=request.client[0])
+            return Response.text("unauthorized\n" if status == _HTTP_UNAUTHORIZED
+                                 else "forbidden\n", status=status)
+        try:
+            updates = provider.parse_webhook(request)
+        except ValueError as exc:
+            _log.warning("status.webhook_invalid", provider=name, error=str(exc))
+            return Response.text(f"invalid: {exc}\n", status=400)
+        for update in updates:
+            if poller is not None and update.final:
+                poller.forget(name, update.provider_id)
+        # Concurrently, so that the updates' store writes share a group commit.
+        await asyncio.gather(*(on_update(name, update) for update in updates))
+        return Response.text("OK")
+
+    return handle

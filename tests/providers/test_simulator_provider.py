@@ -1,0 +1,63 @@
+"""The in-process ``simulator`` provider type: every kind, rules, HLR, fault switches."""
+
+from __future__ import annotations
+
+import pytest
+
+from smppbridge.core.errors import ProviderUnavailable
+from smppbridge.core.outcomes import Err, SendResult
+from smppbridge.providers.simulator.provider import SimulatorProvider
+from smppbridge.smpp.receipts import Stat
+from smppbridge.text.content import Kind
+from tests.providers.helpers import FakeClock, RecordingSleep, message, settings
+
+
+def _provider(clock: FakeClock, **sim: object) -> tuple[SimulatorProvider, RecordingSleep]:
+    sleep = RecordingSleep()
+    s = settings("simulator", simulator=sim)
+    return SimulatorProvider(s, clock=clock, sleep=sleep), sleep
+
+
+async def test_carries_every_kind_and_follows_rules() -> None:
+    """All kinds are accepted; numbers matching a send-error rule are REJECTD with err."""
+    p, _ = _provider(FakeClock(), rules=[{"pattern": "7666*", "outcome": "moderation"}])
+    assert p.kinds == frozenset(Kind)
+    out = await p.send([message(str(i), kind=k) for i, k in enumerate(Kind)])
+    assert {o.result for o in out} == {SendResult.ACCEPTED}
+    [bad] = await p.send([message("x", "76661234567")])
+    assert (bad.result, bad.stat, bad.err) == (SendResult.REJECTED, Stat.REJECTD,
+                                               Err.MODERATION)
+
+
+async def test_statuses_evolve_and_hlr_has_fields() -> None:
+    """ACCEPTD, ENROUTE at half of deliver_after, then the outcome; HLR carries fields."""
+    clock = FakeClock()
+    p, _ = _provider(clock, deliver_after=4)
+    [o] = await p.send([message("h", "380501234567", "", kind=Kind.HLR)])
+    assert [u.stat for u in await p.poll([o.provider_id])] == [Stat.ACCEPTD]
+    clock.advance(2)
+    assert [u.stat for u in await p.poll([o.provider_id])] == [Stat.ENROUTE]
+    clock.advance(2)
+    [u] = await p.poll([o.provider_id, "missing"])
+    assert (u.stat, u.message_id) == (Stat.DELIVRD, "h")
+    assert u.hlr is not None
+    assert (u.hlr.mcc, u.hlr.mnc, u.hlr.cn) == ("255", "01", "Ukraine")
+
+
+async def test_faults_latency_and_outage() -> None:
+    """fail_next and down_for raise ProviderUnavailable; latency is awaited; ready()
+    is false during an outage."""
+    clock = FakeClock()
+    p, sleep = _provider(clock, latency=0.25)
+    p.engine.control({"fail_next": 1})
+    with pytest.raises(ProviderUnavailable, match="HTTP 500"):
+        await p.send([message()])
+    assert sleep.delays == [0.25]
+    p.engine.control({"down_for": 10})
+    assert not await p.ready()
+    with pytest.raises(ProviderUnavailable, match="down"):
+        await p.poll(["1"])
+    clock.advance(10)
+    assert await p.ready()
+    with pytest.raises(ValueError, match="no webhooks"):
+        p.parse_webhook(None)  # type: ignore[arg-type]
