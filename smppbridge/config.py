@@ -1,5 +1,8 @@
 """Configuration: one frozen object, loaded from TOML, validated before any port binds.
 
+Size: over 500 lines because it parses every table of the file (each section's parser
+is short); the settings types live with the layers that read them.
+
 Every limit has a name and a documented default (``conf/smppbridge.example.toml``).
 Environment variables ``SMPPBRIDGE_<SECTION>_<KEY>`` override scalar keys of the
 ``[smpp]``, ``[http]``, ``[store]`` and ``[log]`` tables (e.g.
@@ -21,6 +24,7 @@ from smppbridge.core.net import HostPort
 from smppbridge.core.passwords import check_hash_format, is_hashed
 from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.routes import Route
+from smppbridge.http.serve import HttpLimits
 from smppbridge.providers.settings import PROVIDER_TYPES, parse_provider
 from smppbridge.server.settings import SmppConfig
 from smppbridge.text.concat import ReassemblyConfig
@@ -54,10 +58,13 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class HttpConfig:
+    """``[http]``: the node's HTTP listeners and the limits of its HTTP server."""
+
     listen: HostPort | None = HostPort("127.0.0.1", 8080)
     #: serve /metrics here instead of on ``listen`` (e.g. a private address); None = on
     #: ``listen``
     metrics_listen: HostPort | None = None
+    limits: HttpLimits = field(default_factory=HttpLimits)
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,6 +249,18 @@ def _smpp(t: _Table) -> SmppConfig:
     if not cfg.listen and not cfg.tls_listen:
         raise ConfigError("smpp.listen: no SMPP listener configured")
     return cfg
+
+
+def _http_limits(t: _Table) -> HttpLimits:
+    d = HttpLimits()
+    return HttpLimits(
+        max_body=t.integer("max_body", d.max_body, minimum=1024, maximum=64 * 1024 * 1024),
+        max_header=t.integer("max_header", d.max_header, minimum=1024,
+                             maximum=1024 * 1024),
+        keepalive_timeout=t.number("keepalive_timeout", d.keepalive_timeout, minimum=1),
+        max_connections=t.integer("max_connections", d.max_connections, minimum=1),
+        shutdown_grace=t.number("shutdown_grace", d.shutdown_grace, minimum=0.1),
+    )
 
 
 def _store(t: _Table) -> StoreConfig:
@@ -443,7 +462,8 @@ def parse_config(text: str, *, source: str = "<string>",
     smpp = _smpp(_Table(data.get("smpp", {}), "smpp"))
     http_t = _Table(data.get("http", {}), "http")
     http = HttpConfig(listen=_opt_hostport(http_t, "listen", HttpConfig().listen),
-                      metrics_listen=_opt_hostport(http_t, "metrics_listen", None))
+                      metrics_listen=_opt_hostport(http_t, "metrics_listen", None),
+                      limits=_http_limits(http_t))
     http_t.finish()
     store = _store(_Table(data.get("store", {}), "store"))
     log = _log(_Table(data.get("log", {}), "log"))

@@ -1,5 +1,8 @@
 """An SMPP load generator (ESME side) on raw asyncio.
 
+Size: over 500 lines because the generator's hot loop, its pacing and its receipt
+accounting share per-connection state that a split would pass around on every PDU.
+
 Theory of operation
 -------------------
 Each of ``sessions`` connections binds (transceiver by default) and keeps up to

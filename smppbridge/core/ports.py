@@ -38,7 +38,7 @@ if TYPE_CHECKING:
         StoredMessage,
     )
     from smppbridge.core.session import QueryResult, SessionContext, SubmitResult
-    from smppbridge.http.server import Request
+    from smppbridge.http.request import HttpRequest
     from smppbridge.smpp import pdu as P
     from smppbridge.smpp.pdu import SubmitSm
     from smppbridge.text.content import Kind
@@ -342,7 +342,7 @@ class Provider(Protocol):
         """Ask for the status of these ids; ids the provider does not know are left out."""
         ...
 
-    def parse_webhook(self, request: Request) -> list[StatusUpdate]:
+    def parse_webhook(self, request: HttpRequest) -> list[StatusUpdate]:
         """Status updates pushed to ``/webhooks/<name>``; raises ValueError when the
         body is not understood."""
         ...

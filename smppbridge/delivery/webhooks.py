@@ -7,22 +7,21 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import structlog
 
 from smppbridge.core.net import ip_in_networks
-from smppbridge.http.server import Request, Response
+from smppbridge.http.request import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
     from smppbridge.core.ports import Provider
     from smppbridge.core.provider_settings import ProviderSettings
     from smppbridge.delivery.poller import OnUpdate, StatusPoller
-    from smppbridge.http.server import Handler
 
 __all__ = ["WEBHOOK_SECRET_HEADER", "WEBHOOK_SECRET_QUERY", "WEBHOOK_SIGNATURE_HEADER",
-           "webhook_handler", "webhook_refusal"]
+           "Webhooks", "webhook_handler", "webhook_refusal"]
 
 _log = structlog.get_logger("smppbridge.webhooks")
 
@@ -42,7 +41,7 @@ def _same(given: str, expected: str) -> bool:
                                expected.encode("utf-8", "surrogateescape"))
 
 
-def webhook_refusal(request: Request, s: ProviderSettings) -> tuple[int, str] | None:
+def webhook_refusal(request: HttpRequest, s: ProviderSettings) -> tuple[int, str] | None:
     """Why this webhook call must be refused, as (HTTP status, reason), or None.
 
     Checks what the provider's settings ask for, all of it when several are set:
@@ -71,39 +70,57 @@ def webhook_refusal(request: Request, s: ProviderSettings) -> tuple[int, str] | 
     return None
 
 
-def webhook_handler(providers: Mapping[str, Provider], on_update: OnUpdate, *,
-                    poller: StatusPoller | None = None,
-                    settings: Mapping[str, ProviderSettings] | None = None,
-                    prefix: str = "/webhooks/") -> Handler:
-    """An HTTP handler for ``POST /webhooks/<provider name>``: authenticates the call
-    as the provider's ``settings`` ask (:func:`webhook_refusal`), parses with the
-    provider's ``parse_webhook``, reports each update, and stops polling messages made
-    final. Mount with ``router.add_prefix("POST", "/webhooks/", handler)``."""
-    settings = settings if settings is not None else {}
+class Webhooks:
+    """``POST /webhooks/<provider name>``: authenticates the call as the provider's
+    settings ask (:func:`webhook_refusal`), parses it with the provider's
+    ``parse_webhook``, reports each update, and stops polling messages made final.
 
-    async def handle(request: Request) -> Response:
-        name = request.path[len(prefix):].strip("/")
-        provider = providers.get(name)
+    ``providers`` and ``settings`` are the node's own dicts (a reload swaps their
+    contents in place)."""
+
+    def __init__(self, providers: Mapping[str, Provider], on_update: OnUpdate, *,
+                 poller: StatusPoller | None = None,
+                 settings: Mapping[str, ProviderSettings] | None = None) -> None:
+        self.providers = providers
+        self.on_update = on_update
+        self.poller = poller
+        self.settings = settings if settings is not None else {}
+
+    async def handle(self, name: str, request: HttpRequest) -> HttpResponse:
+        provider = self.providers.get(name)
         if provider is None:
-            return Response.text("unknown provider\n", status=404)
-        s = settings.get(name)
+            return HttpResponse.text("unknown provider\n", status=404)
+        s = self.settings.get(name)
         refusal = webhook_refusal(request, s) if s is not None else None
         if refusal is not None:
             status, reason = refusal
             _log.warning("status.webhook_refused", provider=name, reason=reason,
                          client=request.client[0])
-            return Response.text("unauthorized\n" if status == _HTTP_UNAUTHORIZED
-                                 else "forbidden\n", status=status)
+            return HttpResponse.text("unauthorized\n" if status == _HTTP_UNAUTHORIZED
+                                     else "forbidden\n", status=status)
         try:
             updates = provider.parse_webhook(request)
         except ValueError as exc:
             _log.warning("status.webhook_invalid", provider=name, error=str(exc))
-            return Response.text(f"invalid: {exc}\n", status=400)
+            return HttpResponse.text(f"invalid: {exc}\n", status=400)
         for update in updates:
-            if poller is not None and update.final:
-                poller.forget(name, update.provider_id)
+            if self.poller is not None and update.final:
+                self.poller.forget(name, update.provider_id)
         # Concurrently, so that the updates' store writes share a group commit.
-        await asyncio.gather(*(on_update(name, update) for update in updates))
-        return Response.text("OK")
+        await asyncio.gather(*(self.on_update(name, update) for update in updates))
+        return HttpResponse.text("OK")
+
+
+def webhook_handler(providers: Mapping[str, Provider], on_update: OnUpdate, *,
+                    poller: StatusPoller | None = None,
+                    settings: Mapping[str, ProviderSettings] | None = None,
+                    prefix: str = "/webhooks/"
+                    ) -> Callable[[HttpRequest], Awaitable[HttpResponse]]:
+    """:class:`Webhooks` as one handler of a whole request whose path is
+    ``<prefix><provider name>``."""
+    hooks = Webhooks(providers, on_update, poller=poller, settings=settings)
+
+    async def handle(request: HttpRequest) -> HttpResponse:
+        return await hooks.handle(request.path[len(prefix):].strip("/"), request)
 
     return handle

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
@@ -33,6 +32,8 @@ from urllib.parse import parse_qs, unquote
 
 import h11
 import structlog
+
+from smppbridge.http.request import HttpRequest, HttpResponse
 
 __all__ = [
     "MAX_HEADER_BYTES",
@@ -53,43 +54,12 @@ _SERVER_HEADER = (b"server", b"smppbridge")
 _log = structlog.get_logger()
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    """One complete HTTP request. Header names are lower-case; repeated headers are
-    joined with ``", "`` (RFC 9110 §5.3)."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: bytes
-    client: tuple[str, int]
-
-    def json(self) -> Any:
-        """The body parsed as JSON (raises ``ValueError`` when it is not)."""
-        return json.loads(self.body)
+#: the request type handlers get (the node's own, server-neutral one)
+Request = HttpRequest
 
 
-@dataclass(frozen=True, slots=True)
-class Response:
-    """What a handler answers; ``headers`` are extra headers beside Content-Type and
-    Content-Length."""
-
-    status: int = 200
-    body: bytes = b""
-    content_type: str = "text/plain; charset=utf-8"
-    headers: tuple[tuple[str, str], ...] = ()
-
-    @classmethod
-    def json(cls, obj: Any, status: int = 200) -> Response:
-        """``obj`` as compact UTF-8 JSON with ``application/json``."""
-        body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
-        return cls(status=status, body=body, content_type="application/json")
-
-    @classmethod
-    def text(cls, text: str, status: int = 200) -> Response:
-        """``text`` as UTF-8 plain text."""
-        return cls(status=status, body=text.encode())
+#: what handlers answer (the node's own, server-neutral type)
+Response = HttpResponse
 
 
 Handler = Callable[[Request], Awaitable[Response]]

@@ -1,5 +1,9 @@
 """The content stage: submit_sm parts in, whole checked messages out to a sink.
 
+Size: over 500 lines because the steps of the content stage (read, reassemble, check,
+hand over, undo) share the handler's reassembler and flood bookkeeping; the rules
+themselves live in smppbridge.text and ingest/flood.py.
+
 Theory of operation
 -------------------
 :class:`ContentHandler` is a :class:`~smppbridge.core.ports.SubmitHandler`. For each submit_sm

@@ -1,7 +1,7 @@
-"""The HTTP side: ``/healthz`` (alive), ``/readyz`` (listeners up, store reachable),
-``/metrics`` (Prometheus text format; on its own address with ``[http]
-metrics_listen``); the provider layer mounts webhooks under ``/webhooks/<provider>`` on
-the same router.
+"""The node's HTTP side, one ASGI application (FastAPI) served in the node's loop:
+``/healthz`` (alive), ``/readyz`` (listeners up, store reachable; provider health as
+information), ``/metrics`` (Prometheus text format; on its own address with ``[http]
+metrics_listen``) and the provider webhooks ``POST /webhooks/<provider>``.
 """
 
 from __future__ import annotations
@@ -9,48 +9,66 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 
 import structlog
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from smppbridge.http.server import Handler, Request, Response, Router
+from smppbridge.delivery.webhooks import Webhooks
+from smppbridge.http.request import HttpRequest
 from smppbridge.observability.metrics import METRICS, Metrics
 
-__all__ = ["build_router", "metrics_handler"]
+__all__ = ["build_app", "build_metrics_app", "http_request"]
 
 _log = structlog.get_logger("smppbridge.http")
 
+ReadyCheck = Callable[[], Awaitable[bool]]
 
-def metrics_handler(metrics: Metrics = METRICS,
-                    refresh: Callable[[], Awaitable[None]] | None = None) -> Handler:
+
+def _bare_app() -> FastAPI:
+    # The operator API adds its own documented routes; these endpoints are not part of
+    # the OpenAPI description (they are the same on every HTTP service of ours).
+    return FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+
+def add_metrics(app: FastAPI, metrics: Metrics = METRICS,
+                refresh: Callable[[], Awaitable[None]] | None = None) -> None:
     """``GET /metrics``: the Prometheus text format; ``refresh`` updates gauges read from
     the store before a scrape."""
 
-    async def scrape(_: Request) -> Response:
+    @app.api_route("/metrics", methods=["GET", "HEAD"], include_in_schema=False)
+    async def scrape() -> Response:
         if refresh is not None:
             try:
                 await refresh()
             except Exception:  # a failing gauge refresh must not hide the counters
                 _log.warning("metrics.refresh_failed", exc_info=True)
-        return Response(body=generate_latest(metrics.registry),
-                        content_type=CONTENT_TYPE_LATEST)
-
-    return scrape
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def build_router(ready_checks: dict[str, Callable[[], Awaitable[bool]]], *,
-                 info: Callable[[], Awaitable[dict[str, object]]] | None = None,
-                 metrics: Metrics = METRICS,
-                 refresh: Callable[[], Awaitable[None]] | None = None,
-                 serve_metrics: bool = True) -> Router:
-    """A router with the health endpoints; ``ready_checks`` name what /readyz needs;
-    ``info`` adds informational fields (provider health) that never make a node unready;
-    ``refresh`` updates gauges read from the store before a scrape. ``serve_metrics =
-    False`` leaves /metrics out (it is served on its own address)."""
-    router = Router()
+def build_metrics_app(refresh: Callable[[], Awaitable[None]] | None = None) -> FastAPI:
+    """``/metrics`` alone, for ``[http] metrics_listen`` (a private address)."""
+    app = _bare_app()
+    add_metrics(app, refresh=refresh)
+    return app
 
-    async def healthz(_: Request) -> Response:
-        return Response.text("ok\n")
 
-    async def readyz(_: Request) -> Response:
+def build_app(ready_checks: dict[str, ReadyCheck], *,
+              info: Callable[[], Awaitable[dict[str, object]]] | None = None,
+              refresh: Callable[[], Awaitable[None]] | None = None,
+              webhooks: Webhooks | None = None,
+              serve_metrics: bool = True) -> FastAPI:
+    """The health endpoints; ``ready_checks`` name what /readyz needs; ``info`` adds
+    informational fields (provider health) that never make a node unready; ``refresh``
+    updates gauges read from the store before a scrape; ``serve_metrics = False`` leaves
+    /metrics out (it is served on its own address)."""
+    app = _bare_app()
+
+    @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
+    async def healthz() -> PlainTextResponse:
+        return PlainTextResponse("ok\n")
+
+    @app.api_route("/readyz", methods=["GET", "HEAD"], include_in_schema=False)
+    async def readyz() -> JSONResponse:
         results: dict[str, bool] = {}
         for name, check in ready_checks.items():
             try:
@@ -64,10 +82,31 @@ def build_router(ready_checks: dict[str, Callable[[], Awaitable[bool]]], *,
                 body.update(await info())
             except Exception:  # informational only
                 body["info_error"] = True
-        return Response.json(body, status=200 if ok else 503)
+        return JSONResponse(body, status_code=200 if ok else 503)
 
-    router.add("GET", "/healthz", healthz)
-    router.add("GET", "/readyz", readyz)
     if serve_metrics:
-        router.add("GET", "/metrics", metrics_handler(metrics, refresh))
-    return router
+        add_metrics(app, refresh=refresh)
+    if webhooks is not None:
+        hooks = webhooks
+
+        @app.post("/webhooks/{provider:path}", include_in_schema=False)
+        async def webhook(provider: str, request: Request) -> Response:
+            answer = await hooks.handle(provider.strip("/"), await http_request(request))
+            return Response(answer.body, status_code=answer.status,
+                            media_type=answer.content_type)
+
+    return app
+
+
+async def http_request(request: Request) -> HttpRequest:
+    """The framework's request as the node's own plain one (what providers parse)."""
+    headers: dict[str, str] = {}
+    for name, value in request.headers.items():
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    query: dict[str, list[str]] = {}
+    for name, value in request.query_params.multi_items():
+        query.setdefault(name, []).append(value)
+    client = request.client
+    return HttpRequest(method=request.method, path=request.url.path, query=query,
+                       headers=headers, body=await request.body(),
+                       client=(client.host, client.port) if client else ("", 0))

@@ -32,13 +32,12 @@ from smppbridge.delivery.poller import StatusPoller
 from smppbridge.delivery.receipts import ReceiptDispatcher
 from smppbridge.delivery.router import Router
 from smppbridge.delivery.runner import ProviderRunner
-from smppbridge.delivery.webhooks import webhook_handler
-from smppbridge.http.server import HttpServer
-from smppbridge.http.server import Router as HttpRouter
+from smppbridge.delivery.webhooks import Webhooks
+from smppbridge.http.serve import ServedApp, serve_app
 from smppbridge.ingest.flood import MemoryFloodState
 from smppbridge.ingest.ids import IdAllocator
 from smppbridge.ingest.submit import ContentHandler
-from smppbridge.node.http import build_router, metrics_handler
+from smppbridge.node.http import build_app, build_metrics_app
 from smppbridge.node.parts import build_provider_for, open_store
 from smppbridge.node.reload import reload
 from smppbridge.observability.metrics import METRICS
@@ -73,10 +72,10 @@ class Node:
     poller: StatusPoller = field(init=False)
     content: ContentHandler = field(init=False)
     smpp: SmppServer = field(init=False)
-    http: HttpServer | None = field(init=False, default=None)
+    http: ServedApp | None = field(init=False, default=None)
     http_address: tuple[str, int] | None = field(init=False, default=None)
     #: the /metrics-only server of ``[http] metrics_listen``
-    metrics_http: HttpServer | None = field(init=False, default=None)
+    metrics_http: ServedApp | None = field(init=False, default=None)
     metrics_address: tuple[str, int] | None = field(init=False, default=None)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
 
@@ -123,28 +122,28 @@ class Node:
         self.spawn(self.dispatcher.run(), "receipt dispatcher")
         self.spawn(self._expire_parts(), "long-message expiry")
         http = self.config.http
+        limits = http.limits
         if http.listen:
             async def listeners_up() -> bool:
                 return self.smpp.listening
 
-            router = build_router({"smpp_listeners": listeners_up, "store": self.store.ready},
-                                  info=self._provider_health, refresh=self._refresh_gauges,
-                                  serve_metrics=http.metrics_listen is None)
-            router.add_prefix("POST", "/webhooks/",
-                              webhook_handler(self.providers, self.pipeline.on_status,
+            app = build_app({"smpp_listeners": listeners_up, "store": self.store.ready},
+                            info=self._provider_health, refresh=self._refresh_gauges,
+                            webhooks=Webhooks(self.providers, self.pipeline.on_status,
                                               poller=self.poller,
-                                              settings=self.provider_settings))
-            self.http = HttpServer(router)
-            self.http_address = await self.http.start(http.listen.host, http.listen.port)
+                                              settings=self.provider_settings),
+                            serve_metrics=http.metrics_listen is None)
+            self.http = await serve_app(app, http.listen.host, http.listen.port,
+                                        limits=limits, name="http")
+            self.http_address = self.http.address
             _log.info("listener.started", listener="http",
                       address=f"{self.http_address[0]}:{self.http_address[1]}")
         if http.metrics_listen:
             # /metrics alone on its own (private) address; the main listener leaves it out.
-            metrics_router = HttpRouter()
-            metrics_router.add("GET", "/metrics", metrics_handler(refresh=self._refresh_gauges))
-            self.metrics_http = HttpServer(metrics_router)
-            self.metrics_address = await self.metrics_http.start(http.metrics_listen.host,
-                                                                 http.metrics_listen.port)
+            self.metrics_http = await serve_app(
+                build_metrics_app(refresh=self._refresh_gauges), http.metrics_listen.host,
+                http.metrics_listen.port, limits=limits, name="metrics")
+            self.metrics_address = self.metrics_http.address
             _log.info("listener.started", listener="metrics",
                       address=f"{self.metrics_address[0]}:{self.metrics_address[1]}")
 

@@ -8,7 +8,7 @@ from smppbridge.core.ports import Provider, Store
 from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.providers import build_provider
 from smppbridge.providers.worker import WorkerProvider
-from smppbridge.store.sqlite import SqliteStore
+from smppbridge.store.sqlite.store import SqliteStore
 
 __all__ = ["build_provider_for", "open_store"]
 

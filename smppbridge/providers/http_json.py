@@ -40,7 +40,7 @@ from smppbridge.smpp.receipts import Stat
 
 if TYPE_CHECKING:
     from smppbridge.core.provider_settings import ProviderSettings
-    from smppbridge.http.server import Request
+    from smppbridge.http.request import HttpRequest
 
 __all__ = ["STATUS_WORDS", "HttpJsonProvider", "build_message", "parse_status"]
 
@@ -178,7 +178,7 @@ class HttpJsonProvider(HttpProvider):
         statuses = data.get("statuses")
         return [parse_status(s) for s in statuses] if isinstance(statuses, list) else []
 
-    def parse_webhook(self, request: Request) -> list[StatusUpdate]:
+    def parse_webhook(self, request: HttpRequest) -> list[StatusUpdate]:
         data = json.loads(request.body)
         if isinstance(data, dict) and isinstance(data.get("statuses"), list):
             data = data["statuses"]

@@ -38,7 +38,7 @@ from smppbridge.text.content import Kind
 
 if TYPE_CHECKING:
     from smppbridge.core.provider_settings import ProviderSettings
-    from smppbridge.http.server import Request
+    from smppbridge.http.request import HttpRequest
 
 __all__ = [
     "CONTENT_TYPE",
@@ -275,7 +275,7 @@ def parse_states(root: xmlsafe.Element, tz: tzinfo) -> list[StatusUpdate]:
     return updates
 
 
-def parse_webhook_body(request: Request, tz: tzinfo) -> list[StatusUpdate]:
+def parse_webhook_body(request: HttpRequest, tz: tzinfo) -> list[StatusUpdate]:
     """A status pushed by mysmpp. The webhook page is not in our spec set, so this
     accepts the state.php response document, a JSON object or list of objects with
     ``id_sms`` and ``state`` (or ``status``), or form/query fields of the same names."""
@@ -345,7 +345,7 @@ class MysmppXmlProvider(HttpProvider):
             raise ProviderRejected(f"{self.name}: HTTP {code}")
         return root
 
-    def parse_webhook(self, request: Request) -> list[StatusUpdate]:
+    def parse_webhook(self, request: HttpRequest) -> list[StatusUpdate]:
         return parse_webhook_body(request, self.tz)
 
     async def ready(self) -> bool:

@@ -38,7 +38,7 @@ from smppbridge.text.content import Kind
 
 if TYPE_CHECKING:
     from smppbridge.core.provider_settings import ProviderSettings
-    from smppbridge.http.server import Request
+    from smppbridge.http.request import HttpRequest
 
 __all__ = ["CONTENT_TYPE", "SMSFLY_ERRORS", "SMSFLY_STATUSES", "SmsflyProvider", "build_send",
            "smsfly_error", "smsfly_status"]
@@ -238,7 +238,7 @@ class SmsflyProvider(HttpProvider):
             raise errors[0]
         return [r for r in results if isinstance(r, StatusUpdate)]
 
-    def parse_webhook(self, request: Request) -> list[StatusUpdate]:
+    def parse_webhook(self, request: HttpRequest) -> list[StatusUpdate]:
         data = json.loads(request.body)
         items = data if isinstance(data, list) else [data]
         updates = []

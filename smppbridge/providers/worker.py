@@ -60,7 +60,7 @@ from smppbridge.text.content import Content, Kind
 
 if TYPE_CHECKING:
     from smppbridge.core.provider_settings import ProviderSettings
-    from smppbridge.http.server import Request
+    from smppbridge.http.request import HttpRequest
 
 __all__ = ["WorkerProvider", "main"]
 
@@ -316,7 +316,7 @@ class WorkerProvider:
         answer = await self._call("poll", list(provider_ids))
         return [update_from_wire(w) for w in answer]
 
-    def parse_webhook(self, request: Request) -> list[StatusUpdate]:
+    def parse_webhook(self, request: HttpRequest) -> list[StatusUpdate]:
         return self.local.parse_webhook(request)
 
     async def ready(self) -> bool:

@@ -1,6 +1,9 @@
 """One ESME connection on asyncio: moves bytes between the socket and the sans-IO
 session, and hands decided-elsewhere work (binds, submits) to the server and handler.
 
+Size: over 500 lines because each request kind (bind, submit, submit_multi, data_sm,
+query, cancel, deliver_sm responses) needs its few lines of glue here.
+
 It uses ``asyncio.Protocol`` rather than streams: ``data_received`` feeds the session
 directly, responses are written once per loop turn (many submit_sm_resp in one
 ``write``), and ``pause_writing`` from the transport stops reading a peer that does not

@@ -1,5 +1,8 @@
 """The SMSC side of one SMPP 3.4 session, sans-IO.
 
+Size: over 500 lines because the state table, the timers and the window are one state
+machine (h11's _connection.py is the model).
+
 Theory of operation
 -------------------
 Bytes from the ESME go in with :meth:`SmscSession.receive_data`; :meth:`next_event`

@@ -1,5 +1,8 @@
 """Long messages: UDH, SAR TLVs, message_payload, and reassembly of the parts.
 
+Size: over 500 lines because reading the three concatenation forms, splitting a text
+into parts and reassembling them share one set of limits and part types.
+
 Theory of operation
 -------------------
 :func:`read_segment` looks at one submit_sm and says where its octets are (short_message

@@ -16,15 +16,13 @@ from smppbridge.core.accounts import Account
 from smppbridge.core.errors import NoRoute, StoreUnavailable
 from smppbridge.core.message import Address, OutboundMessage
 from smppbridge.core.outcomes import Err, SendOutcome, StatusUpdate
-from smppbridge.core.receipts import make_receipts, status_err, wants_receipt
 from smppbridge.core.records import DeliveryState, StoredMessage
 from smppbridge.core.session import BindType, SessionContext
 from smppbridge.delivery.pipeline import Pipeline
 from smppbridge.delivery.receipts import ReceiptDispatcher
-from smppbridge.ingest.ids import IdAllocator
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.smpp.receipts import Stat
-from smppbridge.store.sqlite import SqliteStore
+from smppbridge.store.sqlite.store import SqliteStore
 from smppbridge.text.content import Content, Kind
 
 
@@ -72,66 +70,6 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
     await s.open()
     yield s
     await s.close()
-
-
-def test_registered_delivery_bits() -> None:
-    """0 none; 1 every final; 2 failures only; 0x10 adds intermediate (SMPP 3.4 §5.2.17)."""
-    assert not wants_receipt(0, "DELIVRD")
-    assert wants_receipt(1, "DELIVRD")
-    assert wants_receipt(1, "UNDELIV")
-    assert not wants_receipt(2, "DELIVRD")
-    assert wants_receipt(2, "REJECTD")
-    assert not wants_receipt(1, "ENROUTE")
-    assert wants_receipt(0x11, "ENROUTE")
-    assert not wants_receipt(3, "DELIVRD")  # 11 is reserved
-
-
-def test_one_receipt_per_part_with_swapped_addresses() -> None:
-    """A 3-part message yields three receipts, from its destination to its source."""
-    rs = make_receipts(_msg("c", parts=("a", "b", "c")), "DELIVRD", 0, 2_000_000.0)
-    assert [r.message_id for r in rs] == ["a", "b", "c"]
-    assert (rs[0].source_addr, rs[0].dest_addr) == ("79001", "src")
-    assert rs[0].text == "hello world"
-
-
-def test_status_err_for_refusals() -> None:
-    """Vendor statuses map to 4xx, SMPP statuses to their decimal value."""
-    assert status_err(CommandStatus.VENDOR_DUPLICATE) == 400
-    assert status_err(CommandStatus.VENDOR_SUBSCRIBER_FLOOD) == 401
-    assert status_err(CommandStatus.ESME_RSUBMITFAIL) == 69
-
-
-async def _take(ids: IdAllocator, ctx: SessionContext) -> str:
-    got = ids.take(ctx)
-    return got if isinstance(got, str) else await got
-
-
-async def test_ids_are_unique_and_formatted(store: SqliteStore) -> None:
-    """Ids come from store blocks: decimal, hex by option, ≤ 8 chars for v3.3."""
-    ids = IdAllocator(store, block=3)
-    acct = Account("acme", "pw")
-    ctx = SessionContext(1, acct, BindType.TRANSMITTER, "", 0x34, "x")
-    got = [await _take(ids, ctx) for _ in range(7)]
-    assert len(set(got)) == 7
-    assert all(g.isdigit() for g in got)
-    hex_ctx = replace(ctx, account=replace(acct, message_id_format="hex"))
-    assert all(c in "0123456789abcdef" for c in await _take(ids, hex_ctx))
-    ids._next = 10**12
-    ids._end = 10**12 + 5
-    v33 = replace(ctx, interface_version=0x33)
-    assert len(await _take(ids, v33)) <= 8
-
-
-def test_ids_within_a_reserved_block_need_no_await() -> None:
-    """While the reserved block lasts, take() answers at once with a str (the submit
-    path pays no coroutine per message); past it, an awaitable that reserves."""
-    ids = IdAllocator(None, block=3)  # type: ignore[arg-type]
-    ctx = SessionContext(1, Account("acme", "pw"), BindType.TRANSMITTER, "", 0x34, "x")
-    ids._next, ids._end = 5, 7
-    assert [ids.take(ctx), ids.take(ctx)] == ["5", "6"]
-    pending = ids.take(ctx)
-    assert not isinstance(pending, str)
-    pending.close()  # type: ignore[attr-defined]
 
 
 async def test_accept_stores_before_ack_and_sends(store: SqliteStore) -> None:

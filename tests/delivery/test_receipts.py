@@ -17,7 +17,7 @@ from smppbridge.delivery.receipts import ReceiptDispatcher
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus, Tag
 from smppbridge.smpp.receipts import parse_receipt
-from smppbridge.store.sqlite import SqliteStore
+from smppbridge.store.sqlite.store import SqliteStore
 from tests.store.samples import sample_message
 
 S = CommandStatus

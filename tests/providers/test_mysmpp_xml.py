@@ -9,7 +9,7 @@ import pytest
 
 from smppbridge.core.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
 from smppbridge.core.outcomes import Err, SendResult
-from smppbridge.http.server import Request
+from smppbridge.http.request import HttpRequest
 from smppbridge.providers.mysmpp_xml import MysmppXmlProvider, build_send, build_state
 from smppbridge.providers.simulator.settings import Rule, SimConfig
 from smppbridge.smpp.receipts import Stat
@@ -175,9 +175,9 @@ async def test_5xx_and_outage_and_timeout_map_to_provider_errors() -> None:
             await p.aclose()
 
 
-def _request(body: bytes, content_type: str = "") -> Request:
+def _request(body: bytes, content_type: str = "") -> HttpRequest:
     headers = {"content-type": content_type} if content_type else {}
-    return Request("POST", "/webhooks/p", {}, headers, body, ("127.0.0.1", 1))
+    return HttpRequest("POST", "/webhooks/p", {}, headers, body, ("127.0.0.1", 1))
 
 
 def test_webhook_accepts_state_documents_json_and_forms() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from smppbridge.core.errors import ProviderRejected, ProviderUnavailable
 from smppbridge.core.outcomes import Err, SendResult
-from smppbridge.http.server import Request
+from smppbridge.http.request import HttpRequest
 from smppbridge.providers.simulator.settings import Rule, SimConfig
 from smppbridge.providers.smsfly import SmsflyProvider, build_send
 from smppbridge.smpp.receipts import Stat
@@ -138,9 +138,9 @@ def test_webhook_accepts_the_status_shape() -> None:
     p = SmsflyProvider(S)
     body = (b'{"success":1,"data":{"messageID":"FAPI1","viber":{"status":"VIEWED",'
             b'"date":"2021-12-17 10:36:09"}}}')
-    [u] = p.parse_webhook(Request("POST", "/", {}, {}, body, ("", 0)))
+    [u] = p.parse_webhook(HttpRequest("POST", "/", {}, {}, body, ("", 0)))
     assert (u.provider_id, u.stat) == ("FAPI1", Stat.DELIVRD)
     assert u.done_at == 1639730169.0  # 10:36:09 Kyiv (UTC+2)
-    [v] = p.parse_webhook(Request("POST", "/", {}, {},
+    [v] = p.parse_webhook(HttpRequest("POST", "/", {}, {},
                                   b'{"messageID":"FAPI2","status":"STOPED"}', ("", 0)))
     assert (v.stat, v.err) == (Stat.REJECTD, Err.STOPPED)

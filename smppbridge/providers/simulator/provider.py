@@ -25,7 +25,7 @@ from smppbridge.text.content import Kind
 
 if TYPE_CHECKING:
     from smppbridge.core.provider_settings import ProviderSettings
-    from smppbridge.http.server import Request
+    from smppbridge.http.request import HttpRequest
 
 __all__ = ["OUTCOME_STATUS", "SEND_ERROR_ERR", "SimulatorProvider"]
 
@@ -107,7 +107,7 @@ class SimulatorProvider:
             updates.append(StatusUpdate(pid, stat, err, phase, done_at, msg.our_id, hlr))
         return updates
 
-    def parse_webhook(self, request: Request) -> list[StatusUpdate]:
+    def parse_webhook(self, request: HttpRequest) -> list[StatusUpdate]:
         raise ValueError("the in-process simulator sends no webhooks")
 
     async def ready(self) -> bool:

@@ -1,5 +1,9 @@
 """The cluster store: the :class:`~smppbridge.core.ports.Store` on Redis.
 
+Size: over 500 lines because it is the one class that fulfils the whole Store contract
+on Redis (about forty operations of a few lines each); the Lua, the batcher, the record
+layout and the flood windows are in their own modules beside it.
+
 Theory of operation
 -------------------
 All nodes of a cluster share one Redis (a primary, with replicas/Sentinel if wanted).
@@ -55,8 +59,7 @@ import json
 import os
 import socket
 import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, cast
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -70,19 +73,26 @@ from redis.exceptions import (
 )
 
 from smppbridge.core.errors import StoreUnavailable
-from smppbridge.core.message import Address, OutboundMessage
+from smppbridge.core.message import OutboundMessage
 from smppbridge.core.ports import FinalEntry, Leased, SentEntry
 from smppbridge.core.records import (
     DeliveryState,
     PartRecord,
     ReceiptRecord,
     StoredMessage,
-    content_from_json,
-    content_to_json,
-    receipt_body,
 )
 from smppbridge.store.redis.batching import Batcher, redis_unavailable
 from smppbridge.store.redis.flood import RedisFloodState
+from smppbridge.store.redis.records import (
+    history_entry,
+    json_array,
+    message_fields,
+    num,
+    pairs,
+    receipt_args,
+    to_stored,
+    token,
+)
 
 __all__ = ["MessageExists", "RedisStore"]
 
@@ -292,7 +302,7 @@ class RedisStore:
     async def load_parts(self) -> list[PartRecord]:
         raw = await self._batch.call(("HGETALL", self._key("parts")))
         parts = []
-        for part_id, body in (raw.items() if isinstance(raw, dict) else _pairs(raw).items()):
+        for part_id, body in (raw.items() if isinstance(raw, dict) else pairs(raw).items()):
             d = json.loads(body)
             parts.append(PartRecord(part_id, d["account"], d["key"],
                                     base64.b64decode(d["pdu"]), d["arrived_at"],
@@ -302,8 +312,8 @@ class RedisStore:
 
     async def fail_parts(self, part_ids: Sequence[str],
                          receipts: Sequence[ReceiptRecord]) -> None:
-        await self._batch.script("fail_parts", _token(), len(part_ids), *part_ids,
-                           *_receipt_args(receipts), durable=True)
+        await self._batch.script("fail_parts", token(), len(part_ids), *part_ids,
+                           *receipt_args(receipts), durable=True)
 
     # --- messages ----------------------------------------------------------------------
 
@@ -312,18 +322,18 @@ class RedisStore:
         m = message
         final = bool(final_stat)
         state = DeliveryState.FINAL if final else DeliveryState.QUEUED
-        fields = _message_fields(m)
+        fields = message_fields(m)
         fields.update(state=state.value, stat=str(final_stat), err=str(int(final_err)),
                       provider="", provider_id="", attempts="0",
-                      next_at=_num(m.schedule_at or 0.0),
-                      done_at=_num(m.submitted_at) if final else "")
+                      next_at=num(m.schedule_at or 0.0),
+                      done_at=num(m.submitted_at) if final else "")
         flat = [x for kv in fields.items() for x in kv]
-        next_at = _num(m.schedule_at) if m.schedule_at else ""
+        next_at = num(m.schedule_at) if m.schedule_at else ""
         try:
             await self._batch.script(
-                "accept", _token(), m.message_id, state.value, next_at, self._ttl(),
-                _history(m.submitted_at, state.value, final_stat, final_err),
-                _json_array(flat), _json_array(m.part_ids), *_receipt_args(receipts),
+                "accept", token(), m.message_id, state.value, next_at, self._ttl(),
+                history_entry(m.submitted_at, state.value, final_stat, final_err),
+                json_array(flat), json_array(m.part_ids), *receipt_args(receipts),
                 durable=True)
         except ResponseError as exc:
             if str(exc).startswith("EXISTS"):
@@ -354,18 +364,18 @@ class RedisStore:
             return []
         claim_ms = max(1, int(self.claim_after * 1000))
         try:
-            out = await self._batch.script("due", self.node_id, _num(now), limit, claim_ms,
+            out = await self._batch.script("due", self.node_id, num(now), limit, claim_ms,
                                      self._claim_cursor)
         except ResponseError as exc:
             if "NOGROUP" not in str(exc):
                 raise
             # the stream was lost (Redis restarted without persistence, or flushed)
             await self._create_group()
-            out = await self._batch.script("due", self.node_id, _num(now), limit, claim_ms, "0-0")
+            out = await self._batch.script("due", self.node_id, num(now), limit, claim_ms, "0-0")
         self._claim_cursor = str(out[0])
         messages = []
         for i in range(1, len(out), 2):
-            entry, stored = str(out[i]), _to_stored(json.loads(out[i + 1]))
+            entry, stored = str(out[i]), to_stored(json.loads(out[i + 1]))
             self._held[stored.message.message_id] = entry
             messages.append(stored)
         messages.sort(key=lambda s: (s.next_at, s.message.submitted_at))
@@ -375,7 +385,7 @@ class RedisStore:
         ids = await self._batch.call(("SMEMBERS", self._key("sent")))
         raws = await asyncio.gather(*(self._batch.call(("HGETALL", self._key("m:", mid)))
                                       for mid in ids))
-        return [_to_stored(_pairs(raw)) for raw in raws if raw]
+        return [to_stored(pairs(raw)) for raw in raws if raw]
 
     async def mark_sent(self, message_id: str, provider: str, provider_id: str,
                         stat: str, now: float,
@@ -383,10 +393,10 @@ class RedisStore:
         """As in SQLite, except that a message another node finalised meanwhile (a
         cancel_sm racing the send) stays final; its provider id is still recorded."""
         self._held.pop(message_id, None)
-        await self._batch.script("mark_sent", _token(), message_id, provider, provider_id,
+        await self._batch.script("mark_sent", token(), message_id, provider, provider_id,
                            self._provider_key(provider, provider_id), str(stat), self._ttl(),
-                           _history(now, "sent", stat, 0, provider),
-                           *_receipt_args(receipts), durable=True)
+                           history_entry(now, "sent", stat, 0, provider),
+                           *receipt_args(receipts), durable=True)
 
     async def mark_sent_many(self, sent: Sequence[SentEntry], *,
                              lease: bool = False) -> Leased:
@@ -397,7 +407,7 @@ class RedisStore:
 
     async def mark_retry(self, message_id: str, next_at: float, attempts: int) -> None:
         self._held.pop(message_id, None)
-        await self._batch.script("mark_retry", message_id, _num(next_at), int(attempts),
+        await self._batch.script("mark_retry", message_id, num(next_at), int(attempts),
                            durable=True)
 
     async def mark_final(self, message_id: str, stat: str, err: int, now: float,
@@ -406,10 +416,10 @@ class RedisStore:
         self._held.pop(message_id, None)
         pkey = self._provider_key(provider, provider_id) if provider else ""
         # int()/str(): redis-py would send an IntEnum by its repr()
-        await self._batch.script("mark_final", message_id, str(stat), int(err), _num(now),
+        await self._batch.script("mark_final", message_id, str(stat), int(err), num(now),
                            self._ttl(),
-                           _history(now, "final", stat, err), provider, provider_id, pkey,
-                           *_receipt_args(receipts), durable=True)
+                           history_entry(now, "final", stat, err), provider, provider_id, pkey,
+                           *receipt_args(receipts), durable=True)
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *,
                               lease: bool = False) -> Leased:
@@ -420,13 +430,13 @@ class RedisStore:
 
     async def find(self, message_id: str) -> StoredMessage | None:
         raw = await self._batch.script("find", message_id)
-        return _to_stored(json.loads(raw)) if raw else None
+        return to_stored(json.loads(raw)) if raw else None
 
     async def find_by_provider(self, provider: str, provider_id: str
                                ) -> StoredMessage | None:
         raw = await self._batch.script("find_by_provider",
                                  self._provider_key(provider, provider_id))
-        return _to_stored(json.loads(raw)) if raw else None
+        return to_stored(json.loads(raw)) if raw else None
 
     async def history(self, message_id: str) -> list[tuple[float, str, str, int, str]]:
         """The status history, oldest first: (at, state, stat, err, detail); the last
@@ -454,15 +464,15 @@ class RedisStore:
 
     async def add_receipts(self, receipts: Sequence[ReceiptRecord]) -> None:
         if receipts:
-            await self._batch.script("add_receipts", _token(), *_receipt_args(receipts),
+            await self._batch.script("add_receipts", token(), *receipt_args(receipts),
                                durable=True)
 
     async def receipts_for(self, account: str, now: float, limit: int
                            ) -> list[ReceiptRecord]:
         """Receipts of ``account`` due for (re)delivery, in creation order, leased to
         this node for ``receipt_lease`` seconds (unless done or retried before)."""
-        out = await self._batch.script("receipts_for", account, _num(now), limit,
-                                 _num(now + self.receipt_lease))
+        out = await self._batch.script("receipts_for", account, num(now), limit,
+                                 num(now + self.receipt_lease))
         records = []
         for i in range(0, len(out), 4):
             seq, body, attempts, next_at = out[i:i + 4]
@@ -478,7 +488,7 @@ class RedisStore:
             await self._batch.script("receipt_done", *(int(s) for s in seqs), durable=True)
 
     async def receipt_retry(self, seq: int, next_at: float, attempts: int) -> None:
-        await self._batch.script("receipt_retry", int(seq), _num(next_at), int(attempts),
+        await self._batch.script("receipt_retry", int(seq), num(next_at), int(attempts),
                            durable=True)
 
     async def release_receipts(self, seqs: Sequence[int]) -> None:
@@ -488,13 +498,13 @@ class RedisStore:
     async def expire_receipts(self, now: float) -> int:
         total = 0
         while True:
-            n = int(await self._batch.script("expire_receipts", _num(now), _EXPIRE_BATCH))
+            n = int(await self._batch.script("expire_receipts", num(now), _EXPIRE_BATCH))
             total += n
             if n < _EXPIRE_BATCH:
                 return total
 
     async def accounts_with_receipts(self, now: float) -> list[str]:
-        return [str(a) for a in await self._batch.script("accounts_with_receipts", _num(now))]
+        return [str(a) for a in await self._batch.script("accounts_with_receipts", num(now))]
 
     async def count_receipts(self) -> int:
         return int(await self._batch.call(("ZCARD", self._key("rexp"))))
@@ -528,73 +538,3 @@ async def _all(calls: Iterable[Awaitable[None]]) -> None:
     for result in results:
         if isinstance(result, BaseException):
             raise result
-
-
-def _token() -> str:
-    return uuid.uuid4().hex
-
-
-def _num(x: float | None) -> str:
-    """A time as Redis stores it: repr round-trips every float exactly."""
-    return "" if x is None else repr(float(x))
-
-
-def _opt(s: str) -> float | None:
-    return float(s) if s else None
-
-
-def _pairs(raw: Any) -> dict[str, str]:
-    """A flat [k1, v1, k2, v2, ...] reply (Lua HGETALL) as a dict."""
-    if isinstance(raw, dict):
-        return {str(k): v for k, v in raw.items()}
-    it = iter(raw or ())
-    return {str(k): v for k, v in zip(it, it, strict=True)}
-
-
-def _json_array(items: Sequence[str]) -> str:
-    """Strings for a script to cjson.decode. Non-ASCII goes as raw UTF-8, not as
-    backslash-u escapes: cjson would reject an escaped lone surrogate, while raw bytes pass
-    through it untouched, exactly as in a plain argument."""
-    return json.dumps(list(items), ensure_ascii=False)
-
-
-def _history(at: float, state: str, stat: str, err: int, detail: str = "") -> str:
-    return json.dumps([at, state, stat, err, detail])
-
-
-
-
-def _message_fields(m: OutboundMessage) -> dict[str, str]:
-    return {
-        "id": m.message_id, "account": m.account, "part_ids": json.dumps(list(m.part_ids)),
-        "source": m.source.addr, "source_ton": str(int(m.source.ton)),
-        "source_npi": str(int(m.source.npi)), "dest": m.destination.addr,
-        "dest_ton": str(int(m.destination.ton)), "dest_npi": str(int(m.destination.npi)),
-        "kind": m.content.kind.value, "content": content_to_json(m.content),
-        "registered_delivery": str(int(m.registered_delivery)),
-        "schedule_at": _num(m.schedule_at), "expire_at": _num(m.expire_at),
-        "submitted_at": _num(m.submitted_at), "service_type": m.service_type,
-        "data_coding": str(int(m.data_coding)), "extra": json.dumps(m.extra),
-    }
-
-
-def _to_stored(h: Mapping[str, str]) -> StoredMessage:
-    msg = OutboundMessage(
-        message_id=h["id"], account=h["account"], part_ids=tuple(json.loads(h["part_ids"])),
-        source=Address(h["source"], int(h["source_ton"]), int(h["source_npi"])),
-        destination=Address(h["dest"], int(h["dest_ton"]), int(h["dest_npi"])),
-        content=content_from_json(h["content"]), registered_delivery=int(h["registered_delivery"]),
-        schedule_at=_opt(h["schedule_at"]), expire_at=_opt(h["expire_at"]),
-        submitted_at=float(h["submitted_at"]), service_type=h["service_type"],
-        data_coding=int(h["data_coding"]), extra=json.loads(h["extra"]))
-    return StoredMessage(msg, DeliveryState(h["state"]), h["stat"], int(h["err"]),
-                         h["provider"], h["provider_id"], int(h["attempts"]),
-                         float(h["next_at"]), _opt(h["done_at"]))
-
-
-def _receipt_args(receipts: Sequence[ReceiptRecord]) -> list[Any]:
-    args: list[Any] = [len(receipts)]
-    for rec in receipts:
-        args += [rec.account, json.dumps(receipt_body(rec)), _num(rec.expire_at)]
-    return args
-

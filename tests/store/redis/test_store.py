@@ -121,6 +121,44 @@ async def test_concurrent_accepts_share_round_trips(store: RedisStore) -> None:
     assert store.round_trips - before < 20
 
 
+async def test_batch_operations_of_the_store_contract(store: RedisStore) -> None:
+    """accept_many, mark_sent_many and mark_final_many (the Store contract's batch
+    operations) store and change every message of the batch in a few round trips; the
+    store claims nothing on accept (due returns the batch) and leases no receipt."""
+    assert store.claims_on_accept is False
+    batch = [_msg(i) for i in range(1, 101)]
+    before = store.round_trips
+    assert await store.accept_many(batch, claim=True) == [None] * 100
+    assert store.round_trips - before < 10
+    due = await store.due(5000.0, 200)
+    assert sorted(d.message.message_id for d in due) == sorted(m.message_id for m in batch)
+    sent = [(m.message_id, "sim", f"P{i}", "ENROUTE", 1.0, [_receipt(m.message_id)])
+            for i, m in enumerate(batch)]
+    assert await store.mark_sent_many(sent, lease=True) == []
+    assert await store.count(DeliveryState.SENT) == 100
+    found = await store.find_by_provider("sim", "P7")
+    assert found is not None
+    assert found.state is DeliveryState.SENT
+    finals = [(m.message_id, "DELIVRD", 0, 2.0, [_receipt(m.message_id)]) for m in batch]
+    assert await store.mark_final_many(finals, lease=True) == []
+    assert await store.count(DeliveryState.SENT) == 0
+    final = await store.find(batch[0].message_id)
+    assert final is not None
+    assert (final.state, final.stat) == (DeliveryState.FINAL, "DELIVRD")
+    assert len(await store.receipts_for("acme", 5000.0, 1000)) == 200
+
+
+async def test_accept_many_answers_each_message(store: RedisStore) -> None:
+    """A message of a batch that cannot be stored (its id exists) gets its own error;
+    the others of the batch are stored."""
+    await store.accept(_msg(2))
+    outcomes = await store.accept_many([_msg(1), _msg(2), _msg(3)])
+    assert outcomes[0] is None
+    assert outcomes[2] is None
+    assert isinstance(outcomes[1], Exception)
+    assert await store.find("3-0") is not None
+
+
 async def test_failed_op_does_not_sink_its_batch(store: RedisStore) -> None:
     """A duplicate id fails alone (MessageExists); the rest of its pipeline is applied."""
     await store.accept(_msg(1))
@@ -444,7 +482,7 @@ async def test_replayed_writes_apply_once(store: RedisStore,
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """A write re-sent with the same token (redis-py retrying a pipeline whose reply was
     lost) is a no-op: no duplicate-id error, no second attempt, no second receipt."""
-    monkeypatch.setattr(redis_store, "_token", lambda: "same-token")
+    monkeypatch.setattr(redis_store, "token", lambda: "same-token")
     await store.accept(_msg(1))
     await store.accept(_msg(1))  # the replay
     await store.mark_sent("1-0", "sim", "P1", "ENROUTE", 1.0, receipts=[_receipt("1-0")])

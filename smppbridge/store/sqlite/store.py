@@ -23,82 +23,31 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from smppbridge.core.message import Address, OutboundMessage
+from smppbridge.core.message import OutboundMessage
 from smppbridge.core.records import (
     DeliveryState,
     PartRecord,
     ReceiptRecord,
     StoredMessage,
-    content_from_json,
-    content_to_json,
-    receipt_body,
 )
 from smppbridge.observability.metrics import METRICS
 from smppbridge.store.common import settle
+from smppbridge.store.sqlite.rows import (
+    COLUMNS,
+    INSERT_MESSAGE,
+    index_parts,
+    insert_receipts,
+    message_row,
+    row_to_message,
+)
+from smppbridge.store.sqlite.schema import RECEIPT_LEASED, migrate
 
-__all__ = ["RECEIPT_LEASED", "SCHEMA_VERSION", "SqliteStore"]
+__all__ = ["SqliteStore"]
 
 T = TypeVar("T")
-SCHEMA_VERSION = 3
 #: Most operations folded into one transaction; bounds commit latency under load.
 _MAX_BATCH = 2000
 _WRITE_LATENCY = METRICS.store_write
-
-_MIGRATIONS: dict[int, str] = {
-    1: """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE messages (
-    id TEXT PRIMARY KEY,
-    account TEXT NOT NULL,
-    part_ids TEXT NOT NULL,
-    source TEXT NOT NULL, source_ton INTEGER NOT NULL, source_npi INTEGER NOT NULL,
-    dest TEXT NOT NULL, dest_ton INTEGER NOT NULL, dest_npi INTEGER NOT NULL,
-    kind TEXT NOT NULL,
-    content TEXT NOT NULL,
-    registered_delivery INTEGER NOT NULL,
-    schedule_at REAL, expire_at REAL,
-    submitted_at REAL NOT NULL,
-    service_type TEXT NOT NULL, data_coding INTEGER NOT NULL, extra TEXT NOT NULL,
-    state TEXT NOT NULL,
-    stat TEXT NOT NULL DEFAULT '', err INTEGER NOT NULL DEFAULT 0,
-    provider TEXT NOT NULL DEFAULT '', provider_id TEXT NOT NULL DEFAULT '',
-    attempts INTEGER NOT NULL DEFAULT 0, next_at REAL NOT NULL DEFAULT 0,
-    done_at REAL
-);
-CREATE INDEX messages_due ON messages (state, next_at);
-CREATE INDEX messages_provider ON messages (provider, provider_id);
-CREATE TABLE part_ids (part_id TEXT PRIMARY KEY, message_id TEXT NOT NULL);
-CREATE TABLE history (
-    message_id TEXT NOT NULL, at REAL NOT NULL, state TEXT NOT NULL,
-    stat TEXT NOT NULL, err INTEGER NOT NULL, detail TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX history_message ON history (message_id);
-CREATE TABLE parts (
-    part_id TEXT PRIMARY KEY, account TEXT NOT NULL, key TEXT NOT NULL, pdu BLOB NOT NULL,
-    arrived_at REAL NOT NULL, system_type TEXT NOT NULL, interface_version INTEGER NOT NULL
-);
-CREATE TABLE receipts (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    account TEXT NOT NULL, message_id TEXT NOT NULL, body TEXT NOT NULL,
-    expire_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    next_at REAL NOT NULL DEFAULT 0
-);
-CREATE INDEX receipts_due ON receipts (account, next_at, seq);
-""",
-    # 2: a queued message handed to the sender is "claimed", so that the sender's next
-    # look for due work skips it without rescanning (and re-decoding) rows in flight.
-    2: """
-ALTER TABLE messages ADD COLUMN claimed INTEGER NOT NULL DEFAULT 0;
-DROP INDEX messages_due;
-CREATE INDEX messages_due ON messages (state, claimed, next_at);
-""",
-    # 3: the receipt TTL sweep deleted by a full scan of the outbox (39 % of a node's
-    # CPU in an end-to-end run); an index makes it a range delete.
-    3: """
-CREATE INDEX receipts_expiry ON receipts (expire_at);
-""",
-}
-
 
 class _Closed(Exception):
     pass
@@ -162,32 +111,13 @@ class SqliteStore:
         db.execute(f"PRAGMA synchronous={self.synchronous}")
         db.execute("PRAGMA busy_timeout=5000")
         db.execute("PRAGMA foreign_keys=ON")
-        self._migrate(db)
+        migrate(db)
         # Claims do not survive a restart: whatever was being sent is due again (the
         # provider's client-side id makes the resend harmless).
         db.execute("UPDATE messages SET claimed=0 WHERE state='queued' AND claimed=1")
         # Receipts leased to the last process's dispatcher are due again.
         db.execute("UPDATE receipts SET next_at=0 WHERE next_at>=?", (RECEIPT_LEASED,))
         return db
-
-    @staticmethod
-    def _migrate(db: sqlite3.Connection) -> None:
-        has_meta = db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
-        version = 0
-        if has_meta:
-            row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            version = int(row[0]) if row else 0
-        if version > SCHEMA_VERSION:
-            msg = f"store schema {version} is newer than this smppbridge ({SCHEMA_VERSION})"
-            raise RuntimeError(msg)
-        for v in range(version + 1, SCHEMA_VERSION + 1):
-            db.execute("BEGIN IMMEDIATE")
-            for stmt in _MIGRATIONS[v].split(";"):
-                if stmt.strip():
-                    db.execute(stmt)
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)", (str(v),))
-            db.execute("COMMIT")
 
     def _run(self, ready: asyncio.Future[None]) -> None:
         loop = self._loop
@@ -294,7 +224,7 @@ class SqliteStore:
                          receipts: Sequence[ReceiptRecord]) -> None:
         def op(db: sqlite3.Connection) -> None:
             db.executemany("DELETE FROM parts WHERE part_id=?", [(p,) for p in part_ids])
-            _insert_receipts(db, receipts)
+            insert_receipts(db, receipts)
         await self._call(op)
 
     # --- messages ----------------------------------------------------------------------
@@ -305,12 +235,12 @@ class SqliteStore:
 
         def op(db: sqlite3.Connection) -> None:
             state = DeliveryState.FINAL if final_stat else DeliveryState.QUEUED
-            db.execute(_INSERT_MESSAGE, _message_row(m, state, final_stat, final_err, False))
+            db.execute(INSERT_MESSAGE, message_row(m, state, final_stat, final_err, False))
             if len(m.part_ids) > 1:
-                _index_parts(db, m)
+                index_parts(db, m)
             db.execute("INSERT INTO history VALUES (?,?,?,?,?,'')",
                        (m.message_id, m.submitted_at, state.value, final_stat, final_err))
-            _insert_receipts(db, receipts)
+            insert_receipts(db, receipts)
         await self._call(op)
 
     async def accept_many(self, messages: Sequence[OutboundMessage], *,
@@ -320,11 +250,11 @@ class SqliteStore:
         does not return them; claims end with the process, as for ``due``."""
         def op(db: sqlite3.Connection) -> None:
             queued = DeliveryState.QUEUED
-            db.executemany(_INSERT_MESSAGE, [_message_row(m, queued, "", 0, claim)
+            db.executemany(INSERT_MESSAGE, [message_row(m, queued, "", 0, claim)
                                              for m in messages])
             for m in messages:
                 if len(m.part_ids) > 1:
-                    _index_parts(db, m)
+                    index_parts(db, m)
             db.executemany("INSERT INTO history VALUES (?,?,'queued','',0,'')",
                            [(m.message_id, m.submitted_at) for m in messages])
         await self._call(op)
@@ -337,16 +267,16 @@ class SqliteStore:
             rows = db.execute(
                 f"UPDATE messages SET claimed=1 WHERE rowid IN (SELECT rowid FROM messages "
                 "WHERE state='queued' AND claimed=0 AND next_at <= ? ORDER BY next_at, rowid "
-                f"LIMIT ?) RETURNING {_COLUMNS}", (now, limit)).fetchall()
-            out = [_row_to_message(r) for r in rows]
+                f"LIMIT ?) RETURNING {COLUMNS}", (now, limit)).fetchall()
+            out = [row_to_message(r) for r in rows]
             out.sort(key=lambda m: (m.next_at, m.message.submitted_at))
             return out
         return await self._call(op)
 
     async def in_flight(self) -> list[StoredMessage]:
         def op(db: sqlite3.Connection) -> list[StoredMessage]:
-            rows = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE state='sent'").fetchall()
-            return [_row_to_message(r) for r in rows]
+            rows = db.execute(f"SELECT {COLUMNS} FROM messages WHERE state='sent'").fetchall()
+            return [row_to_message(r) for r in rows]
         return await self._call(op)
 
     async def mark_sent(self, message_id: str, provider: str, provider_id: str, stat: str,
@@ -357,7 +287,7 @@ class SqliteStore:
                        (provider, provider_id, stat, message_id))
             db.execute("INSERT INTO history VALUES (?,?,?,?,?,?)",
                        (message_id, now, "sent", stat, 0, provider))
-            _insert_receipts(db, receipts)
+            insert_receipts(db, receipts)
         await self._call(op)
 
     async def mark_sent_many(
@@ -374,7 +304,7 @@ class SqliteStore:
                            [(e[1], e[2], e[3], e[0]) for e in sent])
             db.executemany("INSERT INTO history VALUES (?,?,'sent',?,0,?)",
                            [(e[0], e[4], e[3], e[1]) for e in sent])
-            return _insert_receipts(db, [r for e in sent for r in e[5]], lease=lease)
+            return insert_receipts(db, [r for e in sent for r in e[5]], lease=lease)
         return await self._call(op)
 
     async def mark_retry(self, message_id: str, next_at: float, attempts: int) -> None:
@@ -395,7 +325,7 @@ class SqliteStore:
             if cur.rowcount:
                 db.execute("INSERT INTO history VALUES (?,?,?,?,?,'')",
                            (message_id, now, "final", stat, err))
-                _insert_receipts(db, receipts)
+                insert_receipts(db, receipts)
         await self._call(op)
 
     async def mark_final_many(
@@ -420,7 +350,7 @@ class SqliteStore:
                     history.append((message_id, now, stat, err))
                     receipts.extend(recs)
             db.executemany("INSERT INTO history VALUES (?,?,'final',?,?,'')", history)
-            return _insert_receipts(db, receipts, lease=lease)
+            return insert_receipts(db, receipts, lease=lease)
         return await self._call(op)
 
     async def release_receipts(self, seqs: Sequence[int]) -> None:
@@ -431,21 +361,21 @@ class SqliteStore:
 
     async def find(self, message_id: str) -> StoredMessage | None:
         def op(db: sqlite3.Connection) -> StoredMessage | None:
-            row = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id=?",
+            row = db.execute(f"SELECT {COLUMNS} FROM messages WHERE id=?",
                              (message_id,)).fetchone()
             if row is None:
-                row = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE id=(SELECT "
+                row = db.execute(f"SELECT {COLUMNS} FROM messages WHERE id=(SELECT "
                                  "message_id FROM part_ids WHERE part_id=?)",
                                  (message_id,)).fetchone()
-            return _row_to_message(row) if row else None
+            return row_to_message(row) if row else None
         return await self._call(op)
 
     async def find_by_provider(self, provider: str, provider_id: str
                                ) -> StoredMessage | None:
         def op(db: sqlite3.Connection) -> StoredMessage | None:
-            row = db.execute(f"SELECT {_COLUMNS} FROM messages WHERE provider=? AND "
+            row = db.execute(f"SELECT {COLUMNS} FROM messages WHERE provider=? AND "
                              "provider_id=?", (provider, provider_id)).fetchone()
-            return _row_to_message(row) if row else None
+            return row_to_message(row) if row else None
         return await self._call(op)
 
     async def history(self, message_id: str) -> list[tuple[float, str, str, int, str]]:
@@ -458,7 +388,7 @@ class SqliteStore:
     # --- receipts ----------------------------------------------------------------------
 
     async def add_receipts(self, receipts: Sequence[ReceiptRecord]) -> None:
-        await self._call(lambda db: _insert_receipts(db, receipts))
+        await self._call(lambda db: insert_receipts(db, receipts))
 
     async def receipts_for(self, account: str, now: float, limit: int
                            ) -> list[ReceiptRecord]:
@@ -505,92 +435,7 @@ class SqliteStore:
         return await self._call(op)
 
 
-# --- helpers -----------------------------------------------------------------------------
-
-_COLUMNS = ("id, account, part_ids, source, source_ton, source_npi, dest, dest_ton, dest_npi,"
-            " content, registered_delivery, schedule_at, expire_at, submitted_at, service_type,"
-            " data_coding, extra, state, stat, err, provider, provider_id, attempts, next_at,"
-            " done_at")
-
-
-#: next_at of a receipt leased to the running process's dispatcher (never due by time)
-RECEIPT_LEASED = 1e18
-
-_INSERT_MESSAGE = (
-    "INSERT INTO messages (id, account, part_ids, source, source_ton, source_npi,"
-    " dest, dest_ton, dest_npi, kind, content, registered_delivery, schedule_at,"
-    " expire_at, submitted_at, service_type, data_coding, extra, state, stat, err,"
-    " next_at, done_at, claimed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
-
-
-def _message_row(m: OutboundMessage, state: DeliveryState, final_stat: str, final_err: int,
-                 claimed: bool) -> tuple[Any, ...]:
-    return (m.message_id, m.account, _json_ids(m.part_ids), m.source.addr,
-            m.source.ton, m.source.npi, m.destination.addr, m.destination.ton,
-            m.destination.npi, m.content.kind.value, content_to_json(m.content),
-            m.registered_delivery, m.schedule_at, m.expire_at, m.submitted_at,
-            m.service_type, m.data_coding, json.dumps(m.extra) if m.extra else "{}",
-            state.value, final_stat,
-            final_err, m.schedule_at or 0.0, m.submitted_at if final_stat else None,
-            int(claimed))
-
-
-def _json_ids(ids: tuple[str, ...]) -> str:
-    # Our ids are digits or hex: the JSON of one is just quoted (no encoder call).
-    if len(ids) == 1 and ids[0].isalnum() and ids[0].isascii():
-        return f'["{ids[0]}"]'
-    return json.dumps(list(ids))
-
-
-def _index_parts(db: sqlite3.Connection, m: OutboundMessage) -> None:
-    # Single-part messages are found by their own id; only the other parts of a long
-    # message need the part → message index. Their held copies are done with.
-    db.executemany("INSERT OR REPLACE INTO part_ids VALUES (?,?)",
-                   [(p, m.message_id) for p in m.part_ids if p != m.message_id])
-    db.executemany("DELETE FROM parts WHERE part_id=?", [(p,) for p in m.part_ids])
-
-
 def _settle_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
                 ) -> None:
     for fut, value, err in results:
         settle(fut, value, err)
-
-
-
-
-
-
-def _row_to_message(r: Any) -> StoredMessage:
-    msg = OutboundMessage(
-        message_id=r[0], account=r[1], part_ids=tuple(json.loads(r[2])),
-        source=Address(r[3], r[4], r[5]), destination=Address(r[6], r[7], r[8]),
-        content=content_from_json(r[9]), registered_delivery=r[10], schedule_at=r[11],
-        expire_at=r[12], submitted_at=r[13], service_type=r[14], data_coding=r[15],
-        extra=json.loads(r[16]))
-    return StoredMessage(msg, DeliveryState(r[17]), r[18], r[19], r[20], r[21], r[22], r[23],
-                         r[24])
-
-
-def _insert_receipts(db: sqlite3.Connection, receipts: Sequence[ReceiptRecord], *,
-                     lease: bool = False) -> list[tuple[int, ReceiptRecord]]:
-    """Add receipts to the outbox; with ``lease``, leased and numbered here, returned
-    as (seq, receipt), so that the caller can deliver them from memory."""
-    if not receipts:
-        return []
-    if not lease:
-        db.executemany("INSERT INTO receipts (account, message_id, body, expire_at) "
-                       "VALUES (?,?,?,?)",
-                       [(rec.account, rec.message_id, json.dumps(receipt_body(rec)),
-                         rec.expire_at) for rec in receipts])
-        return []
-    # AUTOINCREMENT keeps the last seq ever given in sqlite_sequence; this thread is the
-    # only writer, so the next ones are ours to number.
-    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='receipts'").fetchone()
-    first = (row[0] if row else 0) + 1
-    seqs = list(range(first, first + len(receipts)))
-    db.executemany("INSERT INTO receipts (seq, account, message_id, body, expire_at, "
-                   "next_at) VALUES (?,?,?,?,?,?)",
-                   [(seq, rec.account, rec.message_id, json.dumps(receipt_body(rec)),
-                     rec.expire_at, RECEIPT_LEASED) for seq, rec in zip(seqs, receipts,
-                                                                         strict=True)])
-    return list(zip(seqs, receipts, strict=True))

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from smppbridge.core.records import DeliveryState, PartRecord, ReceiptRecord
-from smppbridge.store.sqlite import SCHEMA_VERSION, SqliteStore
+from smppbridge.store.sqlite.schema import SCHEMA_VERSION
+from smppbridge.store.sqlite.store import SqliteStore
 from tests.store.samples import sample_message, sample_receipt
 
 _msg = sample_message

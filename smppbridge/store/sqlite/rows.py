@@ -1,0 +1,97 @@
+"""How the SQLite store lays records out in rows, and reads them back."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from typing import Any
+
+from smppbridge.core.message import Address, OutboundMessage
+from smppbridge.core.records import (
+    DeliveryState,
+    ReceiptRecord,
+    StoredMessage,
+    content_from_json,
+    content_to_json,
+    receipt_body,
+)
+from smppbridge.store.sqlite.schema import RECEIPT_LEASED
+
+__all__ = ["COLUMNS", "INSERT_MESSAGE", "index_parts", "insert_receipts", "message_row",
+           "row_to_message"]
+
+COLUMNS = ("id, account, part_ids, source, source_ton, source_npi, dest, dest_ton, dest_npi,"
+            " content, registered_delivery, schedule_at, expire_at, submitted_at, service_type,"
+            " data_coding, extra, state, stat, err, provider, provider_id, attempts, next_at,"
+            " done_at")
+
+
+INSERT_MESSAGE = (
+    "INSERT INTO messages (id, account, part_ids, source, source_ton, source_npi,"
+    " dest, dest_ton, dest_npi, kind, content, registered_delivery, schedule_at,"
+    " expire_at, submitted_at, service_type, data_coding, extra, state, stat, err,"
+    " next_at, done_at, claimed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+
+
+def message_row(m: OutboundMessage, state: DeliveryState, final_stat: str, final_err: int,
+                 claimed: bool) -> tuple[Any, ...]:
+    return (m.message_id, m.account, _json_ids(m.part_ids), m.source.addr,
+            m.source.ton, m.source.npi, m.destination.addr, m.destination.ton,
+            m.destination.npi, m.content.kind.value, content_to_json(m.content),
+            m.registered_delivery, m.schedule_at, m.expire_at, m.submitted_at,
+            m.service_type, m.data_coding, json.dumps(m.extra) if m.extra else "{}",
+            state.value, final_stat,
+            final_err, m.schedule_at or 0.0, m.submitted_at if final_stat else None,
+            int(claimed))
+
+
+def _json_ids(ids: tuple[str, ...]) -> str:
+    # Our ids are digits or hex: the JSON of one is just quoted (no encoder call).
+    if len(ids) == 1 and ids[0].isalnum() and ids[0].isascii():
+        return f'["{ids[0]}"]'
+    return json.dumps(list(ids))
+
+
+def index_parts(db: sqlite3.Connection, m: OutboundMessage) -> None:
+    # Single-part messages are found by their own id; only the other parts of a long
+    # message need the part → message index. Their held copies are done with.
+    db.executemany("INSERT OR REPLACE INTO part_ids VALUES (?,?)",
+                   [(p, m.message_id) for p in m.part_ids if p != m.message_id])
+    db.executemany("DELETE FROM parts WHERE part_id=?", [(p,) for p in m.part_ids])
+
+
+def row_to_message(r: Any) -> StoredMessage:
+    msg = OutboundMessage(
+        message_id=r[0], account=r[1], part_ids=tuple(json.loads(r[2])),
+        source=Address(r[3], r[4], r[5]), destination=Address(r[6], r[7], r[8]),
+        content=content_from_json(r[9]), registered_delivery=r[10], schedule_at=r[11],
+        expire_at=r[12], submitted_at=r[13], service_type=r[14], data_coding=r[15],
+        extra=json.loads(r[16]))
+    return StoredMessage(msg, DeliveryState(r[17]), r[18], r[19], r[20], r[21], r[22], r[23],
+                         r[24])
+
+
+def insert_receipts(db: sqlite3.Connection, receipts: Sequence[ReceiptRecord], *,
+                     lease: bool = False) -> list[tuple[int, ReceiptRecord]]:
+    """Add receipts to the outbox; with ``lease``, leased and numbered here, returned
+    as (seq, receipt), so that the caller can deliver them from memory."""
+    if not receipts:
+        return []
+    if not lease:
+        db.executemany("INSERT INTO receipts (account, message_id, body, expire_at) "
+                       "VALUES (?,?,?,?)",
+                       [(rec.account, rec.message_id, json.dumps(receipt_body(rec)),
+                         rec.expire_at) for rec in receipts])
+        return []
+    # AUTOINCREMENT keeps the last seq ever given in sqlite_sequence; this thread is the
+    # only writer, so the next ones are ours to number.
+    row = db.execute("SELECT seq FROM sqlite_sequence WHERE name='receipts'").fetchone()
+    first = (row[0] if row else 0) + 1
+    seqs = list(range(first, first + len(receipts)))
+    db.executemany("INSERT INTO receipts (seq, account, message_id, body, expire_at, "
+                   "next_at) VALUES (?,?,?,?,?,?)",
+                   [(seq, rec.account, rec.message_id, json.dumps(receipt_body(rec)),
+                     rec.expire_at, RECEIPT_LEASED) for seq, rec in zip(seqs, receipts,
+                                                                         strict=True)])
+    return list(zip(seqs, receipts, strict=True))
