@@ -109,8 +109,9 @@ def _cmd_hash_password(args: argparse.Namespace) -> int:
 
 class _SendProgress:
     """``smppbridge send`` progress on a terminal (rich): a spinner while binding, then
-    bars for submitted parts and receipts; ``message_id:``/``receipt:`` lines are printed
-    above the bars as they arrive, so the scrollback matches the plain output."""
+    bars for submitted parts and receipts; ``message_id:``/``receipt:`` lines (and
+    notices: submits tried again) are printed above the bars as they arrive, so the
+    scrollback matches the plain output."""
 
     def __init__(self) -> None:
         from rich.progress import (
@@ -157,14 +158,41 @@ class _SendProgress:
             self._progress.advance(self._receipts)
         self._line(f"receipt: {text}")
 
+    def notice(self, text: str) -> None:
+        self._line(text)
+
+
+class _SendNotices:
+    """Plain output: notices go to stderr as they happen; ids and receipts are printed
+    at the end."""
+
+    def submitting(self, parts: int, receipts: bool) -> None:
+        pass
+
+    def message_id(self, message_id: str) -> None:
+        pass
+
+    def receipt(self, text: str) -> None:
+        pass
+
+    def notice(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+#: ``smppbridge send`` exit statuses (its --help and docs/operations.md list them).
+_SEND_OK, _SEND_FAILED, _SEND_USAGE, _SEND_NO_RECEIPT, _SEND_UNDELIVERED = 0, 1, 2, 3, 4
+
 
 def _send_report(result: SendResult, exit_status: int, error: str | None) -> dict[str, Any]:
-    """The ``send --json`` document: ids, receipts (raw text and parsed fields)."""
+    """The ``send --json`` document: ids, this run's receipts (raw text and parsed
+    fields), how many other receipts came, submits tried again."""
     from smppbridge.smpp.receipts import parse_receipt
 
     report: dict[str, Any] = {
         "message_ids": result.message_ids,
         "receipts": [{"raw": r, "fields": parse_receipt(r)} for r in result.receipts],
+        "other_receipts": result.other_receipts,
+        "retries": result.retries,
         "exit_status": exit_status,
     }
     if error is not None:
@@ -172,38 +200,129 @@ def _send_report(result: SendResult, exit_status: int, error: str | None) -> dic
     return report
 
 
+def _send_outcome(result: SendResult, args: argparse.Namespace) -> tuple[int, str | None]:
+    """Exit status and error of a run that got through its submits, by this run's own
+    receipts only."""
+    from smppbridge.smpp.receipts import parse_receipt
+
+    if args.no_receipt:
+        return _SEND_OK, None
+    undelivered = result.undelivered()
+    if undelivered:
+        shown = ", ".join(f"id:{f.get('id', '?')} stat:{f.get('stat', '?')} "
+                          f"err:{f.get('err', '?')}" for f in map(parse_receipt, undelivered))
+        return _SEND_UNDELIVERED, f"not delivered: {shown}"
+    missing = result.missing()
+    if missing:
+        return _SEND_NO_RECEIPT, (f"no receipt within {args.wait:g}s for {len(missing)} of "
+                                  f"{len(result.message_ids)} parts: {', '.join(missing)}")
+    return _SEND_OK, None
+
+
 def _cmd_send(args: argparse.Namespace) -> int:
     from smppbridge.tools.send import SendError, send
 
+    if args.query is not None or args.cancel is not None:
+        if args.text is not None:
+            print("smppbridge send: --text does not go with --query or --cancel",
+                  file=sys.stderr)
+            return _SEND_USAGE
+        return _cmd_send_query(args) if args.query is not None else _cmd_send_cancel(args)
+    if args.to is None or args.text is None:
+        print("smppbridge send: --to and --text are required (or --query ID, --cancel ID)",
+              file=sys.stderr)
+        return _SEND_USAGE
     # Progress only for a person watching: never into a pipe, a file, or JSON output.
     progress = _SendProgress() if not args.json and sys.stdout.isatty() else None
+    observer = progress if progress is not None else (None if args.json else _SendNotices())
     error: str | None = None
     try:
         with progress if progress is not None else contextlib.nullcontext():
             result = send(host=args.host, port=args.port, system_id=args.system_id,
                           password=args.password, source=args.source, destination=args.to,
                           text=args.text, wait=args.wait, receipt=not args.no_receipt,
-                          observer=progress)
+                          observer=observer)
     except SendError as exc:
-        result, code, error = exc.result, 1, f"{exc}"
+        result, code, error = exc.result, _SEND_FAILED, f"{exc}"
     else:
-        code = 0
-        if not args.no_receipt and len(result.receipts) < len(result.message_ids):
-            code, error = 3, f"no receipt within {args.wait:g}s"
+        code, error = _send_outcome(result, args)
     if args.json:
         print(json.dumps(_send_report(result, code, error)))
-        return code
-    if code == 1:
-        print(f"smppbridge send: {error}", file=sys.stderr)
         return code
     if progress is None:  # the progress display printed them as they came
         for message_id in result.message_ids:
             print(f"message_id: {message_id}")
         for receipt in result.receipts:
             print(f"receipt: {receipt}")
+    if result.other_receipts:
+        print(f"other receipts: {result.other_receipts} (not for this run's messages; "
+              "left on the node for the account's receivers)", file=sys.stderr)
     if error is not None:
-        print(error, file=sys.stderr)
+        print(f"smppbridge send: {error}" if code == _SEND_FAILED else error, file=sys.stderr)
     return code
+
+
+def _cmd_send_query(args: argparse.Namespace) -> int:
+    from datetime import UTC, datetime
+
+    from smppbridge.smpp.times import parse_smpp_time
+    from smppbridge.tools.send import SendError, query
+
+    try:
+        answer = query(host=args.host, port=args.port, system_id=args.system_id,
+                       password=args.password, message_id=args.query, source=args.source)
+    except SendError as exc:
+        return _send_failed(args, {"message_id": args.query}, f"{exc}")
+    if not answer.ok:
+        return _send_failed(args, {"message_id": args.query, "command_status": answer.status},
+                            f"query_sm refused: {answer.status_text}")
+    if args.json:
+        print(json.dumps({"message_id": answer.message_id, "command_status": answer.status,
+                          "message_state": answer.state_name,
+                          "final_date": answer.final_date, "error_code": answer.error_code,
+                          "exit_status": _SEND_OK}))
+        return _SEND_OK
+    final = "none (not final)"
+    if answer.final_date:
+        final = answer.final_date
+        with contextlib.suppress(ValueError):
+            when = parse_smpp_time(answer.final_date, 0.0)
+            if when is not None:
+                final += f" ({datetime.fromtimestamp(when, UTC):%Y-%m-%d %H:%M:%S} UTC)"
+    print(f"message_id: {answer.message_id}")
+    print(f"message_state: {answer.state_name} ({answer.message_state})")
+    print(f"final_date: {final}")
+    print(f"error_code: {answer.error_code}")
+    return _SEND_OK
+
+
+def _cmd_send_cancel(args: argparse.Namespace) -> int:
+    from smppbridge.tools.send import SendError, cancel
+
+    try:
+        answer = cancel(host=args.host, port=args.port, system_id=args.system_id,
+                        password=args.password, message_id=args.cancel, source=args.source,
+                        destination=args.to or "")
+    except SendError as exc:
+        return _send_failed(args, {"message_id": args.cancel}, f"{exc}")
+    if not answer.ok:
+        return _send_failed(args, {"message_id": args.cancel, "command_status": answer.status},
+                            f"cancel_sm refused: {answer.status_text}")
+    if args.json:
+        print(json.dumps({"message_id": answer.message_id, "command_status": answer.status,
+                          "status": answer.status_text, "exit_status": _SEND_OK}))
+    else:
+        print(f"cancel_sm: {answer.status_text}")
+    return _SEND_OK
+
+
+def _send_failed(args: argparse.Namespace, report: dict[str, Any], error: str) -> int:
+    """A --query or --cancel that failed: one JSON object, or the error on stderr."""
+    if args.json:
+        print(json.dumps({**report, "exit_status": _SEND_FAILED, "error": error}))
+    else:
+        print(f"smppbridge send: {error}", file=sys.stderr)
+    return _SEND_FAILED
 
 
 def _cmd_simulator(args: argparse.Namespace) -> int:
@@ -259,19 +378,43 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("password", nargs="?", help="(default: prompt, or one line of stdin)")
     p.set_defaults(func=_cmd_hash_password)
 
-    p = sub.add_parser("send", help="bind as an ESME, submit one text, print the receipt")
+    from smppbridge.tools.send import RETRY
+
+    p = sub.add_parser(
+        "send", help="bind as an ESME, submit one text, print its receipts "
+                     "(or query_sm / cancel_sm one message)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="A smoke test: bind, submit one text, wait for the receipts of this "
+                    "run's own message ids, unbind.",
+        epilog=f"""\
+Receipts: only those for this run's message ids are printed and decide the exit
+status; any other receipt that comes to the bind is answered ESME_RX_T_APPN (so the
+node keeps it for the account's receivers) and counted on stderr as "other receipts".
+A submit answered ESME_RTHROTTLED (0x58) or ESME_RMSGQFUL (0x14) is tried again:
+{RETRY.describe()}.
+
+Exit status: 0 done (every receipt DELIVRD); 1 connect, bind or request refused;
+2 usage; 3 no receipt for some part within --wait; 4 a receipt of this run's is not
+DELIVRD.""")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=2775)
     p.add_argument("--system-id", default="demo")
     p.add_argument("--password", default="demo")
-    p.add_argument("--from", dest="source", default="smppbridge")
-    p.add_argument("--to", required=True, help="destination number")
-    p.add_argument("--text", required=True)
-    p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for receipts")
-    p.add_argument("--no-receipt", action="store_true", help="do not ask for a receipt")
+    p.add_argument("--from", dest="source", default="smppbridge",
+                   help="source address (for --query/--cancel: the message's)")
+    p.add_argument("--to", help="destination number (optional with --cancel)")
+    p.add_argument("--text")
+    p.add_argument("--wait", type=float, default=10.0,
+                   help="seconds to stay bound for this run's receipts")
+    p.add_argument("--no-receipt", action="store_true",
+                   help="do not ask for a receipt (binds as a transmitter)")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument("--query", metavar="ID",
+                      help="query_sm: print the message's state, final date and error code")
+    mode.add_argument("--cancel", metavar="ID", help="cancel_sm: print the answer's status")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: message_ids, receipts (with parsed "
-                        "fields), exit_status, error")
+                        "fields), other_receipts, retries, exit_status, error")
     p.set_defaults(func=_cmd_send)
 
     p = sub.add_parser("bench", help="run the benchmark scenarios (see benchmarks/README.md)",

@@ -11,15 +11,18 @@ Environment variables ``SMPPBRIDGE_<SECTION>_<KEY>`` override scalar keys of the
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import os
 import tomllib
+import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 from smppbridge.core.accounts import Account, FloodRules
+from smppbridge.core.history import DEFAULT_HISTORY_DAYS
 from smppbridge.core.net import HostPort
 from smppbridge.core.passwords import check_hash_format, is_hashed
 from smppbridge.core.provider_settings import ProviderSettings
@@ -48,6 +51,8 @@ __all__ = [
 MAX_BIND_PASSWORD = 8
 #: system_id: 16 octets with its NUL (SMPP 3.4 §4.1.1).
 MAX_SYSTEM_ID = 15
+#: a plain admin token shorter than this is guessable (a hash may be of anything)
+MIN_ADMIN_TOKEN = 16
 _ENV_PREFIX = "SMPPBRIDGE_"
 _MAX_PORT = 65535
 
@@ -65,11 +70,20 @@ class HttpConfig:
     #: ``listen``
     metrics_listen: HostPort | None = None
     limits: HttpLimits = field(default_factory=HttpLimits)
+    #: Bearer tokens of the operator API (plain, or ``scrypt$...`` hashes); none: the
+    #: admin side is open on a loopback ``listen`` and closed elsewhere
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
+    #: the time zone the console shows times in
+    timezone: str = "UTC"
 
 
 @dataclass(frozen=True, slots=True)
 class StoreConfig:
+    """``[store]``: where messages are kept, and for how long once they ended."""
+
     url: str = "sqlite:///data/smppbridge.db"
+    #: days a final message and its timeline stay findable (then purged)
+    history_days: float = DEFAULT_HISTORY_DAYS
 
     @property
     def scheme(self) -> str:
@@ -104,6 +118,8 @@ class Config:
     providers: tuple[ProviderSettings, ...] = ()
     routes: tuple[Route, ...] = ()
     source: str = "<defaults>"
+    #: SHA-256 of the file's text (``smppbridge_config_info``: every node runs the same?)
+    sha256: str = ""
 
     def account(self, system_id: str) -> Account | None:
         for a in self.accounts:
@@ -251,6 +267,35 @@ def _smpp(t: _Table) -> SmppConfig:
     return cfg
 
 
+def _admin_tokens(t: _Table) -> tuple[str, ...]:
+    tokens = t.get("admin_tokens", list, [])
+    out = []
+    for i, token in enumerate(tokens):
+        key = f"{t.key('admin_tokens')}[{i}]"
+        if not isinstance(token, str) or not token:
+            raise ConfigError(f"{key}: expected a non-empty string")
+        if is_hashed(token):
+            try:
+                check_hash_format(token)
+            except ValueError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
+        elif len(token) < MIN_ADMIN_TOKEN:
+            # The value is not echoed: it is a secret.
+            raise ConfigError(f"{key}: a plain token needs at least {MIN_ADMIN_TOKEN} "
+                              "characters (or give a hash from smppbridge hash-password)")
+        out.append(token)
+    return tuple(out)
+
+
+def _timezone(t: _Table) -> str:
+    name = t.get("timezone", str, "UTC")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{t.key('timezone')}: unknown time zone {name!r}") from None
+    return name
+
+
 def _http_limits(t: _Table) -> HttpLimits:
     d = HttpLimits()
     return HttpLimits(
@@ -265,6 +310,8 @@ def _http_limits(t: _Table) -> HttpLimits:
 
 def _store(t: _Table) -> StoreConfig:
     url = t.get("url", str, StoreConfig().url)
+    history_days = t.number("history_days", DEFAULT_HISTORY_DAYS, minimum=0.001,
+                            maximum=3650)
     t.finish()
     scheme = url.split(":", 1)[0]
     if scheme == "sqlite":
@@ -277,7 +324,7 @@ def _store(t: _Table) -> StoreConfig:
     elif scheme != "memory":
         raise ConfigError(f"store.url: unsupported scheme {scheme!r} "
                           "(sqlite:///PATH, redis://HOST:PORT/DB or memory://)")
-    return StoreConfig(url)
+    return StoreConfig(url, history_days)
 
 
 def _log(t: _Table) -> LogConfig:
@@ -463,7 +510,8 @@ def parse_config(text: str, *, source: str = "<string>",
     http_t = _Table(data.get("http", {}), "http")
     http = HttpConfig(listen=_opt_hostport(http_t, "listen", HttpConfig().listen),
                       metrics_listen=_opt_hostport(http_t, "metrics_listen", None),
-                      limits=_http_limits(http_t))
+                      limits=_http_limits(http_t), admin_tokens=_admin_tokens(http_t),
+                      timezone=_timezone(http_t))
     http_t.finish()
     store = _store(_Table(data.get("store", {}), "store"))
     log = _log(_Table(data.get("log", {}), "log"))
@@ -488,7 +536,7 @@ def parse_config(text: str, *, source: str = "<string>",
                    for i, t in enumerate(_tables(data, "routes")))
     return Config(smpp=smpp, http=http, store=store, log=log, content=content,
                   receipts=receipts, accounts=accounts, providers=providers, routes=routes,
-                  source=source)
+                  source=source, sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
 def _strings(raw: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:

@@ -14,7 +14,7 @@ from urllib.parse import quote_plus
 
 from smppbridge.smpp.receipts import Stat
 
-__all__ = ["Err", "HlrResult", "SendOutcome", "SendResult", "StatusUpdate"]
+__all__ = ["Balance", "Err", "HlrResult", "SendOutcome", "SendResult", "StatusUpdate"]
 
 
 class Err(IntEnum):
@@ -139,7 +139,19 @@ class StatusUpdate:
     done_at: float | None = None
     message_id: str = ""
     hlr: HlrResult | None = None
+    #: where the status came from: "poll", "webhook", "deadline" (the poller gave up)
+    source: str = ""
 
     @property
     def final(self) -> bool:
         return self.stat.final
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    """A provider account's balance, where the provider's API tells it (SMS-fly
+    ``GETBALANCE``): ``amount`` in the provider's currency, ``at`` when it was read."""
+
+    amount: float
+    currency: str = ""
+    at: float = 0.0

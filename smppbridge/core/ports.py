@@ -26,10 +26,14 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from smppbridge.core.history import ReceiptState
+
 if TYPE_CHECKING:
     from smppbridge.core.accounts import FloodRules
+    from smppbridge.core.cluster import NodeReport, Second
+    from smppbridge.core.history import MessagePage, MessageQuery, ReceiptView, TimelineEntry
     from smppbridge.core.message import OutboundMessage
-    from smppbridge.core.outcomes import SendOutcome, StatusUpdate
+    from smppbridge.core.outcomes import Balance, SendOutcome, StatusUpdate
     from smppbridge.core.records import (
         DeliveryState,
         FailedMessage,
@@ -46,9 +50,9 @@ if TYPE_CHECKING:
 __all__ = [
     "FinalEntry",
     "FloodState",
-    "HistoryRow",
     "Leased",
     "MessageSink",
+    "NodeRegistry",
     "Provider",
     "ReceiptOutbox",
     "ReceiverBind",
@@ -59,12 +63,11 @@ __all__ = [
 
 #: (message_id, provider, provider_id, stat, now, receipts) of one message a provider took
 SentEntry = tuple[str, str, str, str, float, "Sequence[ReceiptRecord]"]
-#: (message_id, stat, err, done_at, receipts) of one message that reached its final status
-FinalEntry = tuple[str, str, int, float, "Sequence[ReceiptRecord]"]
+#: (message_id, stat, err, done_at, receipts, detail) of one message that reached its
+#: final status; ``detail`` says where from (``status from poll``, ``... webhook``)
+FinalEntry = tuple[str, str, int, float, "Sequence[ReceiptRecord]", str]
 #: receipts just written and leased to this process's dispatcher: (seq, receipt)
 Leased = list[tuple[int, "ReceiptRecord"]]
-#: one change of a message: (at, state, stat, err, detail)
-HistoryRow = tuple[float, str, str, int, str]
 
 
 # --- the SMPP server and the submit path ----------------------------------------------
@@ -208,6 +211,10 @@ class Store(Protocol):
         None: the store shares nothing, keep them in this process."""
         ...
 
+    def registry(self) -> NodeRegistry | None:
+        """The nodes sharing this store; None: this node is alone (SQLite)."""
+        ...
+
     async def reserve_ids(self, count: int) -> int:
         """Reserve ``count`` consecutive message numbers; return the first.
         Never returns the same number twice, across restarts (and nodes)."""
@@ -257,12 +264,22 @@ class Store(Protocol):
         :meth:`mark_final_many`)."""
         ...
 
-    async def mark_retry(self, message_id: str, next_at: float, attempts: int) -> None: ...
+    async def mark_retry(self, message_id: str, next_at: float, attempts: int,
+                         detail: str = "") -> None:
+        """Queue a message again for ``next_at`` (``detail``: why, for its timeline)."""
+        ...
+
+    async def record_status(self, message_id: str, stat: str, err: int, now: float,
+                            detail: str, receipts: Sequence[ReceiptRecord] = ()) -> None:
+        """An intermediate status seen for a sent message (ENROUTE, ACCEPTD), with the
+        receipts it produced: a timeline entry; the message stays sent."""
+        ...
 
     async def mark_final(self, message_id: str, stat: str, err: int, now: float,
                          receipts: Sequence[ReceiptRecord] = (), provider: str = "",
-                         provider_id: str = "") -> None:
-        """End a message; one already final keeps its first final status."""
+                         provider_id: str = "", detail: str = "") -> None:
+        """End a message; one already final keeps its first final status (and its
+        receipts are not added). ``detail``: where the final status came from."""
         ...
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *,
@@ -282,12 +299,35 @@ class Store(Protocol):
     async def find_by_provider(self, provider: str, provider_id: str
                                ) -> StoredMessage | None: ...
 
-    async def history(self, message_id: str) -> list[HistoryRow]:
-        """Every change of a message, oldest first."""
+    async def timeline(self, message_id: str) -> list[TimelineEntry]:
+        """Every change of a message (found by its id or any part id), oldest first;
+        empty for a message not stored (or purged)."""
+        ...
+
+    async def receipts_of(self, message_id: str) -> list[ReceiptView]:
+        """The receipts of every part of a message: pending, delivered, dropped or
+        expired, in creation order."""
+        ...
+
+    async def search(self, query: MessageQuery) -> MessagePage:
+        """Messages matching ``query``, newest first (by submitted_at, then id), at most
+        ``query.limit``, starting after ``query.after``. Every filter uses an index
+        (SQLite) or a per-account time index (Redis): no query scans every message."""
+        ...
+
+    async def purge(self, ended_before: float, limit: int) -> int:
+        """Delete up to ``limit`` messages that ended (final) before ``ended_before``,
+        with their timelines and receipts; return how many (retention, in small
+        batches that never hold the writer long)."""
         ...
 
     async def count(self, state: DeliveryState) -> int:
         """Messages in ``state`` (a gauge read at scrape time)."""
+        ...
+
+    async def count_submitted(self, account: str, since: float) -> int:
+        """Messages of ``account`` submitted at ``since`` or later (still in the
+        history): the operator API's "messages today"."""
         ...
 
     # receipts
@@ -299,7 +339,11 @@ class Store(Protocol):
         """Receipts of ``account`` due for (re)delivery, in creation order."""
         ...
 
-    async def receipt_done(self, seqs: Sequence[int]) -> None: ...
+    async def receipt_done(self, seqs: Sequence[int], now: float,
+                           state: ReceiptState = ReceiptState.DELIVERED) -> None:
+        """Receipts finished with: delivered, or dropped (the ESME refused them for
+        good). They leave the outbox and stay in the history as ``state``."""
+        ...
 
     async def receipt_retry(self, seq: int, next_at: float, attempts: int) -> None: ...
 
@@ -308,13 +352,41 @@ class Store(Protocol):
         ...
 
     async def expire_receipts(self, now: float) -> int:
-        """Drop receipts past their TTL; return how many."""
+        """Take receipts past their TTL out of the outbox (kept in the history as
+        expired); return how many."""
         ...
 
     async def accounts_with_receipts(self, now: float) -> list[str]: ...
 
-    async def count_receipts(self) -> int:
-        """Receipts waiting (a gauge read at scrape time)."""
+    async def count_receipts(self, account: str | None = None) -> int:
+        """Receipts waiting in the outbox, of ``account`` or of all (a gauge read at
+        scrape time; the operator API's "receipts pending")."""
+        ...
+
+
+# --- the cluster ----------------------------------------------------------------------
+
+
+class NodeRegistry(Protocol):
+    """The nodes sharing a store (the Redis store's; one node needs none): each node
+    publishes a heartbeat with its binds and its traffic, and reads the others'."""
+
+    async def publish(self, report: NodeReport, second: Second | None, ttl: float
+                      ) -> list[int]:
+        """This node's heartbeat, alive for ``ttl`` seconds, with the second of traffic
+        just counted; returns the bind numbers other nodes asked this one to unbind."""
+        ...
+
+    async def reports(self) -> list[NodeReport]:
+        """Every live node's last heartbeat (this node's included)."""
+        ...
+
+    async def seconds(self, node_id: str, count: int) -> list[Second]:
+        """The last ``count`` seconds of a node's traffic, oldest first."""
+        ...
+
+    async def request_unbind(self, node_id: str, number: int) -> None:
+        """Ask ``node_id`` to unbind its bind ``number`` (at its next heartbeat)."""
         ...
 
 
@@ -349,6 +421,12 @@ class Provider(Protocol):
 
     async def ready(self) -> bool:
         """True when the provider answers and takes our credentials (``/readyz``)."""
+        ...
+
+    async def balance(self) -> Balance | None:
+        """The account's balance where the API has one (polled every few minutes for
+        the operator API and a gauge); None when it has none. Raises ProviderError when
+        the provider cannot be asked."""
         ...
 
     async def aclose(self) -> None:

@@ -26,7 +26,7 @@ import structlog
 
 from smppbridge.core.errors import NoRoute, StoreUnavailable
 from smppbridge.core.outcomes import SendResult
-from smppbridge.core.ports import ReceiptOutbox
+from smppbridge.core.ports import FinalEntry, ReceiptOutbox
 from smppbridge.core.receipts import (
     DEFAULT_RECEIPT_TTL,
     ReceiptBasis,
@@ -36,11 +36,12 @@ from smppbridge.core.receipts import (
 )
 from smppbridge.core.records import DeliveryState, PartRecord, ReceiptRecord, StoredMessage
 from smppbridge.core.session import QueryResult, SessionContext
+from smppbridge.observability.metrics import METRICS
 from smppbridge.smpp.constants import (
     CommandStatus,
     MessageState,
 )
-from smppbridge.smpp.receipts import STATES
+from smppbridge.smpp.receipts import STATES, Stat
 
 if TYPE_CHECKING:
     from smppbridge.core.message import OutboundMessage
@@ -54,6 +55,8 @@ __all__ = ["Pipeline"]
 
 _S = CommandStatus
 _log = structlog.get_logger("smppbridge.pipeline")
+#: final outcomes by stat (a closed set: the Stat words), children bound once
+_FINALS = {stat.value: METRICS.finals.labels(stat.value) for stat in Stat}
 
 
 #: A message that cannot reach any provider is retried for this long before it expires
@@ -193,7 +196,8 @@ class Pipeline:
         now = self.clock()
         await self.store.mark_final(stored.message.message_id, "DELETED", 0, now,
                                     make_receipts(stored.message, "DELETED", 0, now,
-                                                  ttl=self.receipt_ttl))
+                                                  ttl=self.receipt_ttl),
+                                    detail="cancelled (cancel_sm)")
         self.receipts_added()
         return _S.ESME_ROK
 
@@ -326,6 +330,11 @@ class Pipeline:
                     make_receipts(s.message, "ENROUTE", 0, now, ttl=self.receipt_ttl))
                    for s, o in accepted]
         leased = await self.store.mark_sent_many(entries, lease=self._lease())
+        by_provider: dict[str, int] = {}
+        for _, outcome in accepted:
+            by_provider[outcome.provider] = by_provider.get(outcome.provider, 0) + 1
+        for provider, n in by_provider.items():
+            METRICS.sent.labels(provider).inc(n)
         self._hand_over(leased, any(e[5] for e in entries))
         poller = self.poller
         for stored, outcome in accepted:
@@ -345,7 +354,8 @@ class Pipeline:
             return
         if outcome.result is SendResult.REJECTED:
             await self._final(message, outcome.stat.value, int(outcome.err), now,
-                              provider=outcome.provider)
+                              provider=outcome.provider,
+                              detail=_words("rejected by", outcome.provider, outcome.detail))
             _log.debug("send.rejected", message_id=message.message_id, err=int(outcome.err))
             return
         # FAILED (every provider of the route) or RETRY: try again later, until validity
@@ -362,18 +372,24 @@ class Pipeline:
             stat = "EXPIRED" if message.expire_at else (
                 outcome.stat.value if outcome is not None else "UNDELIV")
             err = int(outcome.err) if outcome is not None else 0
-            await self._final(message, stat, err, now)
+            await self._final(message, stat, err, now,
+                              detail=_words("gave up:", "validity ends before the next try",
+                                            outcome.detail if outcome else ""))
             return
-        await self.store.mark_retry(message.message_id, now + delay, attempts)
+        await self.store.mark_retry(message.message_id, now + delay, attempts,
+                                    _words(f"retry {attempts}:",
+                                           outcome.detail if outcome else "send failed"))
 
     async def _final(self, message: OutboundMessage | ReceiptBasis, stat: str, err: int,
                      now: float, *, hlr_fields: str = "", provider: str = "",
-                     provider_id: str = "") -> None:
+                     provider_id: str = "", detail: str = "") -> None:
         message_id = message[0] if isinstance(message, tuple) else message.message_id
         receipts = make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
                                  hlr_fields=hlr_fields)
         await self.store.mark_final(message_id, stat, err, now, receipts,
-                                    provider=provider, provider_id=provider_id)
+                                    provider=provider, provider_id=provider_id,
+                                    detail=detail)
+        _count_final(stat)
         if receipts:
             self.receipts_added()
 
@@ -393,7 +409,7 @@ class Pipeline:
         """Several statuses of one poll answer: final statuses of messages this node
         sent are written in one store operation; everything else goes through
         :meth:`on_status`."""
-        finals: list[tuple[str, str, int, float, list[ReceiptRecord]]] = []
+        finals: list[FinalEntry] = []
         others: list[StatusUpdate] = []
         popped: dict[str, ReceiptBasis] = {}
         for update in updates:
@@ -408,7 +424,7 @@ class Pipeline:
             hlr = update.hlr.receipt_fields() if update.hlr is not None else ""
             finals.append((update.message_id, stat, err, now,
                            make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
-                                         hlr_fields=hlr)))
+                                         hlr_fields=hlr), status_detail(update)))
         if finals:
             try:
                 leased = await self.store.mark_final_many(finals, lease=self._lease())
@@ -418,6 +434,8 @@ class Pipeline:
                     if update.message_id in popped:
                         self._sent[update.message_id] = popped[update.message_id]
                 raise
+            for final in finals:
+                _count_final(final[1])
             self._hand_over(leased, any(f[4] for f in finals))
         if others:
             await asyncio.gather(*(self.on_status(provider, u) for u in others))
@@ -443,12 +461,24 @@ class Pipeline:
             self._sent.pop(message[0], None)
             # mark_final ignores a message already final (a duplicate or late status).
             await self._final(message, update.stat.value, int(update.err), now,
-                              hlr_fields=hlr)
+                              hlr_fields=hlr, detail=status_detail(update))
             return
         receipts = make_receipts(message, update.stat.value, int(update.err), now,
                                  ttl=self.receipt_ttl)
+        await self.store.record_status(message[0], update.stat.value, int(update.err), now,
+                                       status_detail(update), receipts)
         if receipts:
-            await self.store.add_receipts(receipts)
             self.receipts_added()
 
 
+def status_detail(update: StatusUpdate) -> str:
+    """A status's timeline words: where it came from, and what the provider said."""
+    return _words(f"status from {update.source or 'provider'}", update.detail)
+
+
+def _words(*parts: str) -> str:
+    return " ".join(p for p in parts if p)
+
+
+def _count_final(stat: str) -> None:
+    (_FINALS.get(stat) or _FINALS[Stat.UNKNOWN.value]).inc()

@@ -174,8 +174,8 @@ class StatusPoller:
     def _note(self, item: _Tracked, update: StatusUpdate) -> StatusUpdate | None:
         """Record ``update`` of ``item``; the update to report (with its message id),
         or None when it repeats the last one."""
-        if not update.message_id:
-            update = dataclasses.replace(update, message_id=item[_MESSAGE_ID])
+        update = dataclasses.replace(update, message_id=update.message_id or item[_MESSAGE_ID],
+                                     source="poll")
         last = (update.stat.value, int(update.err))
         changed = item[_LAST] != last
         if update.final:
@@ -197,7 +197,7 @@ class StatusPoller:
                    stat=stat.value)
         await self.on_update(provider, StatusUpdate(
             provider_id, stat, err, "no final status before the deadline",
-            done_at=self.clock(), message_id=message_id))
+            done_at=self.clock(), message_id=message_id, source="deadline"))
         return 1
 
     async def run(self) -> None:

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import structlog
 
 from smppbridge.core.errors import StoreUnavailable
+from smppbridge.core.history import ReceiptState
 from smppbridge.observability.metrics import METRICS
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import INTERFACE_VERSION_34, CommandStatus
@@ -201,26 +202,32 @@ class ReceiptDispatcher:
                     # built in one go held the loop ~40 ms (the acks' p99 with it).
                     await asyncio.sleep(0)
             done: list[int] = []
+            dropped: list[int] = []
             finished = 0
             try:
                 for seq, record, fut in sent:
-                    if await self._finish(seq, record, fut):
+                    state = await self._finish(seq, record, fut)
+                    if state is ReceiptState.DELIVERED:
                         done.append(seq)
+                    elif state is ReceiptState.DROPPED:
+                        dropped.append(seq)
                     finished += 1
                 if done:
-                    await self.store.receipt_done(done)
+                    await self.store.receipt_done(done, self.clock())
+                if dropped:
+                    await self.store.receipt_done(dropped, self.clock(), ReceiptState.DROPPED)
             except BaseException:
                 # Store trouble (or cancelled): leased receipts not yet answered, or
                 # answered but not yet deleted, go back to memory — delivered twice
                 # rather than stuck under the lease. (Retried ones are the store's now;
                 # the store's own stay where they are.)
-                delivered = set(done)
+                delivered = set(done) | set(dropped)
                 first_held = len(stored)
                 self._put_back(account, [
                     (seq, r) for i, (seq, r, _) in enumerate(sent)
                     if i >= first_held and (i >= finished or seq in delivered)])
                 raise
-            if len(done) < len(batch):
+            if len(done) + len(dropped) < len(batch):
                 return  # some failed and were rescheduled; the sweep comes back later
 
     def _take_held(self, account: str, limit: int) -> list[tuple[int, ReceiptRecord]]:
@@ -268,26 +275,27 @@ class ReceiptDispatcher:
         return bind.send_request(pdu)
 
     async def _finish(self, seq: int, record: ReceiptRecord, fut: asyncio.Future[P.Pdu]
-                      ) -> bool:
-        """The receipt's answer: True when it is finished with (delivered or dropped)."""
+                      ) -> ReceiptState | None:
+        """The receipt's answer: DELIVERED or DROPPED when it is finished with, None
+        when it was rescheduled."""
         try:
             resp = await fut
         except (TimeoutError, ConnectionError) as exc:
             await self._retry(seq, record, str(exc) or type(exc).__name__)
-            return False
+            return None
         status = resp.command_status
         if status == _S.ESME_ROK and isinstance(resp, P.DeliverSmResp):
             self.sent += 1
             _SENT.inc()
-            return True
+            return ReceiptState.DELIVERED
         if status in _PERMANENT:
             self.dropped += 1
             _DROPPED.inc()
             _log.warning("receipt.dropped", message_id=record.message_id,
                          status=f"0x{status:08X}")
-            return True
+            return ReceiptState.DROPPED
         await self._retry(seq, record, f"deliver_sm_resp 0x{status:08X}")
-        return False
+        return None
 
     async def _retry(self, seq: int, record: ReceiptRecord, why: str) -> None:
         attempts = record.attempts + 1

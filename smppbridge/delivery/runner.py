@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING
@@ -46,6 +47,10 @@ Sleep = Callable[[float], Awaitable[None]]
 _log = structlog.get_logger()
 
 
+#: request latencies kept per provider for the operator API's p50/p99
+_LATENCY_SAMPLES = 2000
+
+
 class BreakerState(StrEnum):
     CLOSED = "closed"
     OPEN = "open"
@@ -55,7 +60,10 @@ class BreakerState(StrEnum):
 class CircuitBreaker:
     """Consecutive-failure breaker with an injected monotonic clock."""
 
-    def __init__(self, threshold: int, reset_after: float, clock: Clock = time.monotonic) -> None:
+    def __init__(self, threshold: int, reset_after: float, clock: Clock = time.monotonic,
+                 *, name: str = "") -> None:
+        #: the provider it guards (named in its log events)
+        self.name = name
         self.threshold = threshold
         self.reset_after = reset_after
         self.clock = clock
@@ -82,6 +90,9 @@ class CircuitBreaker:
         return False
 
     def success(self) -> None:
+        if self._opened_at is not None:
+            _log.info("provider.breaker_closed", provider=self.name,
+                      open_for=round(self.clock() - self._opened_at, 3))
         self.failures = 0
         self._opened_at = None
         self._trial = False
@@ -90,7 +101,8 @@ class CircuitBreaker:
         self.failures += 1
         if self._trial or self.failures >= self.threshold:
             if self._opened_at is None or self._trial:
-                _log.warning("provider.breaker_opened", failures=self.failures)
+                _log.warning("provider.breaker_opened", provider=self.name,
+                             failures=self.failures, trial=self._trial)
             self._opened_at = self.clock()
         self._trial = False
 
@@ -118,7 +130,8 @@ class ProviderRunner:
         self.provider = provider
         self.name = provider.name
         self.settings = settings
-        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset, clock)
+        self.breaker = CircuitBreaker(settings.breaker_threshold, settings.breaker_reset, clock,
+                                      name=self.name)
         self.backoff = Backoff(settings.backoff, settings.backoff_max, rng)
         self._sleep = sleep
         self._pending: list[tuple[OutboundMessage, asyncio.Future[SendOutcome]]] = []
@@ -128,6 +141,14 @@ class ProviderRunner:
         self._closed = False
         self._request_children: dict[str, Counter] = {}
         self._latency = METRICS.provider_latency.labels(self.name)
+        #: messages in a request to the provider right now
+        self.in_flight = 0
+        #: messages the provider took / that failed here, since start (the operator API
+        #: reads them as rates)
+        self.accepted = 0
+        self.failed = 0
+        #: (when, seconds) of the last requests, for the latency the operator API shows
+        self.latencies: deque[tuple[float, float]] = deque(maxlen=_LATENCY_SAMPLES)
 
     def _observe(self, outcome: str, started: float) -> None:
         # Children bound once per (provider, outcome); outcomes are a closed set.
@@ -136,7 +157,9 @@ class ProviderRunner:
             child = self._request_children[outcome] = METRICS.provider_requests.labels(
                 self.name, outcome)
         child.inc()
-        self._latency.observe(time.monotonic() - started)
+        now = time.monotonic()
+        self._latency.observe(now - started)
+        self.latencies.append((now, now - started))
 
     @property
     def available(self) -> bool:
@@ -197,6 +220,20 @@ class ProviderRunner:
 
     async def send_batch(self, messages: Sequence[OutboundMessage]) -> list[SendOutcome]:
         """Send ``messages`` with retries; every outcome is ACCEPTED, REJECTED or FAILED."""
+        self.in_flight += len(messages)
+        try:
+            outcomes = await self._send_with_retries(messages)
+        finally:
+            self.in_flight -= len(messages)
+        for outcome in outcomes:
+            if outcome.result is SendResult.ACCEPTED:
+                self.accepted += 1
+            elif outcome.result is SendResult.FAILED:
+                self.failed += 1
+        return outcomes
+
+    async def _send_with_retries(self, messages: Sequence[OutboundMessage]
+                                 ) -> list[SendOutcome]:
         results: dict[int, SendOutcome] = {}
         todo = list(range(len(messages)))
         last_error = ""

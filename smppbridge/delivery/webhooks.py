@@ -5,6 +5,7 @@ settings ask, parsed by the provider's own adapter, each status handed to the pi
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable, Mapping
@@ -103,6 +104,7 @@ class Webhooks:
         except ValueError as exc:
             _log.warning("status.webhook_invalid", provider=name, error=str(exc))
             return HttpResponse.text(f"invalid: {exc}\n", status=400)
+        updates = [dataclasses.replace(u, source="webhook") for u in updates]
         for update in updates:
             if self.poller is not None and update.final:
                 self.poller.forget(name, update.provider_id)

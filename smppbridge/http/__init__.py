@@ -1,12 +1,3 @@
-"""A small HTTP/1.1 server on h11 for the HTTP side and the provider simulator."""
-
-from smppbridge.http.server import (
-    CloseConnection,
-    Handler,
-    HttpServer,
-    Request,
-    Response,
-    Router,
-)
-
-__all__ = ["CloseConnection", "Handler", "HttpServer", "Request", "Response", "Router"]
+"""The HTTP pieces below the node: the plain request and response types the node's own
+code reads (request.py), and an ASGI application served by uvicorn in the running loop
+(serve.py)."""

@@ -7,14 +7,18 @@ metrics_listen``) and the provider webhooks ``POST /webhooks/<provider>``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from smppbridge import __version__
 from smppbridge.delivery.webhooks import Webhooks
 from smppbridge.http.request import HttpRequest
+from smppbridge.node.api import PREFIX, ApiContext, add_api
 from smppbridge.observability.metrics import METRICS, Metrics
 
 __all__ = ["build_app", "build_metrics_app", "http_request"]
@@ -22,6 +26,8 @@ __all__ = ["build_app", "build_metrics_app", "http_request"]
 _log = structlog.get_logger("smppbridge.http")
 
 ReadyCheck = Callable[[], Awaitable[bool]]
+#: the files the pages and the API docs use, shipped in the package (no CDN)
+STATIC_DIR = Path(__file__).parent / "static"
 
 
 def _bare_app() -> FastAPI:
@@ -56,12 +62,17 @@ def build_app(ready_checks: dict[str, ReadyCheck], *,
               info: Callable[[], Awaitable[dict[str, object]]] | None = None,
               refresh: Callable[[], Awaitable[None]] | None = None,
               webhooks: Webhooks | None = None,
-              serve_metrics: bool = True) -> FastAPI:
+              serve_metrics: bool = True, api: ApiContext | None = None) -> FastAPI:
     """The health endpoints; ``ready_checks`` name what /readyz needs; ``info`` adds
     informational fields (provider health) that never make a node unready; ``refresh``
     updates gauges read from the store before a scrape; ``serve_metrics = False`` leaves
-    /metrics out (it is served on its own address)."""
-    app = _bare_app()
+    /metrics out (it is served on its own address); ``api`` mounts the operator API
+    (``/api/v1``, its OpenAPI document and docs)."""
+    app = _bare_app() if api is None else FastAPI(
+        title="smppbridge", version=__version__, openapi_url=f"{PREFIX}/openapi.json",
+        docs_url=None, redoc_url=None,
+        description="The operator API of an smppbridge node: message history, binds, "
+                    "providers, accounts and traffic (docs/http.md).")
 
     @app.api_route("/healthz", methods=["GET", "HEAD"], include_in_schema=False)
     async def healthz() -> PlainTextResponse:
@@ -95,6 +106,9 @@ def build_app(ready_checks: dict[str, ReadyCheck], *,
             return Response(answer.body, status_code=answer.status,
                             media_type=answer.content_type)
 
+    if api is not None:
+        add_api(app, api)
+        app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 
 

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
@@ -23,6 +25,8 @@ from typing import Any
 import structlog
 
 from smppbridge.config import Config
+from smppbridge.core.cluster import BindInfo
+from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.ports import Provider, Store, SubmitHandler
 from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.records import DeliveryState, PartRecord
@@ -37,9 +41,13 @@ from smppbridge.http.serve import ServedApp, serve_app
 from smppbridge.ingest.flood import MemoryFloodState
 from smppbridge.ingest.ids import IdAllocator
 from smppbridge.ingest.submit import ContentHandler
+from smppbridge.node.api import ApiContext
+from smppbridge.node.auth import ApiAuth, is_loopback
 from smppbridge.node.http import build_app, build_metrics_app
+from smppbridge.node.monitor import Monitor
 from smppbridge.node.parts import build_provider_for, open_store
-from smppbridge.node.reload import reload
+from smppbridge.node.reload import mark_loaded, reload
+from smppbridge.node.stats import NodeStats
 from smppbridge.observability.metrics import METRICS
 from smppbridge.providers.worker import WorkerProvider
 from smppbridge.server.admission import BindRegistry
@@ -49,6 +57,11 @@ from smppbridge.server.listener import SmppServer
 __all__ = ["Node", "run"]
 
 _log = structlog.get_logger("smppbridge")
+#: messages purged per store transaction, and seconds between purge rounds
+RETENTION_BATCH = 500
+RETENTION_INTERVAL = 60.0
+#: seconds an operator's unbind waits for the ESME's unbind_resp before closing
+UNBIND_GRACE = 5.0
 
 
 @dataclass
@@ -72,6 +85,12 @@ class Node:
     poller: StatusPoller = field(init=False)
     content: ContentHandler = field(init=False)
     smpp: SmppServer = field(init=False)
+    stats: NodeStats = field(init=False)
+    monitor: Monitor = field(init=False)
+    auth: ApiAuth = field(init=False)
+    #: this process's name in bind ids and stats (``<host>-<pid>``)
+    node_id: str = field(init=False, default_factory=lambda: f"{socket.gethostname()}-"
+                         f"{os.getpid()}")
     http: ServedApp | None = field(init=False, default=None)
     http_address: tuple[str, int] | None = field(init=False, default=None)
     #: the /metrics-only server of ``[http] metrics_listen``
@@ -106,8 +125,20 @@ class Node:
                                self.handler if self.handler is not None else self.content,
                                binds=binds,
                                on_receiver_bound=lambda _system_id: self.dispatcher.notify())
+        self.stats = NodeStats(
+            binds=lambda: [(c.bind_id, c.submitted) for c in self.smpp.connections
+                           if c.ctx is not None],
+            providers=lambda: [(n, r.accepted, r.failed)
+                               for n, r in self.router.runners.items()])
+        self.monitor = Monitor(self.providers, self.stats, node_id=self.node_id,
+                               binds=self.local_binds, registry=self.store.registry(),
+                               unbind=self.unbind)
+        listen = cfg.http.listen
+        self.auth = ApiAuth(lambda: self.config.http.admin_tokens, self.smpp.admission,
+                            open_without_tokens=listen is not None and is_loopback(listen.host))
 
     async def start(self) -> None:
+        mark_loaded(self.config)
         await self.store.open()
         for provider in self.providers.values():
             if isinstance(provider, WorkerProvider):
@@ -121,18 +152,29 @@ class Node:
         self.spawn(self.poller.run(), "status poller")
         self.spawn(self.dispatcher.run(), "receipt dispatcher")
         self.spawn(self._expire_parts(), "long-message expiry")
+        self.spawn(self._retention(), "retention")
+        self.spawn(self.monitor.run_stats(), "traffic stats")
+        self.spawn(self.monitor.run_providers(), "provider health and balances")
         http = self.config.http
         limits = http.limits
         if http.listen:
             async def listeners_up() -> bool:
                 return self.smpp.listening
 
+            api = ApiContext(node_id=self.node_id, config=lambda: self.config,
+                             store=self.store, smpp=self.smpp, router=self.router,
+                             providers=self.providers,
+                             provider_health=lambda: self.monitor.health,
+                             stats=self.stats, auth=self.auth, balances=self.monitor,
+                             local_binds=self.local_binds, unbind=self.unbind,
+                             registry=self.store.registry())
             app = build_app({"smpp_listeners": listeners_up, "store": self.store.ready},
                             info=self._provider_health, refresh=self._refresh_gauges,
                             webhooks=Webhooks(self.providers, self.pipeline.on_status,
                                               poller=self.poller,
                                               settings=self.provider_settings),
-                            serve_metrics=http.metrics_listen is None)
+                            serve_metrics=http.metrics_listen is None, api=api)
+            _log.info("http.auth", mode=self.auth.describe())
             self.http = await serve_app(app, http.listen.host, http.listen.port,
                                         limits=limits, name="http")
             self.http_address = self.http.address
@@ -154,11 +196,47 @@ class Node:
         return SessionContext(0, account, BindType.TRANSMITTER, part.system_type,
                               part.interface_version, "restored")
 
+    def local_binds(self) -> list[BindInfo]:
+        """The binds open on this node, as the operator API lists them."""
+        out = []
+        for conn in sorted(self.smpp.connections, key=lambda c: c.bind_id):
+            if conn.ctx is None or conn.session is None:
+                continue
+            out.append(BindInfo(
+                node=self.node_id, number=conn.bind_id, system_id=conn.ctx.system_id,
+                bind_type=conn.ctx.bind_type.value, peer=conn.ctx.peer, tls=conn.tls,
+                since=conn.bound_at, window_in_use=conn.session.pending_requests,
+                window=conn.window, submit_rate=round(self.stats.bind_rate(conn.bind_id), 2)))
+        return out
+
+    def unbind(self, number: int) -> bool:
+        """Send unbind to this node's bind ``number``; False when there is none."""
+        conn = next((c for c in self.smpp.connections
+                     if c.bind_id == number and c.ctx is not None), None)
+        if conn is None:
+            return False
+        conn.disconnect(min(UNBIND_GRACE, self.config.smpp.response_timeout))
+        return True
+
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``coro`` as a task of the node (cancelled at stop; a crash is logged)."""
         task = asyncio.get_running_loop().create_task(coro, name=name)
         task.add_done_callback(_report_crash)
         self._tasks.append(task)
+
+    async def _retention(self) -> None:
+        """Purge messages that ended more than ``[store] history_days`` ago, in small
+        batches (each one short transaction: the submit path's writes go between
+        them), every RETENTION_INTERVAL seconds."""
+        while True:
+            cutoff = time.time() - self.config.store.history_days * 86400
+            try:
+                purged = RETENTION_BATCH
+                while purged >= RETENTION_BATCH:
+                    purged = await self.store.purge(cutoff, RETENTION_BATCH)
+            except StoreUnavailable as exc:
+                _log.warning("retention.store_unavailable", error=str(exc))
+            await asyncio.sleep(RETENTION_INTERVAL)
 
     async def _expire_parts(self) -> None:
         while True:

@@ -20,7 +20,7 @@ def open_store(config: Config) -> Store:
     if url.startswith(("redis:", "rediss:")):
         from smppbridge.store.redis.store import RedisStore
 
-        return RedisStore.from_url(url)
+        return RedisStore.from_url(url, history_days=config.store.history_days)
     return SqliteStore.from_url(url)
 
 

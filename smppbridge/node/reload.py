@@ -9,6 +9,8 @@ store apply on restart (a warning says so).
 
 from __future__ import annotations
 
+import dataclasses
+import time
 from collections.abc import Coroutine
 from typing import Any, Protocol
 
@@ -20,9 +22,10 @@ from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.delivery.router import Router
 from smppbridge.delivery.runner import ProviderRunner
 from smppbridge.node.parts import build_provider_for
+from smppbridge.observability.metrics import METRICS
 from smppbridge.server.listener import SmppServer
 
-__all__ = ["Reloadable", "reload"]
+__all__ = ["Reloadable", "config_changes", "mark_loaded", "reload"]
 
 _log = structlog.get_logger("smppbridge")
 
@@ -48,8 +51,10 @@ def reload(node: Reloadable) -> bool:
         _log.error("config.reload_refused", error=str(exc))
         return False
     old = node.config
-    if (new.smpp.listen, new.smpp.tls_listen, new.http, new.store.url) != (
-            old.smpp.listen, old.smpp.tls_listen, old.http, old.store.url):
+    if (new.smpp.listen, new.smpp.tls_listen, new.http.listen, new.http.metrics_listen,
+            new.http.limits, new.store) != (
+            old.smpp.listen, old.smpp.tls_listen, old.http.listen, old.http.metrics_listen,
+            old.http.limits, old.store):
         _log.warning("config.restart_needed",
                      note="listen addresses and the store apply on restart")
     settings = {s.name: s for s in new.providers}
@@ -74,5 +79,48 @@ def reload(node: Reloadable) -> bool:
     for runner in retired:
         node.spawn(runner.aclose(), f"close provider {runner.name}")
     _log.info("config.reloaded", accounts=len(new.accounts), providers=len(new.providers),
-              providers_replaced=len(retired))
+              providers_replaced=len(retired), sha256=new.sha256,
+              changes=config_changes(old, new))
+    mark_loaded(new)
     return True
+
+
+def mark_loaded(config: Config) -> None:
+    """The metrics that let an operator confirm every node runs the same file."""
+    METRICS.config_reload.set(time.time())
+    METRICS.config_info.clear()
+    METRICS.config_info.labels(config.sha256).set(1)
+
+
+def config_changes(old: Config, new: Config) -> dict[str, Any]:
+    """What a reload changed, for the log: per account and provider whether it was
+    added or removed, or which of its keys changed (names only, never values), and
+    which sections' keys changed."""
+    out: dict[str, Any] = {}
+    for what, before, after in (
+            ("accounts", {a.system_id: a for a in old.accounts},
+             {a.system_id: a for a in new.accounts}),
+            ("providers", {p.name: p for p in old.providers},
+             {p.name: p for p in new.providers})):
+        changes: dict[str, Any] = {}
+        for name in sorted(set(before) | set(after)):
+            if name not in before:
+                changes[name] = "added"
+            elif name not in after:
+                changes[name] = "removed"
+            elif before[name] != after[name]:
+                changes[name] = _changed_keys(before[name], after[name])
+        if changes:
+            out[what] = changes
+    for section in ("smpp", "http", "store", "log", "content", "receipts"):
+        keys = _changed_keys(getattr(old, section), getattr(new, section))
+        if keys:
+            out[section] = keys
+    if old.routes != new.routes:
+        out["routes"] = f"{len(old.routes)} -> {len(new.routes)}"
+    return out
+
+
+def _changed_keys(a: Any, b: Any) -> list[str]:
+    return [f.name for f in dataclasses.fields(a)
+            if getattr(a, f.name) != getattr(b, f.name)]

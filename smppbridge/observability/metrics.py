@@ -48,6 +48,12 @@ class Metrics:
         self.registry = r
         self.build_info = Info("smppbridge_build", "Build information", registry=r)
         self.build_info.info({"version": __version__})
+        self.config_reload = Gauge("smppbridge_config_reload_timestamp_seconds",
+                                   "When the config now in force was loaded (start or "
+                                   "SIGHUP)", registry=r)
+        self.config_info = Gauge("smppbridge_config_info",
+                                 "1 for the SHA-256 of the config file in force",
+                                 ["sha256"], registry=r)
         self.binds = Gauge("smppbridge_binds", "Open binds", ["account", "bind_type"],
                            registry=r)
         self.connections = Gauge("smppbridge_connections", "Open SMPP connections",
@@ -71,7 +77,15 @@ class Metrics:
         self.breaker = Gauge("smppbridge_provider_breaker_open",
                              "1 while a provider's circuit breaker is open", ["provider"],
                              registry=r)
+        self.provider_balance = Gauge("smppbridge_provider_balance",
+                                      "A provider account's balance, where its API tells it",
+                                      ["provider"], registry=r)
         self.messages = Gauge("smppbridge_messages", "Stored messages by state", ["state"],
+                              registry=r)
+        self.sent = Counter("smppbridge_messages_sent", "Messages a provider took",
+                            ["provider"], registry=r)
+        self.finals = Counter("smppbridge_messages_final",
+                              "Messages that reached their final status, by stat", ["stat"],
                               registry=r)
         self.receipts = Counter("smppbridge_receipts",
                                 "Receipt deliveries: sent, retried, dropped, expired",

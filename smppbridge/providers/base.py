@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import httpx
 
 from smppbridge.core.errors import ProviderRejected, ProviderTimeout, ProviderUnavailable
-from smppbridge.core.outcomes import Err
+from smppbridge.core.outcomes import Balance, Err
 from smppbridge.smpp.receipts import Stat
 
 if TYPE_CHECKING:
@@ -136,6 +136,10 @@ class HttpProvider:
                                                        headers=all_headers)
             finally:
                 busy[i] -= 1
+
+    async def balance(self) -> Balance | None:
+        """No balance in the API (the adapters whose API has one say otherwise)."""
+        return None
 
     async def aclose(self) -> None:
         if self._owns_client:

@@ -31,7 +31,7 @@ import httpx
 
 from smppbridge.core.errors import ProviderError, ProviderRejected, ProviderUnavailable
 from smppbridge.core.message import OutboundMessage
-from smppbridge.core.outcomes import Err, SendOutcome, StatusUpdate
+from smppbridge.core.outcomes import Balance, Err, SendOutcome, StatusUpdate
 from smppbridge.providers.base import HttpProvider, combine_channels, raise_for_http_status
 from smppbridge.smpp.receipts import Stat
 from smppbridge.text.content import Kind
@@ -257,12 +257,19 @@ class SmsflyProvider(HttpProvider):
 
     async def ready(self) -> bool:
         try:
-            _, data = await self._call({"auth": {"key": self.settings.key},
-                                        "action": "GETBALANCE", "data": {}})
+            balance = await self.balance()
         except ProviderError:
             return False
-        balance = data.get("data", {}).get("balance") if data.get("success") == 1 else None
+        return balance.amount > 0
+
+    async def balance(self) -> Balance:
+        """``GETBALANCE``: the account's balance (the API gives no currency)."""
+        _, data = await self._call({"auth": {"key": self.settings.key},
+                                    "action": "GETBALANCE", "data": {}})
+        raw = data.get("data", {}).get("balance") if data.get("success") == 1 else None
         try:
-            return balance is not None and float(balance) > 0
+            amount = float(raw)  # type: ignore[arg-type]
         except (TypeError, ValueError):
-            return False
+            raise ProviderUnavailable(f"{self.name}: GETBALANCE answered no balance"
+                                      ) from None
+        return Balance(amount, "", time.time())

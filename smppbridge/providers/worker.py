@@ -52,7 +52,14 @@ from smppbridge.core.errors import (
     ProviderUnavailable,
 )
 from smppbridge.core.message import Address, OutboundMessage
-from smppbridge.core.outcomes import Err, HlrResult, SendOutcome, SendResult, StatusUpdate
+from smppbridge.core.outcomes import (
+    Balance,
+    Err,
+    HlrResult,
+    SendOutcome,
+    SendResult,
+    StatusUpdate,
+)
 from smppbridge.core.ports import Provider
 from smppbridge.observability.metrics import METRICS
 from smppbridge.smpp.receipts import Stat
@@ -325,6 +332,10 @@ class WorkerProvider:
         except ProviderError:
             return False
 
+    async def balance(self) -> Balance | None:
+        answer = await self._call("balance", None)
+        return None if answer is None else Balance(*answer)
+
     async def aclose(self) -> None:
         """Let the child finish its requests and close its adapter, then stop it."""
         self._closed = True
@@ -367,6 +378,9 @@ async def _answer(provider: Provider, writer: asyncio.StreamWriter, request_id: 
             answer = [update_to_wire(u) for u in await provider.poll(payload)]
         elif op == "ready":
             answer = await provider.ready()
+        elif op == "balance":
+            got = await provider.balance()
+            answer = None if got is None else (got.amount, got.currency, got.at)
         else:
             raise ValueError(f"unknown operation {op!r}")
     except Exception as exc:  # every failure goes back to the node, which decides

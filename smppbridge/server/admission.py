@@ -129,37 +129,47 @@ class Admission:
     async def authenticate(self, pdu: P.BindTransmitter | P.BindReceiver | P.BindTransceiver,
                            ip: str) -> tuple[int, Account | None]:
         """Decide a bind: its command_status, and the account when ESME_ROK."""
-        now = asyncio.get_running_loop().time()
-        keys = (f"ip:{ip}", f"id:{pdu.system_id}")
-        if self._guard.locked(keys, now):
-            _log.warning("bind.locked_out", ip=ip, system_id=pdu.system_id)
+        status, account = await self.check_credentials(pdu.system_id, pdu.password, ip,
+                                                       bind=True)
+        if account is None:
+            return status, None
+        if self.binds.count(account.system_id) >= account.max_binds:
             return _S.ESME_RBINDFAIL, None
-        status, account = await self._check(pdu, ip)
+        return _S.ESME_ROK, account
+
+    async def check_credentials(self, system_id: str, password: str, ip: str, *,
+                                bind: bool = False) -> tuple[int, Account | None]:
+        """An account's system_id and password from ``ip`` (a bind, or the HTTP API's
+        Basic authentication): the lockout, the account, its networks, its password.
+        ESME_ROK and the account, or the status that refuses them."""
+        now = asyncio.get_running_loop().time()
+        keys = (f"ip:{ip}", f"id:{system_id}")
+        if self._guard.locked(keys, now):
+            _log.warning("bind.locked_out", ip=ip, system_id=system_id)
+            return _S.ESME_RBINDFAIL, None
+        status, account = await self._check(system_id, password, ip, bind=bind)
         if status in (_S.ESME_RINVSYSID, _S.ESME_RINVPASWD):
             if self._guard.failed(keys, now):
-                _log.warning("bind.lockout_started", ip=ip, system_id=pdu.system_id,
+                _log.warning("bind.lockout_started", ip=ip, system_id=system_id,
                              lockout=self.settings.bind_lockout)
         elif status == _S.ESME_ROK:
             self._guard.succeeded(keys)
         return status, account
 
-    async def _check(self, pdu: P.BindTransmitter | P.BindReceiver | P.BindTransceiver,
-                     ip: str) -> tuple[int, Account | None]:
-        account = self.accounts.get(pdu.system_id)
+    async def _check(self, system_id: str, password: str, ip: str, *, bind: bool
+                     ) -> tuple[int, Account | None]:
+        account = self.accounts.get(system_id)
         if account is None:
             return _S.ESME_RINVSYSID, None
-        if self.stopping:
+        if bind and self.stopping:
             return _S.ESME_RBINDFAIL, None
         if not account.allows(ip):
             return _S.ESME_RBINDFAIL, None
-        ok = self._passwords.cached(pdu.password, account.password)
+        ok = self._passwords.cached(password, account.password)
         if ok is None:  # a hash not verified before: scrypt off the event loop
-            ok = await asyncio.to_thread(self._passwords.verify, pdu.password,
-                                         account.password)
+            ok = await asyncio.to_thread(self._passwords.verify, password, account.password)
         if not ok:
             return _S.ESME_RINVPASWD, None
-        if self.binds.count(account.system_id) >= account.max_binds:
-            return _S.ESME_RBINDFAIL, None
         return _S.ESME_ROK, account
 
     def knows(self, system_id: str) -> bool:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import dataclasses
+import itertools
+import time
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import structlog
@@ -34,6 +36,9 @@ if TYPE_CHECKING:
     from smppbridge.server.settings import SmppConfig
 
 __all__ = ["SmppConnection"]
+
+#: bind numbers of this process, from 1
+_BIND_IDS = itertools.count(1)
 
 _S = CommandStatus
 _BIND_TYPES: dict[type[P.Pdu], BindType] = {
@@ -81,6 +86,12 @@ class SmppConnection(asyncio.Protocol):
         self._waiters: dict[int, asyncio.Future[P.Pdu]] = {}
         self._admitted = False
         self.closed = asyncio.Event()
+        #: the bind's number in this process (the operator API's id); 0 until bound
+        self.bind_id = 0
+        #: wall time of the bind
+        self.bound_at = 0.0
+        #: message-carrying requests received (submit_sm, data_sm, submit_multi)
+        self.submitted = 0
         #: structlog context (peer, system_id, bind type) for every task of this
         #: connection, so events logged deeper in the pipeline carry it too
         self._log_context = contextvars.copy_context()
@@ -192,6 +203,7 @@ class SmppConnection(asyncio.Protocol):
                 if fut is not None and not fut.done():
                     fut.set_result(event)
         if submits:
+            self.submitted += len(submits)
             self._spawn(self._submit_batch(submits))
         self._flush_soon()
         self._arm_timer()
@@ -239,8 +251,10 @@ class SmppConnection(asyncio.Protocol):
                           bind_type=bind_type.value, status=f"0x{status:08X}")
             self._respond(resp_cls(sequence_number=pdu.sequence_number, command_status=status))
             return
+        self.bind_id = next(_BIND_IDS)
+        self.bound_at = time.time()
         self.ctx = SessionContext(
-            session_id=id(self), account=account, bind_type=bind_type,
+            session_id=self.bind_id, account=account, bind_type=bind_type,
             system_type=pdu.system_type, interface_version=pdu.interface_version,
             peer=f"{self.peer[0]}:{self.peer[1]}")
         window = account.window or self.server.settings.window
@@ -330,6 +344,7 @@ class SmppConnection(asyncio.Protocol):
 
     async def _submit(self, pdu: P.SubmitSm | P.DataSm,
                       resp_cls: type[P.SubmitSmResp] | type[P.DataSmResp]) -> None:
+        self.submitted += 1
         started = self.loop.time()
         sm = pdu if isinstance(pdu, P.SubmitSm) else _data_sm_as_submit(pdu)
         result = await self._handle_submit(sm)
@@ -344,6 +359,7 @@ class SmppConnection(asyncio.Protocol):
                                message_id=result.message_id if result.ok else ""))
 
     async def _submit_multi(self, pdu: P.SubmitMulti) -> None:
+        self.submitted += 1
         if self.server.stopping or self._throttled():
             status = _S.ESME_RSYSERR if self.server.stopping else _S.ESME_RTHROTTLED
             self._respond(P.SubmitMultiResp(sequence_number=pdu.sequence_number,
@@ -417,6 +433,18 @@ class SmppConnection(asyncio.Protocol):
         if self.session is not None and not self.session.closed:
             self.session.start_unbind(self.loop.time())
             self._process()
+
+    def disconnect(self, grace: float) -> None:
+        """An operator's disconnect: send unbind; the session ends at the ESME's
+        unbind_resp, or after ``grace`` seconds when it does not answer (many ESMEs
+        never do)."""
+        self.start_unbind()
+        self.loop.call_later(grace, self._close_now)
+
+    def _close_now(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.log.info("connection.disconnected", reason="unbind not answered")
+            self.transport.close()
 
     def abort(self) -> None:
         if self.transport is not None:

@@ -5,12 +5,15 @@ Every number that appears on the wire lives here, named after the specification.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import IntEnum, IntFlag
+from types import MappingProxyType
 
 __all__ = [
     "HEADER_LENGTH",
     "INTERFACE_VERSION_34",
     "RESPONSE_BIT",
+    "STATUS_DESCRIPTIONS",
     "CommandId",
     "CommandStatus",
     "DataCoding",
@@ -18,6 +21,7 @@ __all__ = [
     "MessageState",
     "RegisteredDelivery",
     "Tag",
+    "describe_status",
 ]
 
 #: command_length, command_id, command_status, sequence_number — four octets each (§3.2).
@@ -134,6 +138,89 @@ class CommandStatus(IntEnum):
     VENDOR_NO_ROUTE = 0x00000404
     #: text too long / too many parts for this kind
     VENDOR_MESSAGE_TOO_LONG = 0x00000405
+
+
+_S = CommandStatus
+#: What each command_status means, in a few words: the specification's statuses after
+#: SMPP 3.4 Table 5-2, smppbridge's vendor codes as docs/smpp.md lists them (the
+#: command_status tables there say when each is returned). Rendered by
+#: :func:`describe_status`; tests/tools/test_send.py checks every status has one.
+STATUS_DESCRIPTIONS: Mapping[CommandStatus, str] = MappingProxyType({
+    _S.ESME_ROK: "no error",
+    _S.ESME_RINVMSGLEN: "message length is invalid",
+    _S.ESME_RINVCMDLEN: "command length is invalid",
+    _S.ESME_RINVCMDID: "invalid command id",
+    _S.ESME_RINVBNDSTS: "incorrect bind status for the command",
+    _S.ESME_RALYBND: "already bound",
+    _S.ESME_RINVPRTFLG: "invalid priority flag",
+    _S.ESME_RINVREGDLVFLG: "invalid registered delivery flag",
+    _S.ESME_RSYSERR: "system error",
+    _S.ESME_RINVSRCADR: "invalid source address",
+    _S.ESME_RINVDSTADR: "invalid destination address",
+    _S.ESME_RINVMSGID: "message id is invalid",
+    _S.ESME_RBINDFAIL: "bind failed",
+    _S.ESME_RINVPASWD: "invalid password",
+    _S.ESME_RINVSYSID: "invalid system id",
+    _S.ESME_RCANCELFAIL: "cancel_sm failed",
+    _S.ESME_RREPLACEFAIL: "replace_sm failed",
+    _S.ESME_RMSGQFUL: "message queue full",
+    _S.ESME_RINVSERTYP: "invalid service type",
+    _S.ESME_RINVNUMDESTS: "invalid number of destinations",
+    _S.ESME_RINVDLNAME: "invalid distribution list name",
+    _S.ESME_RINVDESTFLAG: "invalid destination flag",
+    _S.ESME_RINVSUBREP: "invalid submit with replace request",
+    _S.ESME_RINVESMCLASS: "invalid esm_class",
+    _S.ESME_RCNTSUBDL: "cannot submit to distribution list",
+    _S.ESME_RSUBMITFAIL: "submit failed",
+    _S.ESME_RINVSRCTON: "invalid source address TON",
+    _S.ESME_RINVSRCNPI: "invalid source address NPI",
+    _S.ESME_RINVDSTTON: "invalid destination address TON",
+    _S.ESME_RINVDSTNPI: "invalid destination address NPI",
+    _S.ESME_RINVSYSTYP: "invalid system_type",
+    _S.ESME_RINVREPFLAG: "invalid replace_if_present flag",
+    _S.ESME_RINVNUMMSGS: "invalid number of messages",
+    _S.ESME_RTHROTTLED: "throttled",
+    _S.ESME_RINVSCHED: "invalid scheduled delivery time",
+    _S.ESME_RINVEXPIRY: "invalid validity period",
+    _S.ESME_RINVDFTMSGID: "predefined message invalid or not found",
+    _S.ESME_RX_T_APPN: "ESME receiver temporary application error",
+    _S.ESME_RX_P_APPN: "ESME receiver permanent application error",
+    _S.ESME_RX_R_APPN: "ESME receiver reject message error",
+    _S.ESME_RQUERYFAIL: "query_sm failed",
+    _S.ESME_RINVOPTPARSTREAM: "error in the optional part of the PDU body",
+    _S.ESME_ROPTPARNOTALLWD: "optional parameter not allowed",
+    _S.ESME_RINVPARLEN: "invalid parameter length",
+    _S.ESME_RMISSINGOPTPARAM: "expected optional parameter missing",
+    _S.ESME_RINVOPTPARAMVAL: "invalid optional parameter value",
+    _S.ESME_RDELIVERYFAILURE: "delivery failure",
+    _S.ESME_RUNKNOWNERR: "unknown error",
+    _S.VENDOR_DUPLICATE: "duplicate message (flood rule)",
+    _S.VENDOR_SUBSCRIBER_FLOOD: "too many messages to one subscriber (flood rule)",
+    _S.VENDOR_INVALID_DATA_CODING: "data_coding not accepted, or text not valid in it",
+    _S.VENDOR_INVALID_MACRO: "invalid text macro",
+    _S.VENDOR_NO_ROUTE: "no route for this message kind",
+    _S.VENDOR_MESSAGE_TOO_LONG: "message too long for its kind",
+})
+#: SMPP 3.4 Table 5-2: "reserved for SMSC vendor specific errors".
+_VENDOR_RANGE = range(0x400, 0x500)
+
+
+def describe_status(status: int) -> str:
+    """``status`` in hex with its meaning: ``0x00000058 ESME_RTHROTTLED (throttled)``.
+
+    A vendor code is named by its meaning alone (``0x00000400 duplicate message (flood
+    rule)``): its name is ours, not the specification's, and an ESME's operator reads it
+    in docs/smpp.md by the number. A status we do not know says so.
+    """
+    try:
+        known = CommandStatus(status)
+    except ValueError:
+        where = "vendor status" if status in _VENDOR_RANGE else "status"
+        return f"0x{status:08X} (unknown {where})"
+    description = STATUS_DESCRIPTIONS[known]
+    if status in _VENDOR_RANGE:
+        return f"0x{status:08X} {description}"
+    return f"0x{status:08X} {known.name} ({description})"
 
 
 class Tag(IntEnum):

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from smppbridge.core.errors import StoreUnavailable
+from smppbridge.core.history import ReceiptState
 from smppbridge.core.records import ReceiptRecord
 from smppbridge.delivery.receipts import ReceiptDispatcher
 from smppbridge.smpp import pdu as P
@@ -224,11 +225,12 @@ class SpyStore:
         self.read += [r.message_id for r in got]
         return got
 
-    async def receipt_done(self, seqs: Sequence[int]) -> None:
+    async def receipt_done(self, seqs: Sequence[int], now: float,
+                           state: ReceiptState = ReceiptState.DELIVERED) -> None:
         if self.fail_done:
             self.fail_done -= 1
             raise StoreUnavailable("store down")
-        await self._store.receipt_done(seqs)
+        await self._store.receipt_done(seqs, now, state)
 
     async def receipt_retry(self, seq: int, next_at: float, attempts: int) -> None:
         if self.fail_retry:
@@ -243,7 +245,7 @@ async def _leased(store: SqliteStore, *ids: str) -> list[tuple[int, ReceiptRecor
     for mid in ids:
         await store.accept(replace(sample_message(0), message_id=mid, part_ids=(mid,)))
     return await store.mark_final_many(
-        [(mid, "DELIVRD", 0, 950.0, [_rec(mid)]) for mid in ids], lease=True)
+        [(mid, "DELIVRD", 0, 950.0, [_rec(mid)], "") for mid in ids], lease=True)
 
 
 def _ids(bind: FakeBind) -> list[str]:

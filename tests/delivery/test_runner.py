@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import random
 
+from structlog.testing import capture_logs
+
 from smppbridge.core.outcomes import Err, SendResult
 from smppbridge.delivery.runner import Backoff, BreakerState, CircuitBreaker, ProviderRunner
 from smppbridge.providers.mysmpp_xml import MysmppXmlProvider
@@ -41,6 +43,22 @@ def test_breaker_opens_half_opens_and_closes() -> None:
     b.success()
     assert b.state is BreakerState.CLOSED
     assert b.allow()
+
+
+def test_breaker_events_name_their_provider() -> None:
+    """provider.breaker_opened and provider.breaker_closed (when it recovers) are logged
+    with the provider's name; a success while closed logs nothing."""
+    clock = FakeClock()
+    b = CircuitBreaker(threshold=1, reset_after=5, clock=clock, name="fly")
+    with capture_logs() as logs:
+        b.success()
+        b.failure()
+        clock.advance(5)
+        assert b.allow()
+        b.success()
+    events = [(e["event"], e.get("provider")) for e in logs]
+    assert events == [("provider.breaker_opened", "fly"), ("provider.breaker_closed", "fly")]
+    assert logs[1]["open_for"] == 5
 
 
 def test_backoff_grows_exponentially_with_jitter_and_a_cap() -> None:

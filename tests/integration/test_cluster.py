@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 from smppbridge.providers.simulator.settings import SimConfig
@@ -23,15 +24,20 @@ from tests.integration.cluster import Bridge, Esme, RedisServer, free_port
 S = CommandStatus
 
 
+ADMIN = "cluster-admin-token-1234"
+
+
 def _config(port: int, redis_url: str, sim_port: int, *, claim_after: float = 30.0,
-            account_extra: str = "") -> str:
+            account_extra: str = "", http_port: int | None = None) -> str:
+    http = (f'listen = "127.0.0.1:{http_port}"\nadmin_tokens = ["{ADMIN}"]'
+            if http_port else 'listen = ""')
     return f"""
 [smpp]
 listen = "127.0.0.1:{port}"
 window = 300
 shutdown_grace = 2.0
 [http]
-listen = ""
+{http}
 [store]
 url = "{redis_url}?prefix=c:&claim_after={claim_after}"
 [log]
@@ -71,6 +77,22 @@ class Cluster:
         await bridge.start()
         self.nodes.append(bridge)
         return bridge
+
+    async def api_node(self, name: str) -> tuple[Bridge, str]:
+        """A node with its HTTP side on: (the node, its API's base URL)."""
+        http_port = free_port()
+        bridge = await self.node(name, http_port=http_port)
+        base = f"http://127.0.0.1:{http_port}"
+        deadline = time.monotonic() + 15
+        async with httpx.AsyncClient() as client:
+            while True:
+                try:
+                    if (await client.get(f"{base}/readyz")).status_code == 200:
+                        return bridge, base
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, bridge.log.read_text()[-3000:]
+                await asyncio.sleep(0.05)
 
     async def esme(self, node: Bridge, cls: type[P.Pdu] = P.BindTransceiver) -> Esme:
         e = Esme()
@@ -247,3 +269,45 @@ async def test_redis_restart_mid_load_loses_nothing(cluster: Cluster) -> None:
             break
         await asyncio.sleep(0.1)
     assert all(phones.get(p, 0) == 1 for p in unacked), {p: phones.get(p, 0) for p in unacked}
+
+
+async def test_the_api_of_any_node_shows_the_whole_cluster(cluster: Cluster) -> None:
+    """A message submitted on node 1 is found through node 2's API (by id and by
+    destination); either node lists the binds of both; node 2 can unbind a bind that
+    node 1 holds; /stats has one series per live node."""
+    one, api1 = await cluster.api_node("api1")
+    _two, api2 = await cluster.api_node("api2")
+    esme = await cluster.esme(one)
+    resp = await asyncio.wait_for(esme.submit("79009990001", "across the cluster"), 10)
+    assert resp.command_status == S.ESME_ROK
+    message_id = resp.message_id  # type: ignore[attr-defined]
+    headers = {"authorization": f"Bearer {ADMIN}"}
+    async with httpx.AsyncClient(headers=headers, timeout=5) as http:
+        found = await http.get(f"{api2}/api/v1/messages/{message_id}")
+        assert found.status_code == 200, found.text
+        assert found.json()["text"] == "across the cluster"
+        listed = (await http.get(f"{api2}/api/v1/messages",
+                                 params={"to": "79009990001"})).json()["items"]
+        assert [m["id"] for m in listed] == [message_id]
+
+        async def binds_seen_from(api: str) -> list[dict[str, object]]:
+            deadline = time.monotonic() + 10
+            while True:
+                binds = (await http.get(f"{api}/api/v1/binds")).json()
+                if binds:
+                    return list(binds)
+                assert time.monotonic() < deadline, "no bind listed"
+                await asyncio.sleep(0.1)
+
+        from_two = await binds_seen_from(api2)
+        from_one = await binds_seen_from(api1)
+        assert [b["id"] for b in from_two] == [b["id"] for b in from_one]
+        assert from_two[0]["system_id"] == "acme"
+        node_of_bind = from_two[0]["node"]
+        stats = (await http.get(f"{api2}/api/v1/stats", params={"minutes": 1})).json()
+        assert len(stats["nodes"]) == 2
+        assert node_of_bind in {n["node"] for n in stats["nodes"]}
+
+        r = await http.delete(f"{api2}/api/v1/binds/{from_two[0]['id']}")
+        assert r.status_code == 202, r.text
+        await asyncio.wait_for(esme.closed.wait(), 10)

@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import re
-import threading
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 import smpplib.client
@@ -21,6 +19,7 @@ from smppbridge.core.records import DeliveryState
 from smppbridge.node.node import Node
 from smppbridge.smpp.receipts import parse_receipt
 from smppbridge.text.encoding import gsm_encode
+from tests.integration.esme import Esme
 
 TEXT = "Привет 😀 emoji cut across parts: " + "😀" * 40 + " the end ✓"
 
@@ -54,58 +53,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         yield n
     finally:
         await n.stop()
-
-
-class Esme:
-    """smpplib transceiver running its read loop in a thread."""
-
-    def __init__(self, port: int) -> None:
-        self.client = smpplib.client.Client("127.0.0.1", port, timeout=5,
-                                            allow_unknown_opt_params=True)
-        self.resps: list[Any] = []
-        self.receipts: list[str] = []
-        self.lock = threading.Lock()
-        self.client.set_message_sent_handler(self._sent)
-        self.client.set_message_received_handler(self._received)
-        # smpplib raises on error statuses by default; here they are answers to record
-        # (read_once passes them on to the sent handler after this one)
-        self.client.set_error_pdu_handler(lambda pdu: None)
-        self.client.connect()
-        self.client.bind_transceiver(system_id="acme", password="pw")
-        self._stop = False
-        self.thread = threading.Thread(target=self._loop, daemon=True)
-
-    def _sent(self, pdu: Any, **_: Any) -> None:
-        with self.lock:
-            self.resps.append(pdu)
-
-    def _received(self, pdu: Any, **_: Any) -> int:
-        with self.lock:
-            self.receipts.append(pdu.short_message.decode("ascii"))
-        return 0
-
-    def _loop(self) -> None:
-        self.client._socket.settimeout(0.2)
-        while not self._stop:
-            try:
-                self.client.read_once(auto_send_enquire_link=False)
-            except (TimeoutError, OSError):
-                continue
-
-    def wait(self, pred: Any, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self.lock:
-                if pred(self):
-                    return True
-            time.sleep(0.02)
-        return False
-
-    def close(self) -> None:
-        self._stop = True
-        if self.thread.is_alive():
-            self.thread.join(2)
-        self.client.disconnect()
 
 
 def _ucs2_parts_16bit_ref(text: str, ref: int) -> list[bytes]:

@@ -3,12 +3,20 @@ webhook path end to end (simulator → our HTTP server → update)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from smppbridge.core.errors import ProviderRejected
 from smppbridge.core.outcomes import Err, SendResult, StatusUpdate
+from smppbridge.core.ports import Provider
 from smppbridge.delivery.webhooks import webhook_handler
-from smppbridge.http.server import HttpServer, Request, Router
+from smppbridge.http.request import HttpRequest, HttpResponse
+from smppbridge.http.serve import serve_app
 from smppbridge.providers.http_json import HttpJsonProvider, build_message, parse_status
 from smppbridge.providers.simulator.settings import Rule, SimConfig
 from smppbridge.smpp.receipts import Stat
@@ -83,6 +91,20 @@ async def test_bearer_token_is_required_when_set() -> None:
             await good.aclose()
 
 
+def webhook_receiver(handler: Callable[[HttpRequest], Awaitable[HttpResponse]]) -> Starlette:
+    """A stand-in for our HTTP side: ``POST /webhooks/<name>`` handed to ``handler``."""
+
+    async def receive(request: Request) -> Response:
+        client = request.client
+        answer = await handler(HttpRequest(
+            method=request.method, path=request.url.path, query={},
+            headers=dict(request.headers), body=await request.body(),
+            client=(client.host, client.port) if client else ("", 0)))
+        return Response(answer.body, answer.status, media_type=answer.content_type)
+
+    return Starlette(routes=[Route("/webhooks/{name:path}", receive, methods=["POST"])])
+
+
 async def test_webhook_end_to_end() -> None:
     """The simulator posts the final status to the callback; our server's
     /webhooks/<name> parses it with the provider and reports the update."""
@@ -92,13 +114,15 @@ async def test_webhook_end_to_end() -> None:
     async def on_update(name: str, update: StatusUpdate) -> None:
         got.append((name, update))
 
-    ours = HttpServer(Router())
-    host, port = await ours.start("127.0.0.1", 0)
+    providers: dict[str, Provider] = {}
+    ours = await serve_app(webhook_receiver(webhook_handler(providers, on_update)),
+                           "127.0.0.1", 0, name="webhook-receiver")
+    host, port = ours.address
     async with running_simulator(SimConfig(rules=(Rule.make("7999*", "undeliverable"),),
                                            deliver_after=3), clock) as (sim, url):
         p = HttpJsonProvider(settings("http-json", url, name="hj",
                                       webhook_url=f"http://{host}:{port}/webhooks/hj"))
-        ours.router.add_prefix("POST", "/webhooks/", webhook_handler({"hj": p}, on_update))
+        providers["hj"] = p
         try:
             out = await p.send([message("77", "79990000000", kind=Kind.MAIL)])
             assert await sim.deliver_webhooks() == 0  # nothing due yet
@@ -121,9 +145,9 @@ async def test_webhook_handler_answers_404_and_400() -> None:
     p = HttpJsonProvider(settings("http-json", "http://x"))
     handler = webhook_handler({"hj": p}, on_update)
     try:
-        r = await handler(Request("POST", "/webhooks/zz", {}, {}, b"{}", ("", 0)))
+        r = await handler(HttpRequest("POST", "/webhooks/zz", {}, {}, b"{}", ("", 0)))
         assert r.status == 404
-        r = await handler(Request("POST", "/webhooks/hj", {}, {}, b"[1]", ("", 0)))
+        r = await handler(HttpRequest("POST", "/webhooks/hj", {}, {}, b"[1]", ("", 0)))
         assert r.status == 400
     finally:
         await p.aclose()

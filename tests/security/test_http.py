@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from smppbridge.config import ConfigError, HostPort, parse_config
 from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.delivery.webhooks import webhook_refusal
-from smppbridge.http.server import Request
+from smppbridge.http.request import HttpRequest as Request
 from smppbridge.providers.settings import parse_provider
 from tests.security.conftest import StartNode
 from tests.security.net import GOOD, node_toml

@@ -69,6 +69,20 @@ async def test_down_for_drops_connections_until_the_clock_passes(
     assert 'id_sms="' in r.text
 
 
+async def test_routes_answer_404_and_405_with_allow(
+        sim: tuple[Simulator, httpx.AsyncClient, FakeClock]) -> None:
+    """An unknown path is 404; a known path under another method is 405 with an Allow
+    header naming its methods (/control: GET and POST; the APIs: POST only)."""
+    _, client, _ = sim
+    assert (await client.get("/nope")).status_code == 404
+    r = await client.put("/control")
+    assert r.status_code == 405
+    assert {"GET", "POST"} <= {m.strip() for m in r.headers["allow"].split(",")}
+    r = await client.get("/xml")
+    assert r.status_code == 405
+    assert r.headers["allow"] == "POST"
+
+
 async def test_fail_rate_is_seeded_and_reproducible(
         sim: tuple[Simulator, httpx.AsyncClient, FakeClock]) -> None:
     """fail_rate answers that share of requests with fail_status, the same ones for the

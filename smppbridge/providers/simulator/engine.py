@@ -6,6 +6,11 @@ costs one small record and no work until someone asks about it: a message is
 outcome at ``deliver_after``. Client-side ids (mysmpp ``client_id_sms``, our message
 id for the other APIs) are remembered per account: the same id again returns the first
 message, as the real API does, and is counted as a duplicate.
+
+Provider ids (mysmpp ``id_sms``, SMS-fly ``messageID``, http-json ``provider_id``) come
+from one counter that starts at the wall clock in microseconds (:func:`first_id`), so a
+restarted simulator never hands out an id an earlier run gave: a node that still holds
+messages of the earlier run would otherwise match a later status to the wrong one.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 from smppbridge.providers.simulator.settings import SEND_ERRORS, SimConfig
 
-__all__ = ["Fault", "HlrData", "SimEngine", "SimMessage"]
+__all__ = ["MAX_ID", "Fault", "HlrData", "SimEngine", "SimMessage", "first_id"]
 
 
 @dataclass(slots=True)
@@ -71,6 +76,28 @@ _GSM_SINGLE, _GSM_PART = 160, 153
 _UCS2_SINGLE, _UCS2_PART = 70, 67
 
 
+#: Ids stay below 2**53 (16 decimal digits, 14 hex digits): exact as a JSON number or
+#: a double, within a signed 64-bit integer (mysmpp documents ``id_sms`` as an Int), and
+#: within the 16 hex digits of an SMS-fly ``FAPI…`` id. Microseconds since the epoch
+#: reach 2**53 in the year 2255.
+MAX_ID = 2**53 - 1
+
+
+def first_id(now: float) -> int:
+    """The first provider id of an engine started at ``now`` (seconds since the epoch):
+    the start time in microseconds, then one more per message.
+
+    Why a later run never repeats an earlier run's id: a run that started at ``t0`` µs
+    and gave ``n`` ids used ``t0 .. t0+n-1``; a run started after it stopped, at ``t1``
+    µs, begins at ``t1``. They meet only if ``t0 + n > t1``, i.e. if the earlier run gave
+    more than one id per microsecond of its whole uptime — a million messages a second,
+    where the simulator takes some thousands. (What this cannot survive is a wall clock
+    stepped back by more than the earlier run's uptime between the two starts; two
+    simulators running at once are two providers, with ids of their own.)
+    """
+    return max(1, int(now * 1_000_000))
+
+
 def sms_parts(text: str) -> int:
     """How many SMS parts a text takes (ASCII counted as GSM 7-bit, anything else UCS2)."""
     single, part = (_GSM_SINGLE, _GSM_PART) if text.isascii() else (_UCS2_SINGLE, _UCS2_PART)
@@ -89,7 +116,8 @@ class SimEngine:
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
         ("requests", "accepted", "rejected", "duplicates", "failed", "dropped"), 0))
     _by_client: dict[tuple[str, str, str], str] = field(default_factory=dict)
-    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(100_000_001))
+    #: provider ids: from the start time on (see :func:`first_id`); never reset
+    _ids: itertools.count[int] = field(init=False)
     _webhooks: list[tuple[float, str]] = field(default_factory=list)
     fail_next: int = 0
     down_until: float = 0.0
@@ -97,6 +125,7 @@ class SimEngine:
 
     def __post_init__(self) -> None:
         self._rng.seed(self.config.seed)
+        self._ids = itertools.count(first_id(self.clock()))
 
     # --- control ------------------------------------------------------------------------
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from smppbridge.core.errors import ProviderUnavailable
 from smppbridge.core.message import OutboundMessage
-from smppbridge.core.outcomes import Err, HlrResult, SendOutcome, StatusUpdate
+from smppbridge.core.outcomes import Balance, Err, HlrResult, SendOutcome, StatusUpdate
 from smppbridge.providers.simulator.engine import SimEngine
 from smppbridge.providers.simulator.settings import SimConfig
 from smppbridge.smpp.receipts import Stat
@@ -112,6 +112,10 @@ class SimulatorProvider:
 
     async def ready(self) -> bool:
         return not (self.engine.down_until and self.engine.clock() < self.engine.down_until)
+
+    async def balance(self) -> Balance | None:
+        """The in-process simulator keeps no account balance."""
+        return None
 
     async def aclose(self) -> None:
         return None

@@ -1,13 +1,15 @@
 """How the Redis store lays records out: a message as a hash of strings, times as exact
-``repr`` floats, receipts and history entries as JSON; and the idempotency tokens of
-writes that redis-py may re-send."""
+``repr`` floats, receipts as JSON, a receipt's line in its message's history as a short
+``|``-separated view (docs/cluster.md); and the idempotency tokens of writes that
+redis-py may re-send."""
 
 from __future__ import annotations
 
 import json
-import uuid
+import secrets
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from smppbridge.core.message import Address, OutboundMessage
 from smppbridge.core.records import (
@@ -19,12 +21,15 @@ from smppbridge.core.records import (
     receipt_body,
 )
 
-__all__ = ["history_entry", "json_array", "message_fields", "num", "opt", "pairs", "receipt_args",
-           "to_stored", "token"]
+__all__ = ["json_array", "message_fields", "num", "opt", "pairs", "receipt_args", "to_stored",
+           "token"]
 
 
 def token() -> str:
-    return uuid.uuid4().hex
+    """A write's idempotency token: 64 random bits, compared only with the token of the
+    same message's last write (or kept 120 s), so 16 hex digits are plenty — and every
+    message hash keeps two of them."""
+    return secrets.token_hex(8)
 
 
 def num(x: float | None) -> str:
@@ -49,12 +54,6 @@ def json_array(items: Sequence[str]) -> str:
     backslash-u escapes: cjson would reject an escaped lone surrogate, while raw bytes pass
     through it untouched, exactly as in a plain argument."""
     return json.dumps(list(items), ensure_ascii=False)
-
-
-def history_entry(at: float, state: str, stat: str, err: int, detail: str = "") -> str:
-    return json.dumps([at, state, stat, err, detail])
-
-
 
 
 def message_fields(m: OutboundMessage) -> dict[str, str]:
@@ -85,9 +84,16 @@ def to_stored(h: Mapping[str, str]) -> StoredMessage:
                          float(h["next_at"]), opt(h["done_at"]))
 
 
-def receipt_args(receipts: Sequence[ReceiptRecord]) -> list[Any]:
+def receipt_args(receipts: Sequence[ReceiptRecord], message_id: str = "") -> list[Any]:
+    """A script's receipt arguments: the count, then per receipt its account, body,
+    expire_at, part id and pending view ``p|<part>|<stat>|<err>|<created>`` (``<part>``
+    empty for ``message_id`` itself; the script appends the account where it differs
+    from the message's)."""
     args: list[Any] = [len(receipts)]
     for rec in receipts:
-        args += [rec.account, json.dumps(receipt_body(rec)), num(rec.expire_at)]
+        part = "" if rec.message_id == message_id else quote(rec.message_id, safe="")
+        view = f"p|{part}|{rec.stat}|{int(rec.err)}|{rec.done_date:.3f}"
+        args += [rec.account, json.dumps(receipt_body(rec)), num(rec.expire_at),
+                 rec.message_id, view]
     return args
 

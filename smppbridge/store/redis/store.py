@@ -1,8 +1,9 @@
 """The cluster store: the :class:`~smppbridge.core.ports.Store` on Redis.
 
 Size: over 500 lines because it is the one class that fulfils the whole Store contract
-on Redis (about forty operations of a few lines each); the Lua, the batcher, the record
-layout and the flood windows are in their own modules beside it.
+on Redis (about fifty operations of a few lines each); the Lua, the batcher, the record
+layout, the history's reading (``history.py``) and the flood windows are in their own
+modules beside it.
 
 Theory of operation
 -------------------
@@ -11,10 +12,17 @@ Every key starts with ``prefix`` (default ``smppbridge:``); the full layout is i
 ``docs/cluster.md``. In short:
 
 * a message is a hash ``m:<id>`` (every :class:`OutboundMessage` field plus state,
-  stat, err, provider, provider_id, attempts, next_at, done_at), with a capped status
-  history list ``h:<id>``, for a long message one ``pid:<part id>`` string per part
-  (query_sm/cancel_sm by any part id), and a ``prov:<provider>:<provider id>`` string
-  (webhooks, polling). Once final, all of them expire after ``final_ttl``.
+  stat, err, provider, provider_id, attempts, next_at, done_at, the fields its timeline
+  is derived from, and one ``r:<seq>`` line per receipt), with a capped list of
+  timeline notes ``h:<id>`` (retries, intermediate statuses: only when there are any),
+  for a long message one ``pid:<part id>`` string per part (query_sm/cancel_sm by any
+  part id), and a ``prov:<provider>:<provider id>`` string (webhooks, polling). Once
+  final, all of them expire after ``final_ttl``.
+* the history (``history.py``): every message is in four time indexes (sorted sets
+  scored by submitted_at: all, per account, per destination, per source) that
+  :meth:`RedisStore.search` walks without ever scanning the keyspace; an ended message
+  is listed in a bucket ``ix:e:<n>`` of its done_at, from which :meth:`RedisStore.purge`
+  removes it and its index entries once its retention (``history_days``) is over.
 * the work queue is the stream ``work`` read by the consumer group ``senders``; each
   node is one consumer (``node_id``). ``accept`` XADDs the message id, ``due`` reads new
   entries with XREADGROUP, and finishing a message (mark_sent / mark_retry / mark_final)
@@ -31,8 +39,9 @@ Every key starts with ``prefix`` (default ``smppbridge:``); the full layout is i
   account's ready set ``rq:<account>`` (score = seq, so creation order) or, while
   deferred, in ``rw:<account>`` (score = when it is due again). ``receipts_for`` *leases*
   what it returns: they move to ``rw`` with score ``now + receipt_lease``, so no other
-  node delivers them meanwhile; ``receipt_done`` deletes them, ``receipt_retry``
-  reschedules them, and a node that dies lets the lease run out.
+  node delivers them meanwhile; ``receipt_done`` deletes them (their line in the
+  message hash keeps the outcome), ``receipt_retry`` reschedules them, and a node that
+  dies lets the lease run out.
 
 Atomicity and throughput: every multi-key change is one Lua script (atomic in Redis).
 All operations go through one batcher: whatever is queued while a round trip is in
@@ -42,8 +51,12 @@ SQLite store.
 
 Idempotency: redis-py re-sends a pipeline after a connection error, and a write whose
 reply was lost would then run twice. Scripts that are not naturally idempotent carry a
-random token: ``accept`` and ``mark_sent`` keep it in the message hash, ``add_receipts``
-and ``fail_parts`` in a short-lived ``tok:<token>`` key, and a replay is a no-op.
+random token: ``accept`` keeps it in the message hash (``tok``), ``mark_sent``,
+``mark_retry`` and ``record_status`` keep the last one there (``op``), ``add_receipts``
+and ``fail_parts`` (and ``record_status`` of a message no longer stored) in a
+short-lived ``tok:<token>`` key, and a replay is a no-op. ``mark_final`` acts only on a
+message not yet final, ``receipt_done``/``expire_receipts`` only on a receipt still in
+the outbox, and ``purge`` pops what it removes, so their replays change nothing.
 
 Durability is Redis's: a write is acknowledged once Redis executed it, and survives
 what its AOF settings allow (``docs/cluster.md``); ``min_replicas`` adds a WAIT so a
@@ -73,6 +86,14 @@ from redis.exceptions import (
 )
 
 from smppbridge.core.errors import StoreUnavailable
+from smppbridge.core.history import (
+    DEFAULT_HISTORY_DAYS,
+    MessagePage,
+    MessageQuery,
+    ReceiptState,
+    ReceiptView,
+    TimelineEntry,
+)
 from smppbridge.core.message import OutboundMessage
 from smppbridge.core.ports import FinalEntry, Leased, SentEntry
 from smppbridge.core.records import (
@@ -83,8 +104,13 @@ from smppbridge.core.records import (
 )
 from smppbridge.store.redis.batching import Batcher, redis_unavailable
 from smppbridge.store.redis.flood import RedisFloodState
+from smppbridge.store.redis.history import (
+    RECEIPT_CODES,
+    receipts_from,
+    search,
+    timeline_from,
+)
 from smppbridge.store.redis.records import (
-    history_entry,
     json_array,
     message_fields,
     num,
@@ -93,6 +119,7 @@ from smppbridge.store.redis.records import (
     to_stored,
     token,
 )
+from smppbridge.store.redis.registry import RedisRegistry
 
 __all__ = ["MessageExists", "RedisStore"]
 
@@ -104,7 +131,12 @@ _EXPIRE_BATCH = 1000
 #: A consumer with nothing pending and idle this long is a node that is gone.
 _STALE_CONSUMER_MS = 3_600_000
 _STALE_SWEEP_INTERVAL = 300.0
-_DEFAULT_FINAL_TTL = 7 * 86400.0
+#: A final message outlives its retention by this much, so that purge (which removes
+#: it and its index entries, a bucket of BUCKET_SECONDS at a time) gets there before
+#: the TTL does; the TTL is the safety net when nothing calls purge.
+_FINAL_TTL_MARGIN = 3600.0
+#: Messages one purge script call removes at most (~8 commands, ~60 µs each).
+_PURGE_BATCH = 200
 
 
 class MessageExists(Exception):
@@ -118,10 +150,21 @@ class RedisStore:
     ``node_id`` names this node's consumer in the work group (default hostname-pid, so a
     restarted process is a new consumer and its predecessor's work is claimed).
     ``claim_after``: seconds a taken message may go untouched before another node takes
-    it over. ``final_ttl``: seconds a final message stays findable (query_sm, late
-    statuses). ``receipt_lease``: seconds a receipt handed to a node stays hidden from the
-    others; it must exceed the longest deliver_sm round trip. ``retries`` and the
-    timeouts configure redis-py's reconnection (exponential backoff with jitter).
+    it over. ``history_days``: how long an ended message stays in the history (search,
+    timeline, receipts); :meth:`purge` removes it after that. ``final_ttl``: seconds a
+    final message's keys live at most (query_sm, late statuses) — by default
+    ``history_days`` plus an hour, so purge normally gets there first and the TTL only
+    bounds memory when nothing purges; a shorter ``final_ttl`` ends the history sooner
+    (search skips index entries whose message expired, and purge still trims them).
+    ``history_cap``: timeline notes kept per message. ``receipt_lease``: seconds a
+    receipt handed to a node stays hidden from the others; it must exceed the longest
+    deliver_sm round trip. ``retries`` and the timeouts configure redis-py's
+    reconnection (exponential backoff with jitter).
+
+    Memory stays bounded only if something calls :meth:`purge` regularly (the node's
+    retention task, with ``ended_before = now - history_days``): the TTL removes a final
+    message's own keys, but its entries in the search indexes and its bucket entry
+    (~450 bytes, docs/cluster.md) go only with purge.
     """
 
     #: new messages go to the shared work stream, never to one node's sender directly
@@ -129,19 +172,25 @@ class RedisStore:
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *,
                  prefix: str = "smppbridge:", node_id: str | None = None,
-                 claim_after: float = 30.0, final_ttl: float = _DEFAULT_FINAL_TTL,
+                 claim_after: float = 30.0, final_ttl: float | None = None,
+                 history_days: float = DEFAULT_HISTORY_DAYS,
                  receipt_lease: float = 120.0, history_cap: int = 32,
                  min_replicas: int = 0, replica_timeout: float = 1.0,
                  retries: int = 3, connect_timeout: float = 1.0,
                  socket_timeout: float = 5.0, max_connections: int = 64) -> None:
-        if claim_after <= 0 or final_ttl < 1 or receipt_lease <= 0 or history_cap < 1:
-            msg = "claim_after, final_ttl, receipt_lease and history_cap must be positive"
+        if final_ttl is None:
+            final_ttl = history_days * 86400.0 + _FINAL_TTL_MARGIN
+        if (claim_after <= 0 or final_ttl < 1 or receipt_lease <= 0 or history_cap < 1
+                or history_days <= 0):
+            msg = ("claim_after, final_ttl, history_days, receipt_lease and history_cap "
+                   "must be positive")
             raise ValueError(msg)
         self.url = url
         self.prefix = prefix
         self.node_id = node_id or f"{socket.gethostname()}-{os.getpid()}"
         self.claim_after = claim_after
         self.final_ttl = final_ttl
+        self.history_days = history_days
         self.receipt_lease = receipt_lease
         self.history_cap = history_cap
         self.min_replicas = min_replicas
@@ -159,10 +208,11 @@ class RedisStore:
         self._claim_cursor = "0-0"
 
     @classmethod
-    def from_url(cls, url: str) -> RedisStore:
+    def from_url(cls, url: str, *, history_days: float | None = None) -> RedisStore:
         """``redis://HOST:PORT/DB`` with optional query parameters ``prefix``,
-        ``node_id``, ``claim_after``, ``final_ttl``, ``receipt_lease``, ``min_replicas``,
-        ``replica_timeout``; other parameters are left to redis-py."""
+        ``node_id``, ``claim_after``, ``final_ttl``, ``history_days``, ``receipt_lease``,
+        ``min_replicas``, ``replica_timeout``; other parameters are left to redis-py.
+        ``history_days`` (``[store] history_days``) applies unless the URL has one."""
         parts = urlsplit(url)
         ours: dict[str, str] = {}
         rest: list[tuple[str, str]] = []
@@ -172,6 +222,8 @@ class RedisStore:
             else:
                 rest.append((key, value))
         kwargs: dict[str, Any] = {key: _URL_OPTIONS[key](value) for key, value in ours.items()}
+        if history_days is not None:
+            kwargs.setdefault("history_days", history_days)
         return cls(urlunsplit(parts._replace(query=urlencode(rest))), **kwargs)
 
     @property
@@ -192,6 +244,10 @@ class RedisStore:
         connection pool and prefix (flood windows shared by all nodes); usable once the
         store is open."""
         return RedisFloodState(lambda: self.client, prefix=self.prefix)
+
+    def registry(self) -> RedisRegistry:
+        """The cluster's nodes, on this store's connection pool and prefix."""
+        return RedisRegistry(lambda: self.client, self.prefix)
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -313,7 +369,7 @@ class RedisStore:
     async def fail_parts(self, part_ids: Sequence[str],
                          receipts: Sequence[ReceiptRecord]) -> None:
         await self._batch.script("fail_parts", token(), len(part_ids), *part_ids,
-                           *receipt_args(receipts), durable=True)
+                                 *receipt_args(receipts), durable=True)
 
     # --- messages ----------------------------------------------------------------------
 
@@ -332,9 +388,8 @@ class RedisStore:
         try:
             await self._batch.script(
                 "accept", token(), m.message_id, state.value, next_at, self._ttl(),
-                history_entry(m.submitted_at, state.value, final_stat, final_err),
-                json_array(flat), json_array(m.part_ids), *receipt_args(receipts),
-                durable=True)
+                json_array(flat), json_array(m.part_ids),
+                *receipt_args(receipts, m.message_id), durable=True)
         except ResponseError as exc:
             if str(exc).startswith("EXISTS"):
                 raise MessageExists(str(exc)) from exc
@@ -394,9 +449,9 @@ class RedisStore:
         cancel_sm racing the send) stays final; its provider id is still recorded."""
         self._held.pop(message_id, None)
         await self._batch.script("mark_sent", token(), message_id, provider, provider_id,
-                           self._provider_key(provider, provider_id), str(stat), self._ttl(),
-                           history_entry(now, "sent", stat, 0, provider),
-                           *receipt_args(receipts), durable=True)
+                                 self._provider_key(provider, provider_id), str(stat),
+                                 self._ttl(), num(now), *receipt_args(receipts, message_id),
+                                 durable=True)
 
     async def mark_sent_many(self, sent: Sequence[SentEntry], *,
                              lease: bool = False) -> Leased:
@@ -405,27 +460,38 @@ class RedisStore:
         await _all(self.mark_sent(*entry) for entry in sent)
         return []
 
-    async def mark_retry(self, message_id: str, next_at: float, attempts: int) -> None:
+    async def mark_retry(self, message_id: str, next_at: float, attempts: int,
+                         detail: str = "") -> None:
+        """Queue the message again for ``next_at``; its timeline note is dated by this
+        node's clock (the call carries no ``now``)."""
         self._held.pop(message_id, None)
-        await self._batch.script("mark_retry", message_id, num(next_at), int(attempts),
-                           durable=True)
+        await self._batch.script("mark_retry", token(), message_id, num(next_at),
+                                 int(attempts), num(time.time()), detail, durable=True)
+
+    async def record_status(self, message_id: str, stat: str, err: int, now: float,
+                            detail: str, receipts: Sequence[ReceiptRecord] = ()) -> None:
+        """A timeline note and the receipts; the message's ``stat``/``err`` become the
+        status's (state unchanged). Ignored for a final message (no receipt either);
+        for a message no longer stored only the receipts are added."""
+        await self._batch.script("record_status", token(), message_id, str(stat), int(err),
+                                 num(now), detail, *receipt_args(receipts, message_id),
+                                 durable=True)
 
     async def mark_final(self, message_id: str, stat: str, err: int, now: float,
                          receipts: Sequence[ReceiptRecord] = (), provider: str = "",
-                         provider_id: str = "") -> None:
+                         provider_id: str = "", detail: str = "") -> None:
         self._held.pop(message_id, None)
         pkey = self._provider_key(provider, provider_id) if provider else ""
         # int()/str(): redis-py would send an IntEnum by its repr()
         await self._batch.script("mark_final", message_id, str(stat), int(err), num(now),
-                           self._ttl(),
-                           history_entry(now, "final", stat, err), provider, provider_id, pkey,
-                           *receipt_args(receipts), durable=True)
+                                 self._ttl(), provider, provider_id, pkey, detail,
+                                 *receipt_args(receipts, message_id), durable=True)
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *,
                               lease: bool = False) -> Leased:
         """:meth:`mark_final` for each, in one pipeline; nothing is leased."""
-        await _all(self.mark_final(mid, stat, err, now, receipts)
-                   for mid, stat, err, now, receipts in finals)
+        await _all(self.mark_final(mid, stat, err, now, receipts, detail=detail)
+                   for mid, stat, err, now, receipts, detail in finals)
         return []
 
     async def find(self, message_id: str) -> StoredMessage | None:
@@ -438,15 +504,44 @@ class RedisStore:
                                  self._provider_key(provider, provider_id))
         return to_stored(json.loads(raw)) if raw else None
 
-    async def history(self, message_id: str) -> list[tuple[float, str, str, int, str]]:
-        """The status history, oldest first: (at, state, stat, err, detail); the last
-        ``history_cap`` entries are kept."""
-        items = await self._batch.call(("LRANGE", self._key("h:", message_id), 0, -1))
-        out = []
-        for item in items:
-            at, state, stat, err, detail = json.loads(item)
-            out.append((float(at), str(state), str(stat), int(err), str(detail)))
-        return out
+    # --- history -------------------------------------------------------------------------
+
+    async def timeline(self, message_id: str) -> list[TimelineEntry]:
+        """Accepted, sent and final (derived from the hash) with the notes between them
+        (the last ``history_cap``), oldest first; one script, O(1) + the notes."""
+        return timeline_from(await self._batch.script("timeline", message_id))
+
+    async def receipts_of(self, message_id: str) -> list[ReceiptView]:
+        """Every receipt listed in the message hash, in seq order; one script reading the
+        hash, plus one HGET per receipt still pending (its attempts)."""
+        return receipts_from(await self._batch.script("receipts_of", message_id))
+
+    async def search(self, query: MessageQuery) -> MessagePage:
+        """See :mod:`smppbridge.store.redis.history` for the indexes and what each query
+        costs; no query SCANs the keyspace."""
+        return await search(self._batch.script, self._key, query, self.find_by_provider)
+
+    async def purge(self, ended_before: float, limit: int) -> int:
+        """Remove up to ``limit`` messages that ended in a bucket of ``BUCKET_SECONDS``
+        (600 s) wholly before ``ended_before``: their keys and pending receipts, and
+        their entries in every search index (also for those whose keys the TTL already
+        took). Returns how many; scripts of at most 200 messages (~8 commands, ~60 µs of
+        Redis time each), so none holds Redis for long. A message ended just before
+        ``ended_before`` may stay up to one bucket longer."""
+        total = 0
+        while total < limit:
+            batch = min(_PURGE_BATCH, limit - total)
+            n = int(await self._batch.script("purge", num(ended_before), batch,
+                                             durable=True))
+            total += n
+            if n < batch:  # nothing more has ended that long ago
+                break
+        return total
+
+    async def count_submitted(self, account: str, since: float) -> int:
+        """ZCOUNT on the account's time index: O(log N)."""
+        return int(await self._batch.call(("ZCOUNT", self._key("ix:a:", account),
+                                           num(since), "+inf")))
 
     async def count(self, state: DeliveryState) -> int:
         """Messages in ``state``. FINAL counts every message ever finalised (their hashes
@@ -483,9 +578,13 @@ class RedisStore:
             records.append(ReceiptRecord(**fields))
         return records
 
-    async def receipt_done(self, seqs: Sequence[int]) -> None:
+    async def receipt_done(self, seqs: Sequence[int], now: float,
+                           state: ReceiptState = ReceiptState.DELIVERED) -> None:
+        """Out of the outbox; the receipt's line in its message's hash keeps ``state``
+        and ``now`` (two more commands a receipt than a plain delete)."""
         if seqs:
-            await self._batch.script("receipt_done", *(int(s) for s in seqs), durable=True)
+            await self._batch.script("receipt_done", RECEIPT_CODES[state], f"{now:.3f}",
+                                     *(int(s) for s in seqs), durable=True)
 
     async def receipt_retry(self, seq: int, next_at: float, attempts: int) -> None:
         await self._batch.script("receipt_retry", int(seq), num(next_at), int(attempts),
@@ -496,6 +595,8 @@ class RedisStore:
         :meth:`receipts_for`, whose lease runs out by itself."""
 
     async def expire_receipts(self, now: float) -> int:
+        """Receipts past their expire_at leave the outbox; their lines in the message
+        hashes show them expired at that time."""
         total = 0
         while True:
             n = int(await self._batch.script("expire_receipts", num(now), _EXPIRE_BATCH))
@@ -506,8 +607,15 @@ class RedisStore:
     async def accounts_with_receipts(self, now: float) -> list[str]:
         return [str(a) for a in await self._batch.script("accounts_with_receipts", num(now))]
 
-    async def count_receipts(self) -> int:
-        return int(await self._batch.call(("ZCARD", self._key("rexp"))))
+    async def count_receipts(self, account: str | None = None) -> int:
+        """The outbox only (delivered, dropped and expired receipts are history): all
+        of it (ZCARD ``rexp``), or one account's ready and deferred sets."""
+        if account is None:
+            return int(await self._batch.call(("ZCARD", self._key("rexp"))))
+        ready, deferred = await asyncio.gather(
+            self._batch.call(("ZCARD", self._key("rq:", account))),
+            self._batch.call(("ZCARD", self._key("rw:", account))))
+        return int(ready) + int(deferred)
 
     # --- keys --------------------------------------------------------------------------
 
@@ -526,9 +634,9 @@ class RedisStore:
 
 _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "prefix": str, "node_id": str, "claim_after": float, "final_ttl": float,
-    "receipt_lease": float, "min_replicas": int, "replica_timeout": float,
+    "history_days": float, "receipt_lease": float, "min_replicas": int,
+    "replica_timeout": float,
 }
-
 
 
 async def _all(calls: Iterable[Awaitable[None]]) -> None:

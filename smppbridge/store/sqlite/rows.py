@@ -16,7 +16,7 @@ from smppbridge.core.records import (
     content_to_json,
     receipt_body,
 )
-from smppbridge.store.sqlite.schema import RECEIPT_LEASED
+from smppbridge.store.sqlite.schema import ACCEPTED, RECEIPT_LEASED
 
 __all__ = ["COLUMNS", "INSERT_MESSAGE", "index_parts", "insert_receipts", "message_row",
            "row_to_message"]
@@ -31,7 +31,8 @@ INSERT_MESSAGE = (
     "INSERT INTO messages (id, account, part_ids, source, source_ton, source_npi,"
     " dest, dest_ton, dest_npi, kind, content, registered_delivery, schedule_at,"
     " expire_at, submitted_at, service_type, data_coding, extra, state, stat, err,"
-    " next_at, done_at, claimed) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
+    " next_at, done_at, claimed, final_detail)"
+    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
 def message_row(m: OutboundMessage, state: DeliveryState, final_stat: str, final_err: int,
@@ -43,7 +44,7 @@ def message_row(m: OutboundMessage, state: DeliveryState, final_stat: str, final
             m.service_type, m.data_coding, json.dumps(m.extra) if m.extra else "{}",
             state.value, final_stat,
             final_err, m.schedule_at or 0.0, m.submitted_at if final_stat else None,
-            int(claimed))
+            int(claimed), ACCEPTED if final_stat else "")
 
 
 def _json_ids(ids: tuple[str, ...]) -> str:

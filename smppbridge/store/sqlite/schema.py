@@ -4,12 +4,17 @@ A database is migrated forward on open; one newer than this code is refused."""
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
+from types import MappingProxyType
 
-__all__ = ["RECEIPT_LEASED", "SCHEMA_VERSION", "migrate"]
+__all__ = ["ACCEPTED", "MIGRATIONS", "RECEIPT_LEASED", "SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: next_at of a receipt leased to the running process's dispatcher (never due by time)
 RECEIPT_LEASED = 1e18
+#: ``final_detail`` of a message stored already final by ``accept(final_stat=...)``:
+#: its ``accepted`` timeline entry is its final one
+ACCEPTED = "accepted"
 
 _MIGRATIONS: dict[int, str] = {
     1: """
@@ -64,7 +69,58 @@ CREATE INDEX messages_due ON messages (state, claimed, next_at);
     3: """
 CREATE INDEX receipts_expiry ON receipts (expire_at);
 """,
+    # 4: message history and search (the operator API: search, timeline, receipts_of,
+    # purge for retention).
+    # (a) Fewer writes a message: its accepted, sent and final timeline entries come
+    # from its own row (submitted_at; sent_at with provider and provider_id; done_at
+    # with final_detail) instead of three history rows; history keeps only what a row
+    # cannot hold (retries, intermediate statuses). The rows it had are folded into
+    # the new columns, then deleted.
+    # (b) Finished receipts stay as rows with a state (delivered, dropped, expired):
+    # an UPDATE instead of a DELETE. The outbox indexes become partial (pending only,
+    # with state as a column, else SQLite reads each row to check it), so the
+    # dispatcher's queries cost what they did; receipts_message finds a message's.
+    # (c) One search index per filter, each ending in (submitted_at, id), the page
+    # order: a filter, its time range and a cursor are one range read, newest first.
+    # Columns empty until a message is sent (provider, provider_id, stat) are indexed
+    # only once set, so accept, on the path of every submit_sm_resp, writes no entry
+    # for them. messages_provider_id replaces (provider, provider_id): an id is found
+    # with or without its provider. messages_ended serves purge(); messages_due holds
+    # only queued rows (final ones were 99 % of it).
+    4: """
+ALTER TABLE messages ADD COLUMN sent_at REAL;
+ALTER TABLE messages ADD COLUMN final_detail TEXT NOT NULL DEFAULT '';
+UPDATE messages SET sent_at = (
+    SELECT max(h.at) FROM history h WHERE h.message_id = messages.id AND h.state = 'sent')
+  WHERE state != 'queued' AND provider != '';
+UPDATE messages SET final_detail = 'accepted'
+  WHERE state = 'final' AND NOT EXISTS (
+    SELECT 1 FROM history h WHERE h.message_id = messages.id AND h.state = 'queued');
+DELETE FROM history;
+DROP INDEX messages_due;
+CREATE INDEX messages_due ON messages (claimed, next_at) WHERE state = 'queued';
+DROP INDEX messages_provider;
+CREATE INDEX messages_provider_id ON messages (provider_id, provider)
+  WHERE provider_id != '';
+CREATE INDEX messages_time ON messages (submitted_at, id);
+CREATE INDEX messages_account ON messages (account, submitted_at, id);
+CREATE INDEX messages_dest ON messages (dest, submitted_at, id);
+CREATE INDEX messages_source ON messages (source, submitted_at, id);
+CREATE INDEX messages_state ON messages (state, submitted_at, id);
+CREATE INDEX messages_stat ON messages (stat, submitted_at, id) WHERE stat != '';
+CREATE INDEX messages_provider ON messages (provider, submitted_at, id) WHERE provider != '';
+CREATE INDEX messages_ended ON messages (done_at) WHERE state = 'final';
+ALTER TABLE receipts ADD COLUMN state TEXT NOT NULL DEFAULT 'pending';
+ALTER TABLE receipts ADD COLUMN done_at REAL;
+DROP INDEX receipts_due;
+CREATE INDEX receipts_due ON receipts (account, next_at, seq, state) WHERE state = 'pending';
+DROP INDEX receipts_expiry;
+CREATE INDEX receipts_expiry ON receipts (expire_at, state) WHERE state = 'pending';
+CREATE INDEX receipts_message ON receipts (message_id);
+""",
 }
+#: Every migration's SQL by version (read-only; tests build old files from it).
+MIGRATIONS: Mapping[int, str] = MappingProxyType(_MIGRATIONS)
 
 
 def migrate(db: sqlite3.Connection) -> None:

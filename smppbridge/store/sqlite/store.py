@@ -8,11 +8,22 @@ single commit (one fsync with ``synchronous=FULL``) covers hundreds of submits, 
 
 Durability: WAL with ``synchronous=FULL`` (default) survives power loss; ``NORMAL``
 survives a crash or kill -9 of the process but may lose the last commits on power loss.
+
+History reads (search, timeline, receipts_of, the counts) run on a second connection in
+a thread of their own (WAL lets it read committed data while the writer writes), so that an
+operator's search never holds up the writer and the submits waiting on it; their
+queries are in history.py. A ``:memory:`` database has no second connection to share
+it: there they run on the writer.
+
+Size: over 500 lines because it is one class, the :class:`~smppbridge.core.ports.Store`
+contract on this file, and every method is a short transaction of the writer; the SQL
+that is not (history reads, retention) lives in history.py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import json
 import queue
@@ -20,10 +31,19 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from smppbridge.core.history import (
+    MessagePage,
+    MessageQuery,
+    ReceiptState,
+    ReceiptView,
+    TimelineEntry,
+)
 from smppbridge.core.message import OutboundMessage
+from smppbridge.core.ports import FinalEntry, Leased, SentEntry
 from smppbridge.core.records import (
     DeliveryState,
     PartRecord,
@@ -32,6 +52,7 @@ from smppbridge.core.records import (
 )
 from smppbridge.observability.metrics import METRICS
 from smppbridge.store.common import settle
+from smppbridge.store.sqlite import history
 from smppbridge.store.sqlite.rows import (
     COLUMNS,
     INSERT_MESSAGE,
@@ -47,6 +68,8 @@ __all__ = ["SqliteStore"]
 T = TypeVar("T")
 #: Most operations folded into one transaction; bounds commit latency under load.
 _MAX_BATCH = 2000
+#: Most messages one writer operation of purge() deletes (each touches ~15 b-trees).
+_PURGE_CHUNK = 100
 _WRITE_LATENCY = METRICS.store_write
 
 class _Closed(Exception):
@@ -67,6 +90,8 @@ class SqliteStore:
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._db: sqlite3.Connection | None = None
+        self._reader: concurrent.futures.ThreadPoolExecutor | None = None
+        self._rdb: sqlite3.Connection | None = None
         self.commits = 0  # transactions committed (observability, tests)
 
     @classmethod
@@ -75,6 +100,10 @@ class SqliteStore:
 
     def flood_state(self) -> None:
         """One node: the flood windows stay in the process (nothing to share)."""
+        return
+
+    def registry(self) -> None:
+        """One node: no other node shares this file, so there is none to list."""
         return
 
     # --- lifecycle -------------------------------------------------------------------
@@ -88,10 +117,17 @@ class SqliteStore:
                                         name="sqlite-store")
         self._thread.start()
         await ready
+        if self.path != ":memory:":
+            self._reader = concurrent.futures.ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="sqlite-reader")
 
     async def close(self) -> None:
         if self._thread is None:
             return
+        reader, self._reader = self._reader, None
+        if reader is not None:
+            await asyncio.get_running_loop().run_in_executor(reader, self._close_reader)
+            reader.shutdown(wait=False)
         self._queue.put(None)
         await asyncio.to_thread(self._thread.join)
         self._thread = None
@@ -116,7 +152,8 @@ class SqliteStore:
         # provider's client-side id makes the resend harmless).
         db.execute("UPDATE messages SET claimed=0 WHERE state='queued' AND claimed=1")
         # Receipts leased to the last process's dispatcher are due again.
-        db.execute("UPDATE receipts SET next_at=0 WHERE next_at>=?", (RECEIPT_LEASED,))
+        db.execute("UPDATE receipts SET next_at=0 WHERE state='pending' AND next_at>=?",
+                   (RECEIPT_LEASED,))
         return db
 
     def _run(self, ready: asyncio.Future[None]) -> None:
@@ -194,6 +231,28 @@ class SqliteStore:
         self._queue.put((op, fut))
         return await fut
 
+    # --- the reader thread -----------------------------------------------------------
+
+    async def _read(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        """Run a read on the reader connection (it sees every committed write)."""
+        reader = self._reader
+        if reader is None:
+            return await self._call(op)  # :memory: (one connection), or not open
+        return await asyncio.get_running_loop().run_in_executor(reader, self._on_reader, op)
+
+    def _on_reader(self, op: Callable[[sqlite3.Connection], T]) -> T:
+        if self._rdb is None:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=5000")
+            db.execute("PRAGMA query_only=ON")
+            self._rdb = db
+        return op(self._rdb)
+
+    def _close_reader(self) -> None:
+        if self._rdb is not None:
+            self._rdb.close()
+            self._rdb = None
+
     # --- ids ---------------------------------------------------------------------------
 
     async def reserve_ids(self, count: int) -> int:
@@ -238,8 +297,6 @@ class SqliteStore:
             db.execute(INSERT_MESSAGE, message_row(m, state, final_stat, final_err, False))
             if len(m.part_ids) > 1:
                 index_parts(db, m)
-            db.execute("INSERT INTO history VALUES (?,?,?,?,?,'')",
-                       (m.message_id, m.submitted_at, state.value, final_stat, final_err))
             insert_receipts(db, receipts)
         await self._call(op)
 
@@ -255,8 +312,6 @@ class SqliteStore:
             for m in messages:
                 if len(m.part_ids) > 1:
                     index_parts(db, m)
-            db.executemany("INSERT INTO history VALUES (?,?,'queued','',0,'')",
-                           [(m.message_id, m.submitted_at) for m in messages])
         await self._call(op)
         return [None] * len(messages)
 
@@ -266,8 +321,8 @@ class SqliteStore:
         def op(db: sqlite3.Connection) -> list[StoredMessage]:
             rows = db.execute(
                 f"UPDATE messages SET claimed=1 WHERE rowid IN (SELECT rowid FROM messages "
-                "WHERE state='queued' AND claimed=0 AND next_at <= ? ORDER BY next_at, rowid "
-                f"LIMIT ?) RETURNING {COLUMNS}", (now, limit)).fetchall()
+                "INDEXED BY messages_due WHERE state='queued' AND claimed=0 AND next_at <= ? "
+                f"ORDER BY next_at, rowid LIMIT ?) RETURNING {COLUMNS}", (now, limit)).fetchall()
             out = [row_to_message(r) for r in rows]
             out.sort(key=lambda m: (m.next_at, m.message.submitted_at))
             return out
@@ -281,82 +336,83 @@ class SqliteStore:
 
     async def mark_sent(self, message_id: str, provider: str, provider_id: str, stat: str,
                         now: float, receipts: Sequence[ReceiptRecord] = ()) -> None:
-        def op(db: sqlite3.Connection) -> None:
-            db.execute("UPDATE messages SET state='sent', provider=?, provider_id=?, stat=?, "
-                       "attempts=attempts+1 WHERE id=? AND state!='final'",
-                       (provider, provider_id, stat, message_id))
-            db.execute("INSERT INTO history VALUES (?,?,?,?,?,?)",
-                       (message_id, now, "sent", stat, 0, provider))
-            insert_receipts(db, receipts)
-        await self._call(op)
+        await self.mark_sent_many([(message_id, provider, provider_id, stat, now, receipts)])
 
-    async def mark_sent_many(
-            self, sent: Sequence[tuple[str, str, str, str, float, Sequence[ReceiptRecord]]],
-            *, lease: bool = False) -> list[tuple[int, ReceiptRecord]]:
+    async def mark_sent_many(self, sent: Sequence[SentEntry], *,
+                             lease: bool = False) -> Leased:
         """:meth:`mark_sent` for several messages in one operation; each entry is
         (message_id, provider, provider_id, stat, now, receipts). ``lease``: see
-        :meth:`mark_final_many`."""
-        def op(db: sqlite3.Connection) -> list[tuple[int, ReceiptRecord]]:
+        :meth:`mark_final_many`. The row is the timeline's ``sent`` entry (sent_at)."""
+        def op(db: sqlite3.Connection) -> Leased:
             # A message final meanwhile (cancelled, or a webhook faster than this
             # write) stays final.
-            db.executemany("UPDATE messages SET state='sent', provider=?, provider_id=?, "
-                           "stat=?, attempts=attempts+1 WHERE id=? AND state!='final'",
-                           [(e[1], e[2], e[3], e[0]) for e in sent])
-            db.executemany("INSERT INTO history VALUES (?,?,'sent',?,0,?)",
-                           [(e[0], e[4], e[3], e[1]) for e in sent])
+            db.executemany(_MARK_SENT, [(e[1], e[2], e[3], e[4], e[0]) for e in sent])
             return insert_receipts(db, [r for e in sent for r in e[5]], lease=lease)
         return await self._call(op)
 
-    async def mark_retry(self, message_id: str, next_at: float, attempts: int) -> None:
+    async def mark_retry(self, message_id: str, next_at: float, attempts: int,
+                         detail: str = "") -> None:
+        """Queue a message again for ``next_at``, with a timeline entry (``detail``:
+        why) at the store's clock (the call carries no time of its own). A message no
+        longer queued (sent, or final) is left as it is."""
         def op(db: sqlite3.Connection) -> None:
-            db.execute("UPDATE messages SET next_at=?, attempts=?, claimed=0 WHERE id=?",
-                       (next_at, attempts, message_id))
+            cur = db.execute("UPDATE messages SET next_at=?, attempts=?, claimed=0 "
+                             "WHERE id=? AND state='queued'", (next_at, attempts, message_id))
+            if cur.rowcount:
+                db.execute("INSERT INTO history VALUES (?,?,'queued','',0,?)",
+                           (message_id, time.time(), detail))
+        await self._call(op)
+
+    async def record_status(self, message_id: str, stat: str, err: int, now: float,
+                            detail: str, receipts: Sequence[ReceiptRecord] = ()) -> None:
+        """An intermediate status of a message not final: a timeline entry and its
+        receipts; the message stays as it is. For a message final (or not stored)
+        nothing is written: an ENROUTE receipt after the final one would mislead."""
+        def op(db: sqlite3.Connection) -> None:
+            cur = db.execute("INSERT INTO history SELECT id, ?, 'sent', ?, ?, ? FROM messages "
+                             "WHERE id=? AND state!='final'",
+                             (now, stat, err, detail, message_id))
+            if cur.rowcount:
+                insert_receipts(db, receipts)
         await self._call(op)
 
     async def mark_final(self, message_id: str, stat: str, err: int, now: float,
                          receipts: Sequence[ReceiptRecord] = (), provider: str = "",
-                         provider_id: str = "") -> None:
+                         provider_id: str = "", detail: str = "") -> None:
         def op(db: sqlite3.Connection) -> None:
             if provider:
-                db.execute("UPDATE messages SET provider=?, provider_id=? WHERE id=?",
-                           (provider, provider_id, message_id))
-            cur = db.execute("UPDATE messages SET state='final', stat=?, err=?, done_at=? "
-                             "WHERE id=? AND state!='final'", (stat, err, now, message_id))
+                cur = db.execute(
+                    "UPDATE messages SET state='final', stat=?, err=?, done_at=?, "
+                    "final_detail=?, provider=?, provider_id=? WHERE id=? AND state!='final'",
+                    (stat, err, now, detail, provider, provider_id, message_id))
+            else:
+                cur = db.execute(_MARK_FINAL, (stat, err, now, detail, message_id))
             if cur.rowcount:
-                db.execute("INSERT INTO history VALUES (?,?,?,?,?,'')",
-                           (message_id, now, "final", stat, err))
                 insert_receipts(db, receipts)
         await self._call(op)
 
-    async def mark_final_many(
-            self, finals: Sequence[tuple[str, str, int, float, Sequence[ReceiptRecord]]],
-            *, lease: bool = False) -> list[tuple[int, ReceiptRecord]]:
+    async def mark_final_many(self, finals: Sequence[FinalEntry], *,
+                              lease: bool = False) -> Leased:
         """:meth:`mark_final` for several messages in one operation: each entry is
-        (message_id, stat, err, done_at, receipts); a message already final keeps its
-        first final status, and its receipts are not added.
+        (message_id, stat, err, done_at, receipts, detail); a message already final
+        keeps its first final status, and its receipts are not added.
 
         ``lease``: the receipts added are leased to this process's dispatcher, which
         was handed them in memory; :meth:`receipts_for` skips them until released
         (:meth:`release_receipts`, :meth:`receipt_retry`, or the next open). Returns
         (seq, receipt) of each receipt added (empty without ``lease``)."""
-        def op(db: sqlite3.Connection) -> list[tuple[int, ReceiptRecord]]:
-            history = []
+        def op(db: sqlite3.Connection) -> Leased:
             receipts: list[ReceiptRecord] = []
-            for message_id, stat, err, now, recs in finals:
-                cur = db.execute("UPDATE messages SET state='final', stat=?, err=?, "
-                                 "done_at=? WHERE id=? AND state!='final'",
-                                 (stat, err, now, message_id))
-                if cur.rowcount:
-                    history.append((message_id, now, stat, err))
+            for message_id, stat, err, now, recs, detail in finals:
+                if db.execute(_MARK_FINAL, (stat, err, now, detail, message_id)).rowcount:
                     receipts.extend(recs)
-            db.executemany("INSERT INTO history VALUES (?,?,'final',?,?,'')", history)
             return insert_receipts(db, receipts, lease=lease)
         return await self._call(op)
 
     async def release_receipts(self, seqs: Sequence[int]) -> None:
         """Leased receipts the dispatcher gives back: due now, for :meth:`receipts_for`."""
         await self._call(lambda db: db.executemany(
-            "UPDATE receipts SET next_at=0 WHERE seq=? AND next_at>=?",
+            "UPDATE receipts SET next_at=0 WHERE seq=? AND state='pending' AND next_at>=?",
             [(s, RECEIPT_LEASED) for s in seqs]))
 
     async def find(self, message_id: str) -> StoredMessage | None:
@@ -373,17 +429,41 @@ class SqliteStore:
     async def find_by_provider(self, provider: str, provider_id: str
                                ) -> StoredMessage | None:
         def op(db: sqlite3.Connection) -> StoredMessage | None:
-            row = db.execute(f"SELECT {COLUMNS} FROM messages WHERE provider=? AND "
-                             "provider_id=?", (provider, provider_id)).fetchone()
+            # provider_id != '': the index holds only messages sent (schema.py)
+            row = db.execute(f"SELECT {COLUMNS} FROM messages WHERE provider_id=? AND "
+                             "provider=? AND provider_id != ''",
+                             (provider_id, provider)).fetchone()
             return row_to_message(row) if row else None
         return await self._call(op)
 
-    async def history(self, message_id: str) -> list[tuple[float, str, str, int, str]]:
-        def op(db: sqlite3.Connection) -> list[tuple[float, str, str, int, str]]:
-            return [tuple(r) for r in db.execute(
-                "SELECT at, state, stat, err, detail FROM history WHERE message_id=? "
-                "ORDER BY rowid", (message_id,)).fetchall()]
-        return await self._call(op)
+    # --- history -----------------------------------------------------------------------
+
+    async def timeline(self, message_id: str) -> list[TimelineEntry]:
+        """Every change of a message (found by its id or any part id), oldest first."""
+        return await self._read(lambda db: history.timeline(db, message_id))
+
+    async def receipts_of(self, message_id: str) -> list[ReceiptView]:
+        """The receipts of every part of a message (of the id alone when no stored
+        message has it: a part of a message never stored whole), in creation order."""
+        return await self._read(lambda db: history.receipts_of(db, message_id))
+
+    async def search(self, query: MessageQuery) -> MessagePage:
+        return await self._read(lambda db: history.search(db, query))
+
+    async def purge(self, ended_before: float, limit: int) -> int:
+        """Delete up to ``limit`` final messages that ended before ``ended_before``, with
+        everything they own (history.py); in writer operations of at most
+        :data:`_PURGE_CHUNK` messages, so that the writes queued meanwhile go between
+        them (a chunk of 100 holds the writer ~10-20 ms at 1,000,000 messages)."""
+        purged = 0
+        while purged < limit:
+            chunk = min(_PURGE_CHUNK, limit - purged)
+            n = await self._call(partial(history.purge, ended_before=ended_before,
+                                         limit=chunk))
+            purged += n
+            if n < chunk:
+                break
+        return purged
 
     # --- receipts ----------------------------------------------------------------------
 
@@ -394,8 +474,8 @@ class SqliteStore:
                            ) -> list[ReceiptRecord]:
         def op(db: sqlite3.Connection) -> list[ReceiptRecord]:
             rows = db.execute("SELECT seq, body, attempts, next_at FROM receipts WHERE "
-                              "account=? AND next_at<=? ORDER BY seq LIMIT ?",
-                              (account, now, limit)).fetchall()
+                              "state='pending' AND account=? AND next_at<=? ORDER BY seq "
+                              "LIMIT ?", (account, now, limit)).fetchall()
             out = []
             for seq, body, attempts, next_at in rows:
                 fields = json.loads(body)
@@ -404,35 +484,68 @@ class SqliteStore:
             return out
         return await self._call(op)
 
-    async def receipt_done(self, seqs: Sequence[int]) -> None:
-        await self._call(lambda db: db.executemany("DELETE FROM receipts WHERE seq=?",
-                                                   [(s,) for s in seqs]))
+    async def receipt_done(self, seqs: Sequence[int], now: float,
+                           state: ReceiptState = ReceiptState.DELIVERED) -> None:
+        """Receipts delivered or dropped: out of the outbox, kept (for
+        :meth:`receipts_of`) with ``state`` and ``now`` until their message is purged."""
+        if state is ReceiptState.PENDING:
+            msg = "a receipt done with is not pending"
+            raise ValueError(msg)
+        await self._call(lambda db: db.executemany(
+            "UPDATE receipts SET state=?, done_at=? WHERE seq=? AND state='pending'",
+            [(state.value, now, s) for s in seqs]))
 
     async def receipt_retry(self, seq: int, next_at: float, attempts: int) -> None:
         await self._call(lambda db: db.execute(
-            "UPDATE receipts SET next_at=?, attempts=? WHERE seq=?", (next_at, attempts, seq)))
+            "UPDATE receipts SET next_at=?, attempts=? WHERE seq=? AND state='pending'",
+            (next_at, attempts, seq)))
 
     async def expire_receipts(self, now: float) -> int:
+        """Receipts past their TTL: out of the outbox, kept as expired (at ``now``)."""
         def op(db: sqlite3.Connection) -> int:
-            return db.execute("DELETE FROM receipts WHERE expire_at<=?", (now,)).rowcount
+            return db.execute("UPDATE receipts SET state='expired', done_at=? "
+                              "WHERE state='pending' AND expire_at<=?", (now, now)).rowcount
         return await self._call(op)
 
     async def accounts_with_receipts(self, now: float) -> list[str]:
         def op(db: sqlite3.Connection) -> list[str]:
             return [r[0] for r in db.execute(
-                "SELECT DISTINCT account FROM receipts WHERE next_at<=?", (now,)).fetchall()]
+                "SELECT DISTINCT account FROM receipts WHERE state='pending' AND next_at<=?",
+                (now,)).fetchall()]
         return await self._call(op)
 
-    async def count_receipts(self) -> int:
+    async def count_receipts(self, account: str | None = None) -> int:
+        """Receipts in the outbox (pending), of ``account`` or of all; finished ones
+        are history."""
         def op(db: sqlite3.Connection) -> int:
-            return int(db.execute("SELECT count(*) FROM receipts").fetchone()[0])
-        return await self._call(op)
+            if account is None:
+                row = db.execute("SELECT count(*) FROM receipts WHERE state='pending'")
+            else:
+                row = db.execute("SELECT count(*) FROM receipts INDEXED BY receipts_due "
+                                 "WHERE state='pending' AND account=?", (account,))
+            return int(row.fetchone()[0])
+        return await self._read(op)
 
     async def count(self, state: DeliveryState) -> int:
+        """Messages in ``state``; on the reader (final ones are most of the history: a
+        count of them reads ~1,000,000 index entries, which must not hold the writer)."""
         def op(db: sqlite3.Connection) -> int:
             return int(db.execute("SELECT count(*) FROM messages WHERE state=?",
                                   (state.value,)).fetchone()[0])
-        return await self._call(op)
+        return await self._read(op)
+
+    async def count_submitted(self, account: str, since: float) -> int:
+        """Messages of ``account`` submitted at ``since`` or later (a range of the
+        account's search index)."""
+        return await self._read(lambda db: int(db.execute(
+            "SELECT count(*) FROM messages INDEXED BY messages_account "
+            "WHERE account=? AND submitted_at>=?", (account, since)).fetchone()[0]))
+
+
+_MARK_SENT = ("UPDATE messages SET state='sent', provider=?, provider_id=?, stat=?, "
+              "sent_at=?, attempts=attempts+1 WHERE id=? AND state!='final'")
+_MARK_FINAL = ("UPDATE messages SET state='final', stat=?, err=?, done_at=?, final_detail=? "
+               "WHERE id=? AND state!='final'")
 
 
 def _settle_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]

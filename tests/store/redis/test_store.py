@@ -4,23 +4,21 @@ outages reported as StoreUnavailable and recovered from.
 
 Redis is expected at 127.0.0.1:6379 (``SMPPBRIDGE_TEST_REDIS`` overrides the URL); CI
 starts one, and without it these tests fail rather than skip. Each test works under its
-own random key prefix in DB 15 and deletes its keys afterwards.
+own random key prefix in DB 15 and deletes its keys afterwards (fixtures in conftest.py).
+The message history (timeline, receipts, search, purge) is tested in test_history.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import time
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.message import Address
@@ -28,66 +26,15 @@ from smppbridge.core.records import DeliveryState, PartRecord
 from smppbridge.store.redis import store as redis_store
 from smppbridge.store.redis.store import MessageExists, RedisStore
 from smppbridge.text.content import Content, Kind
+from tests.store.redis.support import REDIS_URL, StoreFactory
 from tests.store.samples import sample_message, sample_receipt
 
-REDIS_URL = os.environ.get("SMPPBRIDGE_TEST_REDIS", "redis://127.0.0.1:6379/15")
 #: upper bound for anything that waits on real time (claims, reconnects)
 DEADLINE = 10.0
 
 
 _msg = sample_message
 _receipt = sample_receipt
-
-
-@pytest.fixture
-async def raw() -> AsyncIterator[aioredis.Redis]:
-    """A plain client on the test database; fails loudly when Redis is not there."""
-    client = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
-    try:
-        await client.ping()
-    except RedisError as exc:
-        await client.aclose()
-        pytest.fail(f"Redis is not reachable at {REDIS_URL} ({exc}). These tests need a "
-                    "real Redis: CI starts one; locally run `redis-server` or point "
-                    "SMPPBRIDGE_TEST_REDIS at one.", pytrace=False)
-    yield client
-    await client.aclose()
-
-
-@pytest.fixture
-async def prefix(raw: aioredis.Redis) -> AsyncIterator[str]:
-    """A key prefix of this test's own; its keys are deleted afterwards."""
-    p = f"test:{uuid.uuid4().hex}:"
-    yield p
-    keys = [k async for k in raw.scan_iter(match=p + "*", count=1000)]
-    if keys:
-        await raw.delete(*keys)
-
-
-StoreFactory = Callable[..., Awaitable[RedisStore]]
-
-
-@pytest.fixture
-async def make_store(prefix: str) -> AsyncIterator[StoreFactory]:
-    """Open stores (nodes) sharing the test's prefix; all closed at the end."""
-    opened: list[RedisStore] = []
-
-    async def make(**kwargs: Any) -> RedisStore:
-        kwargs.setdefault("prefix", prefix)
-        kwargs.setdefault("node_id", f"node-{len(opened)}")
-        s = RedisStore(kwargs.pop("url", REDIS_URL), **kwargs)
-        await s.open()
-        opened.append(s)
-        return s
-
-    yield make
-    for s in opened:
-        await s.close()
-
-
-@pytest.fixture
-async def store(make_store: StoreFactory) -> RedisStore:
-    return await make_store(receipt_lease=30.0)
 
 
 async def _poll(probe: Callable[[], Awaitable[bool]], what: str) -> None:
@@ -139,7 +86,8 @@ async def test_batch_operations_of_the_store_contract(store: RedisStore) -> None
     found = await store.find_by_provider("sim", "P7")
     assert found is not None
     assert found.state is DeliveryState.SENT
-    finals = [(m.message_id, "DELIVRD", 0, 2.0, [_receipt(m.message_id)]) for m in batch]
+    finals = [(m.message_id, "DELIVRD", 0, 2.0, [_receipt(m.message_id)], "status from poll")
+              for m in batch]
     assert await store.mark_final_many(finals, lease=True) == []
     assert await store.count(DeliveryState.SENT) == 0
     final = await store.find(batch[0].message_id)
@@ -184,8 +132,8 @@ async def test_reserved_ids_never_repeat_across_nodes_and_restarts(
 
 async def test_due_sent_final_lifecycle(store: RedisStore, raw: aioredis.Redis,
                                         prefix: str) -> None:
-    """queued → due → sent (found by provider id) → final, with history; finishing a
-    message removes it from the work stream."""
+    """queued → due → sent (found by provider id) → final, with its timeline; finishing
+    a message removes it from the work stream."""
     await store.accept(_msg(1))
     (due,) = await store.due(now=5000.0, limit=10)
     assert due.message.message_id == "1-0"
@@ -202,7 +150,7 @@ async def test_due_sent_final_lifecycle(store: RedisStore, raw: aioredis.Redis,
     assert (final.state, final.stat, final.done_at) == (DeliveryState.FINAL, "DELIVRD", 5002.0)
     # the second final status is ignored, and so is its receipt
     assert len(await store.receipts_for("acme", 9000.0, 10)) == 1
-    assert [h[1] for h in await store.history("1-0")] == ["queued", "sent", "final"]
+    assert [e.state for e in await store.timeline("1-0")] == ["queued", "sent", "final"]
     assert await store.in_flight() == []
     assert await raw.xlen(prefix + "work") == 0
     assert await store.count(DeliveryState.FINAL) == 1
@@ -270,7 +218,7 @@ async def test_receipts_in_order_per_account_with_retry_and_expiry(store: RedisS
     await store.receipt_retry(got[0].seq, next_at=200.0, attempts=1)
     # "b" was neither done nor retried: its 30 s lease ran out at 130
     assert [r.message_id for r in await store.receipts_for("acme", 150.0, 10)] == ["b"]
-    await store.receipt_done([got[1].seq])
+    await store.receipt_done([got[1].seq], 150.0)
     assert sorted(await store.accounts_with_receipts(300.0)) == ["acme", "other"]
     (again,) = await store.receipts_for("acme", 300.0, 10)
     assert (again.message_id, again.attempts) == ("a", 1)
@@ -301,12 +249,17 @@ async def test_any_text_round_trips(store: RedisStore) -> None:
 
 
 async def test_history_is_capped(make_store: StoreFactory) -> None:
-    """Only the last ``history_cap`` status changes of a message are kept."""
+    """Only the last ``history_cap`` notes (retries, intermediate statuses) of a message
+    are kept; accepted, sent and final, derived from the message itself, always are."""
     s = await make_store(history_cap=2)
     await s.accept(_msg(1))
+    for attempt in range(1, 4):
+        await s.mark_retry("1-0", 1000.0, attempt, f"retry {attempt}")
+    await s.due(5000.0, 10)
     await s.mark_sent("1-0", "sim", "P1", "ENROUTE", 1.0)
     await s.mark_final("1-0", "DELIVRD", 0, 2.0)
-    assert [(h[0], h[1]) for h in await s.history("1-0")] == [(1.0, "sent"), (2.0, "final")]
+    assert [e.detail for e in await s.timeline("1-0")] == [
+        "accepted", "retry 2", "retry 3", "sent to sim as P1", ""]
 
 
 async def test_ready(store: RedisStore) -> None:
@@ -442,11 +395,13 @@ async def test_send_racing_a_cancel_stays_final(store: RedisStore) -> None:
 async def test_final_message_expires_with_its_indexes(make_store: StoreFactory,
                                                       raw: aioredis.Redis,
                                                       prefix: str) -> None:
-    """Once final, the message hash, its history and its part/provider indexes get the
-    final_ttl expiry; a queued message has none."""
+    """Once final, the message hash, its timeline notes and its part/provider indexes
+    get the final_ttl expiry; a queued message has none."""
     s = await make_store(final_ttl=3600)
     await s.accept(_msg(1, parts=2))
     assert await raw.ttl(prefix + "m:1-1") == -1
+    await s.due(5000.0, 10)
+    await s.mark_retry("1-1", 0.0, 1, "retry 1: busy")  # a note: h:1-1 exists
     await s.due(5000.0, 10)
     await s.mark_sent("1-1", "sim", "P1", "ENROUTE", 5001.0)
     await s.mark_final("1-1", "DELIVRD", 0, 5002.0)
@@ -517,9 +472,29 @@ async def test_work_survives_a_lost_stream(store: RedisStore, raw: aioredis.Redi
 async def test_from_url_options() -> None:
     """Store options ride in the URL's query; the rest of the URL goes to redis-py."""
     s = RedisStore.from_url("redis://127.0.0.1:6379/3?prefix=sb%3A&node_id=n1"
-                            "&claim_after=5&final_ttl=60&receipt_lease=9&min_replicas=1")
+                            "&claim_after=5&final_ttl=60&receipt_lease=9&min_replicas=1"
+                            "&history_days=2.5")
     assert (s.url, s.prefix, s.node_id, s.claim_after, s.final_ttl, s.receipt_lease,
-            s.min_replicas) == ("redis://127.0.0.1:6379/3", "sb:", "n1", 5.0, 60.0, 9.0, 1)
+            s.min_replicas, s.history_days) == (
+        "redis://127.0.0.1:6379/3", "sb:", "n1", 5.0, 60.0, 9.0, 1, 2.5)
+
+
+def test_from_url_takes_history_days_from_the_config() -> None:
+    """from_url's history_days (the config's [store] history_days) applies unless the
+    URL names one."""
+    assert RedisStore.from_url("redis://h/1", history_days=3).history_days == 3.0
+    assert RedisStore.from_url("redis://h/1?history_days=2", history_days=3
+                               ).history_days == 2.0
+    assert RedisStore.from_url("redis://h/1").history_days == 7.0
+
+
+def test_final_ttl_follows_history_days() -> None:
+    """Without an explicit final_ttl a final message's keys live history_days plus an
+    hour (purge removes them first; the TTL bounds memory when nothing purges)."""
+    assert RedisStore(history_days=2.0).final_ttl == 2 * 86400 + 3600
+    assert RedisStore(history_days=2.0, final_ttl=60).final_ttl == 60
+    with pytest.raises(ValueError, match="history_days"):
+        RedisStore(history_days=0)
 
 
 # --- outages --------------------------------------------------------------------------------

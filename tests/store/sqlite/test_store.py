@@ -79,7 +79,7 @@ async def test_reserved_ids_never_repeat_across_reopen(tmp_path: Path) -> None:
 
 
 async def test_due_sent_final_lifecycle(store: SqliteStore) -> None:
-    """queued → due → sent (found by provider id) → final, with history."""
+    """queued → due → sent (found by provider id) → final, with its timeline."""
     await store.accept(_msg(1))
     (due,) = await store.due(now=5000.0, limit=10)
     assert due.message.message_id == "1-0"
@@ -96,7 +96,7 @@ async def test_due_sent_final_lifecycle(store: SqliteStore) -> None:
     assert (final.state, final.stat, final.done_at) == (DeliveryState.FINAL, "DELIVRD", 5002.0)
     # the second final status is ignored, and so is its receipt
     assert len(await store.receipts_for("acme", 9000.0, 10)) == 1
-    assert [h[1] for h in await store.history("1-0")] == ["queued", "sent", "final"]
+    assert [e.state for e in await store.timeline("1-0")] == ["queued", "sent", "final"]
 
 
 async def test_scheduled_message_waits(store: SqliteStore) -> None:
@@ -142,7 +142,7 @@ async def test_receipts_in_order_per_account_with_retry_and_expiry(store: Sqlite
     assert [r.message_id for r in got] == ["a", "b"]
     await store.receipt_retry(got[0].seq, next_at=200.0, attempts=1)
     assert [r.message_id for r in await store.receipts_for("acme", 150.0, 10)] == ["b"]
-    await store.receipt_done([got[1].seq])
+    await store.receipt_done([got[1].seq], 160.0)
     assert sorted(await store.accounts_with_receipts(300.0)) == ["acme", "other"]
     (again,) = await store.receipts_for("acme", 300.0, 10)
     assert (again.message_id, again.attempts) == ("a", 1)
@@ -197,14 +197,14 @@ async def _due_after_reopen(path: str) -> list[str]:
 
 async def test_accept_many_stores_queued_messages(store: SqliteStore) -> None:
     """accept_many stores every message queued, whole (any part id finds a long one),
-    with its history; unclaimed, they are due."""
+    with its timeline; unclaimed, they are due."""
     await store.accept_many([_msg(1), _msg(2, parts=2)])
     for part_id, message in (("1-0", _msg(1)), ("2-0", _msg(2, parts=2))):
         found = await store.find(part_id)
         assert found is not None
         assert found.message == message
         assert found.state is DeliveryState.QUEUED
-    assert [h[1] for h in await store.history("2-1")] == ["queued"]
+    assert [e.state for e in await store.timeline("2-1")] == ["queued"]
     assert sorted(m.message.message_id for m in await store.due(5000.0, 10)) == ["1-0", "2-1"]
 
 
@@ -239,9 +239,9 @@ async def test_mark_final_many_keeps_a_first_final_status(store: SqliteStore) ->
     await store.mark_final("3-0", "REJECTD", 101, 5000.0, receipts=[_receipt("3-0")])
     before = store.commits
     await store.mark_final_many([
-        ("1-0", "DELIVRD", 0, 5001.0, [_receipt("1-0")]),
-        ("2-0", "UNDELIV", 1, 5002.0, [_receipt("2-0")]),
-        ("3-0", "DELIVRD", 0, 5003.0, [_receipt("3-0")]),
+        ("1-0", "DELIVRD", 0, 5001.0, [_receipt("1-0")], "status from poll"),
+        ("2-0", "UNDELIV", 1, 5002.0, [_receipt("2-0")], "status from poll"),
+        ("3-0", "DELIVRD", 0, 5003.0, [_receipt("3-0")], "status from poll"),
     ])
     assert store.commits == before + 1
     ends = []
@@ -254,7 +254,8 @@ async def test_mark_final_many_keeps_a_first_final_status(store: SqliteStore) ->
                     (DeliveryState.FINAL, "REJECTD", 101, 5000.0)]
     receipts = await store.receipts_for("acme", 9000.0, 10)
     assert [r.message_id for r in receipts] == ["3-0", "1-0", "2-0"]
-    assert [h[1] for h in await store.history("3-0")] == ["queued", "final"]
+    assert [(e.state, e.stat) for e in await store.timeline("3-0")] == [
+        ("queued", ""), ("final", "REJECTD")]
 
 
 # --- receipt leases (receipts handed to this process's dispatcher in memory) -----------
@@ -264,20 +265,21 @@ async def _final_leased(store: SqliteStore, *ids: int) -> list[tuple[int, Receip
     for i in ids:
         await store.accept(_msg(i))
     return await store.mark_final_many(
-        [(f"{i}-0", "DELIVRD", 0, 5000.0 + i, [_receipt(f"{i}-0")]) for i in ids], lease=True)
+        [(f"{i}-0", "DELIVRD", 0, 5000.0 + i, [_receipt(f"{i}-0")], "status from poll")
+         for i in ids], lease=True)
 
 
 async def test_leased_receipts_are_numbered_and_hidden_until_released(
         store: SqliteStore) -> None:
     """mark_final_many(lease=True) returns (seq, receipt) of each receipt added, numbered
-    as their rows (receipt_done on a seq deletes that row); receipts_for and
+    as their rows (receipt_done on a seq takes that row out of the outbox); receipts_for and
     accounts_with_receipts skip leased receipts until release_receipts makes them due."""
     leased = await _final_leased(store, 1, 2, 3)
     assert [r.message_id for _, r in leased] == ["1-0", "2-0", "3-0"]
     assert await store.receipts_for("acme", 9000.0, 10) == []
     assert await store.accounts_with_receipts(9000.0) == []
     assert await store.count_receipts() == 3
-    await store.receipt_done([leased[1][0]])
+    await store.receipt_done([leased[1][0]], 9000.0)
     assert await store.count_receipts() == 2
     await store.release_receipts([seq for seq, _ in leased])
     got = await store.receipts_for("acme", 9000.0, 10)
@@ -305,12 +307,12 @@ async def test_leases_end_when_the_store_is_reopened(tmp_path: Path) -> None:
 
 async def test_lease_seqs_stay_unique_among_autoincrement_inserts(store: SqliteStore) -> None:
     """Leased seqs come from the table's AUTOINCREMENT sequence: lease batches after
-    ordinary inserts, after the newest receipt was deleted (its seq is not reused), and
+    ordinary inserts, after the newest receipt was done with (its seq is not reused), and
     written concurrently all get fresh seqs, and every receipt keeps its own row."""
     first = await _final_leased(store, 1)
     await store.add_receipts([_receipt("x")])
     second = await _final_leased(store, 2, 3)
-    await store.receipt_done([second[-1][0]])
+    await store.receipt_done([second[-1][0]], 9000.0)
     third, fourth = await asyncio.gather(_final_leased(store, 4), _final_leased(store, 5))
     await store.add_receipts([_receipt("y")])
     kept = first + second[:1] + third + fourth
@@ -344,3 +346,39 @@ async def test_mark_sent_many_can_lease_its_receipts(store: SqliteStore) -> None
     sent = await store.find_by_provider("sim", "P1")
     assert sent is not None
     assert sent.state is DeliveryState.SENT
+
+
+# --- counts the operator API reads ------------------------------------------------------
+
+async def test_count_submitted_counts_one_accounts_messages_since(store: SqliteStore) -> None:
+    """count_submitted: the messages of one account submitted at ``since`` or later,
+    whatever their state."""
+    await store.accept_many([replace(_msg(i), account="a" if i % 2 else "b")
+                             for i in range(1, 7)])  # submitted at 1000 + i
+    await store.mark_final("3-0", "DELIVRD", 0, 2000.0)
+    assert await store.count_submitted("a", 1003.0) == 2  # 3 and 5
+    assert await store.count_submitted("a", 1003.5) == 1
+    assert await store.count_submitted("b", 0.0) == 3
+    assert await store.count_submitted("nobody", 0.0) == 0
+
+
+async def test_count_receipts_of_one_account_counts_its_outbox(store: SqliteStore) -> None:
+    """count_receipts(account): that account's receipts still in the outbox (due,
+    deferred or leased), not those delivered or expired, nor other accounts'."""
+    leased = await _final_leased(store, 1)
+    await store.add_receipts([_receipt("a"), _receipt("b"), _receipt("old", expire_at=50.0),
+                              _receipt("x", account="other")])
+    await store.expire_receipts(100.0)
+    a, b = (r for r in await store.receipts_for("acme", 100.0, 10) if r.message_id in ("a", "b"))
+    await store.receipt_retry(a.seq, 500.0, 1)
+    await store.receipt_done([b.seq], 110.0)
+    assert leased
+    assert await store.count_receipts("acme") == 2  # the leased one and a
+    assert await store.count_receipts("other") == 1
+    assert await store.count_receipts() == 3
+
+
+async def test_one_node_shares_nothing(store: SqliteStore) -> None:
+    """A SQLite file belongs to one node: no shared flood windows, no node registry."""
+    assert store.flood_state() is None
+    assert store.registry() is None
