@@ -472,8 +472,11 @@ class Pipeline:
 
 
 def status_detail(update: StatusUpdate) -> str:
-    """A status's timeline words: where it came from, and what the provider said."""
-    return _words(f"status from {update.source or 'provider'}", update.detail)
+    """A status's timeline words: where it came from, what the provider said, and an
+    HLR lookup's result fields (``hlr: imsi:... msc:...``, the receipt's form), which
+    the operator API shows as the message's ``hlr``."""
+    hlr = f"hlr: {update.hlr.receipt_fields()}" if update.hlr is not None else ""
+    return _words(f"status from {update.source or 'provider'}", update.detail, hlr)
 
 
 def _words(*parts: str) -> str:

@@ -13,14 +13,18 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import h11
 import httpx
 import pytest
 
 from smppbridge.config import parse_config
+from smppbridge.core.message import Address, OutboundMessage
 from smppbridge.core.passwords import hash_password
 from smppbridge.node.node import Node
+from smppbridge.text.content import Content, Kind
 from smppbridge.text.encoding import gsm_encode
 from tests.integration.esme import Esme
+from tests.netutil import connect_small_buffers
 
 ADMIN = "an-admin-token-of-some-length"
 
@@ -383,3 +387,94 @@ async def test_csv_streams_every_page(node: Node, http: httpx.AsyncClient,
         assert sorted(row["to"] for row in rows) == [f"7900666000{i}" for i in range(5)]
     finally:
         await asyncio.to_thread(esme.close)
+
+
+async def test_an_hlr_lookup_shows_its_result_fields(node: Node,
+                                                     http: httpx.AsyncClient) -> None:
+    """An `__HLR__` message's detail has ``hlr`` with the lookup's seed fields (imsi,
+    msc, mcc, mnc, cn, net, rcn, rnet) once its final status is in."""
+    message_id, esme = await _submit(node, "__HLR__", "79007770001")
+    try:
+        async def final() -> Any:
+            r = (await http.get(f"/api/v1/messages/{message_id}", headers=_admin())).json()
+            return r if r["state"] == "final" else None
+
+        detail = await _until(final, "the HLR lookup to end")
+        assert detail["kind"] == "hlr"
+        assert detail["hlr"] is not None
+        assert set(detail["hlr"]) == {"imsi", "msc", "mcc", "mnc", "cn", "net", "rcn",
+                                      "rnet"}
+        assert detail["hlr"]["imsi"]
+    finally:
+        await asyncio.to_thread(esme.close)
+
+
+async def test_a_slow_csv_reader_holds_one_page_and_stalls_nothing(
+        node: Node, http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client that asks for the CSV of 3,000 fat messages (12 MB, far more than the
+    kernel's socket buffers hold) and reads nothing: the export stops reading the store
+    once those buffers are full (memory bounded by TCP flow control, not by the
+    export's size), while /healthz, the API and SMPP submits go on answering; once the
+    client reads, every row arrives."""
+    monkeypatch.setattr("smppbridge.node.api.CSV_PAGE", 50)
+    total = 3000
+    text = "a long text that makes the rows of the export fat " * 80  # ~4 KB a row
+    await node.store.accept_many([
+        OutboundMessage(message_id=f"csv{i}", part_ids=(f"csv{i}",), account="acme",
+                        source=Address("s"), destination=Address(f"7908{i:07d}"),
+                        content=Content(Kind.SMS, text), submitted_at=1e9 + i)
+        for i in range(total)])
+    pages: list[int] = []
+    search = node.store.search
+
+    async def counting(query: Any) -> Any:
+        page = await search(query)
+        pages.append(len(page.items))
+        return page
+
+    monkeypatch.setattr(node.store, "search", counting)
+    assert node.http_address is not None
+    reader, writer = await asyncio.open_connection(
+        sock=await connect_small_buffers(node.http_address, 5))
+    writer.write(f"GET /api/v1/messages.csv HTTP/1.1\r\nHost: x\r\n"
+                 f"Authorization: Bearer {ADMIN}\r\n\r\n".encode())
+    await writer.drain()
+
+    async def stalled() -> bool:
+        before = len(pages)
+        for _ in range(20):
+            await asyncio.sleep(0.05)
+        return len(pages) == before and len(pages) > 0
+
+    assert await _until(stalled, "the export to wait for the reader")
+    assert sum(pages) < total // 2  # it did not read (and hold) the history meanwhile
+    assert (await http.get("/healthz")).status_code == 200
+    assert (await http.get("/api/v1/messages", params={"limit": 1},
+                           headers=_admin())).status_code == 200
+    message_id, esme = await _submit(node, "still answered", "79089999999")
+    await asyncio.to_thread(esme.close)
+    body = await _read_response(reader)
+    writer.close()
+    rows = list(csv.DictReader(io.StringIO(body.decode())))
+    # every row of the history as it was when the export began (the message submitted
+    # meanwhile is newer than its first page)
+    assert len(rows) == total
+    assert {row["id"] for row in rows} == {f"csv{i}" for i in range(total)}
+    assert message_id not in {row["id"] for row in rows}
+
+
+async def _read_response(reader: asyncio.StreamReader) -> bytes:
+    """The body of the one HTTP/1.1 response ``reader`` carries (h11 parses it)."""
+    conn = h11.Connection(h11.CLIENT)
+    conn.send(h11.Request(method="GET", target="/", headers=[("host", "x")]))
+    body = b""
+    while True:
+        event = conn.next_event()
+        if event is h11.NEED_DATA:
+            chunk = await asyncio.wait_for(reader.read(65536), 10)
+            assert chunk, "the server closed the export early"
+            conn.receive_data(chunk)
+        elif isinstance(event, h11.Data):
+            body += bytes(event.data)
+        elif isinstance(event, h11.EndOfMessage):
+            return body

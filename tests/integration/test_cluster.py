@@ -273,8 +273,9 @@ async def test_redis_restart_mid_load_loses_nothing(cluster: Cluster) -> None:
 
 async def test_the_api_of_any_node_shows_the_whole_cluster(cluster: Cluster) -> None:
     """A message submitted on node 1 is found through node 2's API (by id and by
-    destination); either node lists the binds of both; node 2 can unbind a bind that
-    node 1 holds; /stats has one series per live node."""
+    destination), and once its receipt is out its whole timeline too; either node lists
+    the binds of both; node 2 can unbind a bind that node 1 holds; /stats has one series
+    per live node."""
     one, api1 = await cluster.api_node("api1")
     _two, api2 = await cluster.api_node("api2")
     esme = await cluster.esme(one)
@@ -307,6 +308,19 @@ async def test_the_api_of_any_node_shows_the_whole_cluster(cluster: Cluster) -> 
         stats = (await http.get(f"{api2}/api/v1/stats", params={"minutes": 1})).json()
         assert len(stats["nodes"]) == 2
         assert node_of_bind in {n["node"] for n in stats["nodes"]}
+
+        await asyncio.wait_for(esme.receipt_event.wait(), 20)
+        deadline = time.monotonic() + 10
+        while True:
+            detail = (await http.get(f"{api2}/api/v1/messages/{message_id}")).json()
+            if detail["receipts"] and detail["receipts"][0]["state"] == "delivered":
+                break
+            assert time.monotonic() < deadline, detail
+            await asyncio.sleep(0.1)
+        assert (detail["state"], detail["stat"]) == ("final", "DELIVRD")
+        assert detail["timeline"][0]["state"] == "queued"
+        assert detail["timeline"][-1]["state"] == "final"
+        assert any(e["state"] == "sent" for e in detail["timeline"])
 
         r = await http.delete(f"{api2}/api/v1/binds/{from_two[0]['id']}")
         assert r.status_code == 202, r.text

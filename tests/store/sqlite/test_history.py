@@ -6,7 +6,7 @@ from __future__ import annotations
 import itertools
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,15 +25,6 @@ from smppbridge.store.sqlite.history import choose_index, search_sql
 from smppbridge.store.sqlite.schema import MIGRATIONS
 from smppbridge.store.sqlite.store import SqliteStore
 from tests.store.sqlite.support import msg, page_ids, rec
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(str(tmp_path / "h.db"))
-    await s.open()
-    yield s
-    await s.close()
-
 
 # --- a varied population: every filter has several values ----------------------------
 

@@ -4,8 +4,7 @@ receipts out of the outbox, the outbox queries on the indexes of pending receipt
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator, Callable
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -16,14 +15,6 @@ from smppbridge.core.history import (
 )
 from smppbridge.store.sqlite.store import SqliteStore
 from tests.store.sqlite.support import msg, rec
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(str(tmp_path / "h.db"))
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def _plans(store: SqliteStore, call: Callable[[], Any]) -> list[str]:

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from smppbridge.core.history import (
     MessageQuery,
@@ -26,15 +23,6 @@ from smppbridge.store.sqlite import store as store_module
 from smppbridge.store.sqlite.schema import MIGRATIONS
 from smppbridge.store.sqlite.store import SqliteStore
 from tests.store.sqlite.support import count_rows, msg, page_ids, rec
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(str(tmp_path / "h.db"))
-    await s.open()
-    yield s
-    await s.close()
-
 
 # --- retention --------------------------------------------------------------------------
 

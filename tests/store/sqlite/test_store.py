@@ -18,13 +18,6 @@ _msg = sample_message
 _receipt = sample_receipt
 
 
-@pytest.fixture
-async def store(tmp_path: Path):
-    s = SqliteStore(str(tmp_path / "db" / "s.db"))
-    await s.open()
-    yield s
-    await s.close()
-
 
 async def test_accepted_message_survives_reopen(tmp_path: Path) -> None:
     """A message accepted then the store closed is found, whole, after reopening."""
