@@ -305,6 +305,9 @@ def _http_limits(t: _Table) -> HttpLimits:
         keepalive_timeout=t.number("keepalive_timeout", d.keepalive_timeout, minimum=1),
         max_connections=t.integer("max_connections", d.max_connections, minimum=1),
         shutdown_grace=t.number("shutdown_grace", d.shutdown_grace, minimum=0.1),
+        header_timeout=t.number("header_timeout", d.header_timeout, minimum=0.1),
+        max_connections_per_ip=t.integer("max_connections_per_ip",
+                                         d.max_connections_per_ip),
     )
 
 

@@ -204,7 +204,15 @@ class Store(Protocol):
 
     async def close(self) -> None: ...
 
-    async def ready(self) -> bool: ...
+    async def ready(self) -> bool:
+        """True when the store takes a write now (a probe write: a full disk or a Redis
+        out of memory makes it False)."""
+        ...
+
+    def trouble(self) -> str | None:
+        """Why the store refuses operations now (kind and reason of the episode under
+        way, e.g. ``disk_full: database or disk is full``), or None (``/readyz``)."""
+        ...
 
     def flood_state(self) -> FloodState | None:
         """The flood windows kept with this store and shared with every node using it;

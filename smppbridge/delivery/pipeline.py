@@ -235,12 +235,13 @@ class Pipeline:
                 except StoreUnavailable as exc:
                     # Keep the loop alive through a store outage; back off up to 5 s.
                     outage += 1
-                    _log.warning("send.store_unavailable", error=str(exc), attempt=outage)
+                    # The store logs the episode once; here, debug only.
+                    _log.debug("send.store_unavailable", error=str(exc), attempt=outage)
                     await self._start_sends(due)
                     await asyncio.sleep(min(5.0, 0.1 * 2 ** min(outage, 6)))
                     continue
                 if outage:
-                    _log.info("send.store_back", after_attempts=outage)
+                    _log.debug("send.store_back", after_attempts=outage)
                     outage = 0
                 due += [m for m in found if m.message.message_id not in self._in_flight]
             await self._start_sends(due)
@@ -319,7 +320,7 @@ class Pipeline:
                 await write()
                 return
             except StoreUnavailable as exc:
-                _log.warning("send.outcome_waiting_for_store", error=str(exc))
+                _log.debug("send.outcome_waiting_for_store", error=str(exc))
                 await asyncio.sleep(delay)
                 delay = min(5.0, delay * 2)
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
-from smppbridge.core.errors import ProviderError
+from smppbridge.core.errors import ProviderError, StoreUnavailable
 from smppbridge.core.outcomes import Err, StatusUpdate
 from smppbridge.smpp.receipts import Stat
 
@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["OnUpdate", "OnUpdates", "StatusPoller"]
 
 _log = structlog.get_logger()
+#: seconds before a status that could not be written (store trouble) is asked again
+STORE_RETRY = 2.0
 
 # --- the poller ---------------------------------------------------------------------------
 
@@ -133,6 +135,8 @@ class StatusPoller:
     async def _poll_provider(self, name: str, items: list[_Tracked], now: float) -> int:
         s = self.settings[name]
         reported = 0
+        #: statuses that could not be written: asked again soon, not on the schedule
+        again: set[tuple[str, str]] = set()
         pollable = [i for i in items if i[_INTERVAL] > 0 and i[_DEADLINE] > now]
         for start in range(0, len(pollable), s.poll_batch):
             chunk = pollable[start:start + s.poll_batch]
@@ -142,23 +146,37 @@ class StatusPoller:
                 _log.warning("status.poll_failed", provider=name, error=str(exc),
                              ids=len(chunk))
                 continue
-            changed = [u for update in updates
-                       if (item := self._items.get((name, update.provider_id))) is not None
-                       and (u := self._note(item, update)) is not None]
+            was: list[_Tracked] = []
+            changed: list[StatusUpdate] = []
+            for update in updates:
+                item = self._items.get((name, update.provider_id))
+                if item is not None and (u := self._note(item, update)) is not None:
+                    was.append(item)
+                    changed.append(u)
             if not changed:
                 continue
+            try:
+                if self.on_updates is not None:
+                    await self.on_updates(name, changed)
+                else:
+                    # Concurrently: each ends in store writes, and concurrent writes
+                    # share one group commit (one by one, a commit per update capped
+                    # receipts near 800/s).
+                    await asyncio.gather(*(self.on_update(name, u) for u in changed))
+            except StoreUnavailable as exc:
+                # Not written (the store logs the episode): follow these messages as
+                # they were, and ask the provider again shortly — the status is not
+                # lost with the write.
+                _log.debug("status.store_unavailable", provider=name, error=str(exc),
+                           updates=len(changed))
+                self._follow_again(was, now + STORE_RETRY)
+                again.update((i[_PROVIDER], i[_PROVIDER_ID]) for i in was)
+                continue
             reported += len(changed)
-            if self.on_updates is not None:
-                await self.on_updates(name, changed)
-            else:
-                # Concurrently: each ends in store writes, and concurrent writes share
-                # one group commit (one by one, a commit per update capped receipts
-                # near 800/s).
-                await asyncio.gather(*(self.on_update(name, u) for u in changed))
         for polled in items:
             key = (polled[_PROVIDER], polled[_PROVIDER_ID])
             item = self._items.get(key)  # the latest (a status may have replaced it)
-            if item is None:
+            if item is None or key in again:
                 continue
             p, pid, mid, deadline, validity, interval, _, last = item
             if now >= deadline:
@@ -195,10 +213,22 @@ class StatusPoller:
             err = Err.NO_FINAL_STATUS
         _log.debug("status.gave_up", provider=provider, provider_id=provider_id,
                    stat=stat.value)
-        await self.on_update(provider, StatusUpdate(
-            provider_id, stat, err, "no final status before the deadline",
-            done_at=self.clock(), message_id=message_id, source="deadline"))
+        try:
+            await self.on_update(provider, StatusUpdate(
+                provider_id, stat, err, "no final status before the deadline",
+                done_at=self.clock(), message_id=message_id, source="deadline"))
+        except StoreUnavailable:
+            self._follow_again([item], self.clock() + STORE_RETRY)
+            return 0
         return 1
+
+    def _follow_again(self, items: Sequence[_Tracked], due: float) -> None:
+        """Track ``items`` again as they were, due at ``due`` (a status that could not
+        be written)."""
+        for p, pid, mid, deadline, validity, interval, _, last in items:
+            again = (p, pid, mid, deadline, validity, interval, due, last)
+            self._items[(p, pid)] = again
+            self._push(again)
 
     async def run(self) -> None:
         """Poll forever (until cancelled), sleeping until the next due message."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.net import ip_in_networks
 from smppbridge.http.request import HttpRequest, HttpResponse
 
@@ -109,7 +110,14 @@ class Webhooks:
             if self.poller is not None and update.final:
                 self.poller.forget(name, update.provider_id)
         # Concurrently, so that the updates' store writes share a group commit.
-        await asyncio.gather(*(self.on_update(name, update) for update in updates))
+        results = await asyncio.gather(*(self.on_update(name, update) for update in updates),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if any(not isinstance(r, StoreUnavailable) for r in failed):
+            raise next(r for r in failed if not isinstance(r, StoreUnavailable))
+        if failed:
+            # Not (all) written: 503 asks the provider to send the call again later.
+            return HttpResponse.text("store unavailable, try again later\n", status=503)
         return HttpResponse.text("OK")
 
 

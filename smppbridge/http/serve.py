@@ -6,12 +6,23 @@ The listening socket is bound here first (so a bind error is reported by ``start
 port 0 gives its port at once), then handed to ``Server.serve``. uvicorn's own signal
 handling is switched off: the node owns SIGTERM/SIGHUP and stops the server itself.
 
-Limits come from uvicorn's settings, each with its reason (:class:`HttpLimits`):
-keep-alive and graceful-shutdown timeouts, the largest request head (h11's
-``max_incomplete_event_size``) and the number of connections served at once. uvicorn has
-no setting for the size of a request body, so :class:`BodyLimit` (a few lines of ASGI
-middleware) answers 413 to a declared Content-Length over the cap before reading, and to a
-body that grows past it while it streams in.
+Limits come from uvicorn's settings where it has one, each with its reason
+(:class:`HttpLimits`): keep-alive and graceful-shutdown timeouts, the largest request
+head (h11's ``max_incomplete_event_size``) and the number of connections served at once.
+uvicorn has none for three things, so they are a few lines here:
+
+* the size of a request body — :class:`BodyLimit` (ASGI middleware) answers 413 to a
+  declared Content-Length over the cap before reading, and to a body that grows past it
+  while it streams in;
+* how long a request head may take to arrive — uvicorn times out only an idle
+  keep-alive connection, so a client that opens a connection and sends nothing, or its
+  headers one byte a second (slowloris), held it for ever; :class:`_GuardedH11` closes a
+  connection whose request head is not complete ``header_timeout`` seconds after it
+  began;
+* connections per client address — past ``max_connections`` uvicorn answers 503 to
+  every request, so one client's idle connections could make ``/metrics`` and
+  ``/readyz`` answer 503 to everyone; :class:`_GuardedH11` refuses a client's
+  connections past ``max_connections_per_ip``.
 """
 
 from __future__ import annotations
@@ -19,11 +30,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["BodyLimit", "HttpLimits", "ServedApp", "serve_app"]
 
@@ -54,6 +68,11 @@ class HttpLimits:
     max_connections: int = 1000
     #: seconds a stop waits for requests in progress before closing their connections
     shutdown_grace: float = 5.0
+    #: seconds a request head (request line and headers) may take to arrive, from the
+    #: connection's start or the end of the previous response (slowloris)
+    header_timeout: float = 10.0
+    #: connections one client address may hold at once (0 = no limit)
+    max_connections_per_ip: int = 100
 
 
 class BodyLimit:
@@ -112,6 +131,68 @@ async def _too_large(send: Send) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
+class _GuardedH11(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol with a request-head timeout and a per-client
+    connection cap (see the module docstring). ``limits`` and ``per_ip`` are set on a
+    subclass made per served app (:func:`serve_app`)."""
+
+    limits: ClassVar[HttpLimits] = HttpLimits()
+    per_ip: ClassVar[Counter[str]] = Counter()
+
+    _head_timer: asyncio.TimerHandle | None = None
+    _counted: str | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        peer = transport.get_extra_info("peername")
+        ip = str(peer[0]) if peer else ""
+        cap = self.limits.max_connections_per_ip
+        if cap and self.per_ip[ip] >= cap:
+            transport.close()
+            return
+        self.per_ip[ip] += 1
+        self._counted = ip
+        super().connection_made(transport)  # type: ignore[arg-type]
+        self._arm_head_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_timer()
+        if self._counted is None:
+            return  # refused at once: uvicorn never saw it
+        self.per_ip[self._counted] -= 1
+        if self.per_ip[self._counted] <= 0:
+            del self.per_ip[self._counted]
+        self._counted = None
+        super().connection_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.conn.their_state is h11.IDLE:
+            self._arm_head_timer()  # a head in progress (or the next one)
+        else:
+            self._cancel_head_timer()  # the head is complete
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        # The next request's head has its own time from now (uvicorn's keep-alive timer
+        # closes the connection if nothing comes at all).
+        self._cancel_head_timer()
+
+    def _arm_head_timer(self) -> None:
+        if self._head_timer is None and self.transport is not None:
+            self._head_timer = self.loop.call_later(self.limits.header_timeout,
+                                                    self._head_too_slow)
+
+    def _cancel_head_timer(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_too_slow(self) -> None:
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
+
+
 class _InLoopServer(uvicorn.Server):
     """uvicorn without its signal handlers: the node stops it."""
 
@@ -141,6 +222,9 @@ async def serve_app(app: Asgi, host: str, port: int, *,
     """Serve ``app`` on ``host:port`` (0: any free port) in the running loop."""
     limits = limits or HttpLimits()
     sock = _listen(host, port)
+    # One protocol class per served app: its limits and its count of connections per
+    # client address.
+    protocol = type("GuardedH11", (_GuardedH11,), {"limits": limits, "per_ip": Counter()})
     config = uvicorn.Config(
         BodyLimit(app, limits.max_body), lifespan="off", log_config=None, access_log=False,
         server_header=False, date_header=True, proxy_headers=False,
@@ -148,7 +232,7 @@ async def serve_app(app: Asgi, host: str, port: int, *,
         timeout_graceful_shutdown=max(1, round(limits.shutdown_grace)),
         limit_concurrency=limits.max_connections,
         h11_max_incomplete_event_size=limits.max_header,
-        loop="none", http="h11", ws="none")
+        loop="none", http=protocol, ws="none")
     server = _InLoopServer(config)
     task = asyncio.get_running_loop().create_task(server.serve(sockets=[sock]), name=name)
     address = sock.getsockname()[:2]

@@ -30,6 +30,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 
 from smppbridge.config import Config
 from smppbridge.core.cluster import BindInfo
+from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.history import MAX_PAGE, Cursor, MessageQuery
 from smppbridge.core.ports import NodeRegistry, Provider, Store
 from smppbridge.core.records import DeliveryState, StoredMessage
@@ -243,7 +244,7 @@ def add_api(app: FastAPI, ctx: ApiContext) -> None:
     app.state.api = ctx
     responses: dict[int | str, dict[str, Any]] = {
         401: {"model": ErrorBody}, 403: {"model": ErrorBody}, 404: {"model": ErrorBody},
-        422: {"model": ErrorBody}}
+        422: {"model": ErrorBody}, 503: {"model": ErrorBody}}
     api = APIRouter(prefix=PREFIX, responses=responses)
 
     @api.get("/messages", response_model=MessagePage, tags=["messages"])
@@ -432,6 +433,12 @@ def _add_errors(app: FastAPI) -> None:
         if exc.response.status_code == 401:
             exc.response.headers["www-authenticate"] = 'Basic realm="smppbridge", Bearer'
         return exc.response
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_down(_: Request, exc: StoreUnavailable) -> JSONResponse:
+        response = api_error(503, "store_unavailable", f"the store is not available: {exc}")
+        response.headers["retry-after"] = "5"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

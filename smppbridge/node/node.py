@@ -243,7 +243,11 @@ class Node:
             deadline = self.content.next_deadline()
             delay = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.time()))
             await asyncio.sleep(delay)
-            await self.content.expire()
+            try:
+                await self.content.expire()
+            except StoreUnavailable as exc:
+                # Their parts stay held; the next round fails them again.
+                _log.debug("parts.expiry_waiting_for_store", error=str(exc))
 
     async def _provider_health(self) -> dict[str, object]:
         async def one(p: Provider) -> bool:
@@ -254,7 +258,11 @@ class Node:
                 return False
         names = list(self.providers)
         results = await asyncio.gather(*(one(self.providers[n]) for n in names))
-        return {"providers": dict(zip(names, results, strict=True))}
+        info: dict[str, object] = {"providers": dict(zip(names, results, strict=True))}
+        trouble = self.store.trouble()
+        if trouble is not None:
+            info["store_error"] = trouble
+        return info
 
     async def _refresh_gauges(self) -> None:
         """Gauges read from the store and the runners at scrape time."""

@@ -97,6 +97,12 @@ class Metrics:
                                       registry=r)
         self.parts_waiting = Gauge("smppbridge_long_message_parts_waiting",
                                    "Parts of long messages waiting for the rest", registry=r)
+        self.store_errors = Counter("smppbridge_store_errors",
+                                    "Store operations that failed, by kind (disk_full, "
+                                    "io_error, locked, out_of_memory, read_only, "
+                                    "unreachable, other)", ["kind"], registry=r)
+        self.store_failing = Gauge("smppbridge_store_failing",
+                                   "1 while the store refuses writes", registry=r)
         self.store_write = Histogram("smppbridge_store_write_seconds",
                                      "Durable store write (group commit) latency",
                                      buckets=_LATENCY_BUCKETS, registry=r)

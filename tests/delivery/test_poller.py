@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 import pytest
 
+from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.outcomes import Err, StatusUpdate
-from smppbridge.delivery.poller import StatusPoller
+from smppbridge.delivery.poller import STORE_RETRY, StatusPoller
 from smppbridge.providers.base import combine_channels
 from smppbridge.providers.mysmpp_xml import mysmpp_error, mysmpp_state
 from smppbridge.providers.simulator.provider import SimulatorProvider
@@ -287,3 +288,31 @@ async def test_on_updates_gets_no_repeat_of_an_unchanged_status() -> None:
                              [("a", Stat.UNDELIV)]]
     assert single.updates == []
     assert len(poller) == 0
+
+
+async def test_a_status_the_store_cannot_take_is_asked_again_not_lost() -> None:
+    """The final status's write fails (StoreUnavailable: a full disk): the message stays
+    followed, is polled again STORE_RETRY seconds later, and its final status is
+    reported then."""
+    clock = FakeClock()
+    s = settings("simulator", name="sim", simulator={"deliver_after": 1}, poll_interval=2)
+    provider = SimulatorProvider(s, clock=clock)
+    got: list[StatusUpdate] = []
+    down = True
+
+    async def write(_name: str, update: StatusUpdate) -> None:
+        if down:
+            raise StoreUnavailable("disk full")
+        got.append(update)
+
+    poller = StatusPoller({"sim": provider}, {"sim": s}, write, clock=clock)
+    pid = await _send(provider, "m1")
+    poller.track("sim", pid, "m1", sent_at=T0)
+    clock.advance(2)
+    assert await poller.poll_due() == 0  # nothing written
+    assert poller.next_due() == clock() + STORE_RETRY
+    down = False
+    clock.advance(STORE_RETRY)
+    assert await poller.poll_due() == 1
+    assert [(u.message_id, u.stat) for u in got] == [("m1", Stat.DELIVRD)]
+    assert poller.next_due() is None

@@ -138,3 +138,75 @@ async def test_close_lets_a_request_in_flight_finish() -> None:
 async def _in_progress(_: httpx.AsyncClient) -> bool:
     # The slow handler is running once the gate has a waiter.
     return bool(gate._waiters)  # type: ignore[attr-defined]
+
+
+GUARDED = HttpLimits(max_body=1000, header_timeout=0.3, max_connections=50,
+                     max_connections_per_ip=5, keepalive_timeout=5.0, shutdown_grace=1.0)
+
+
+async def test_a_slow_request_head_is_cut_off_while_others_are_served() -> None:
+    """A client that sends its headers a byte at a time, and one that connects and sends
+    nothing, are closed after header_timeout; another client is answered meanwhile."""
+    app = await serve_app(APP, "127.0.0.1", 0, limits=GUARDED)
+    try:
+        silent_r, silent_w = await asyncio.open_connection(*app.address)
+        slow_r, slow_w = await asyncio.open_connection(*app.address)
+        head = b"GET /echo HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 100
+
+        async def trickle() -> None:
+            for byte in head:
+                if slow_w.is_closing():
+                    return
+                slow_w.write(bytes([byte]))
+                with contextlib.suppress(ConnectionError):
+                    await slow_w.drain()
+                await asyncio.sleep(0.02)  # the client's own pace, the thing under test
+
+        feeder = asyncio.create_task(trickle())
+        host, port = app.address
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as c:
+            assert (await c.get("/echo")).status_code == 200
+        assert await asyncio.wait_for(silent_r.read(), 3) == b""
+        assert await asyncio.wait_for(slow_r.read(), 3) == b""
+        feeder.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await feeder
+        for w in (silent_w, slow_w):
+            w.close()
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
+    finally:
+        await app.close()
+
+
+async def test_one_client_cannot_hold_every_connection() -> None:
+    """A client over max_connections_per_ip has its further connections closed at once;
+    the connections it holds do not make the server refuse others (no 503)."""
+    app = await serve_app(APP, "127.0.0.1", 0, limits=GUARDED)
+    held: list[asyncio.StreamWriter] = []
+    try:
+        for _ in range(GUARDED.max_connections_per_ip):
+            _, w = await asyncio.open_connection(*app.address)
+            held.append(w)
+        extra_r, extra_w = await asyncio.open_connection(*app.address)
+        held.append(extra_w)
+        assert await asyncio.wait_for(extra_r.read(), 3) == b""
+        # the held ones are idle (no head): the timeout frees them, and a request
+        # from this address is served again
+        host, port = app.address
+        async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as c:
+            deadline = asyncio.get_running_loop().time() + 5
+            while True:
+                try:
+                    r = await c.get("/echo")
+                    break
+                except httpx.TransportError:
+                    assert asyncio.get_running_loop().time() < deadline
+                    await asyncio.sleep(0.05)
+            assert r.status_code == 200
+    finally:
+        for w in held:
+            w.close()
+            with contextlib.suppress(ConnectionError):
+                await w.wait_closed()
+        await app.close()

@@ -30,7 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.observability.metrics import METRICS
-from smppbridge.store.common import settle
+from smppbridge.store.common import StoreHealth, settle
 from smppbridge.store.redis.scripts import SCRIPTS, SHAS
 
 __all__ = ["Batcher", "map_error", "redis_unavailable"]
@@ -68,6 +68,20 @@ def map_error(exc: Exception) -> Exception:
     return exc
 
 
+def error_kind(exc: BaseException) -> str:
+    """How a Redis failure is counted (``smppbridge_store_errors_total{kind}``)."""
+    if isinstance(exc, OutOfMemoryError):
+        return "out_of_memory"
+    if isinstance(exc, ReadOnlyError):
+        return "read_only"
+    if isinstance(exc, BusyLoadingError):
+        return "loading"
+    if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError
+                  | TimeoutError):
+        return "unreachable"
+    return "other"
+
+
 @dataclass(slots=True)
 class _Op:
     """One command waiting for the next pipeline."""
@@ -102,6 +116,7 @@ class Batcher:
         self.replica_timeout = replica_timeout
         self.round_trips = 0  # pipelines sent (observability, tests)
         self.closing = False
+        self.health = StoreHealth("redis")
         self._pending: list[_Op] = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -171,7 +186,7 @@ class Batcher:
                 results = await pipe.execute(raise_on_error=False)
             except Exception as exc:
                 error = map_error(exc)
-                _log.warning("store.redis_unavailable", error=repr(exc))
+                self.health.failed(error_kind(exc), repr(exc), len(batch))
                 for op in batch:
                     settle(op.future, None, error)
                 return
@@ -181,17 +196,24 @@ class Batcher:
                 acked = results.pop()
                 replicated = isinstance(acked, int) and acked >= self.min_replicas
             again: list[_Op] = []
+            refused = 0
             for op, result in zip(batch, results, strict=True):
                 if isinstance(result, NoScriptError) and op.attempts == 0:
                     op.attempts += 1
                     again.append(op)
                 elif isinstance(result, Exception):
-                    settle(op.future, None, map_error(result))
+                    mapped = map_error(result)
+                    if isinstance(mapped, StoreUnavailable):
+                        refused += 1
+                        self.health.failed(error_kind(result), str(result))
+                    settle(op.future, None, mapped)
                 elif op.durable and not replicated:
                     settle(op.future, None, StoreUnavailable(
                         f"fewer than {self.min_replicas} replicas acknowledged the write"))
                 else:
                     settle(op.future, result, None)
+            if not refused:
+                self.health.succeeded()
             if again:
                 try:
                     await self.load_scripts()

@@ -297,11 +297,17 @@ class RedisStore:
         self._held.clear()
 
     async def ready(self) -> bool:
+        """True when Redis takes a write (a probe SET: Redis out of memory under
+        ``noeviction``, or a read-only replica, makes it False)."""
         try:
-            await self._batch.call(("PING",))
+            await self._batch.call(("SET", self._key("probe"), repr(time.time()), "EX", 60))
         except (StoreUnavailable, RedisError):
             return False
-        return True
+        return self._batch.health.trouble is None
+
+    def trouble(self) -> str | None:
+        """Why operations fail now (the batcher's open episode), or None."""
+        return self._batch.health.trouble
 
     async def _create_group(self) -> None:
         with redis_unavailable():

@@ -35,6 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.history import (
     MessagePage,
     MessageQuery,
@@ -51,7 +52,7 @@ from smppbridge.core.records import (
     StoredMessage,
 )
 from smppbridge.observability.metrics import METRICS
-from smppbridge.store.common import settle
+from smppbridge.store.common import StoreHealth, settle
 from smppbridge.store.sqlite import history
 from smppbridge.store.sqlite.rows import (
     COLUMNS,
@@ -72,7 +73,7 @@ _MAX_BATCH = 2000
 _PURGE_CHUNK = 100
 _WRITE_LATENCY = METRICS.store_write
 
-class _Closed(Exception):
+class _Closed(StoreUnavailable):
     pass
 
 
@@ -93,6 +94,7 @@ class SqliteStore:
         self._reader: concurrent.futures.ThreadPoolExecutor | None = None
         self._rdb: sqlite3.Connection | None = None
         self.commits = 0  # transactions committed (observability, tests)
+        self.health = StoreHealth("sqlite")
 
     @classmethod
     def from_url(cls, url: str) -> SqliteStore:
@@ -133,11 +135,33 @@ class SqliteStore:
         self._thread = None
 
     async def ready(self) -> bool:
+        """True when a write commits: a small write of the meta table through the writer
+        (a store that can be read but not written — a full disk — is not ready)."""
         try:
-            await self._call(lambda db: db.execute("SELECT 1").fetchone())
+            await self._call(lambda db: db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('probe', ?)", (str(time.time()),)))
         except Exception:
             return False
-        return True
+        return self.health.trouble is None
+
+    async def limit_size(self, pages: int | None) -> int:
+        """Cap the file at ``pages`` pages (``PRAGMA max_page_count``; None: the
+        default, no cap) and return the cap in force. Past it a write fails as on a full
+        disk: an operator can keep a node from filling a shared disk, and the tests make
+        a full disk with it."""
+        def op(db: sqlite3.Connection) -> int:
+            value = pages if pages is not None else 4294967294  # SQLite's largest
+            return int(db.execute(f"PRAGMA max_page_count={int(value)}").fetchone()[0])
+        return await self._call(op)
+
+    async def page_count(self) -> int:
+        """Pages the file has now (``PRAGMA page_count``)."""
+        return await self._call(
+            lambda db: int(db.execute("PRAGMA page_count").fetchone()[0]))
+
+    def trouble(self) -> str | None:
+        """Why writes fail now (the open episode of :class:`StoreHealth`), or None."""
+        return self.health.trouble
 
     # --- the writer thread -----------------------------------------------------------
 
@@ -193,34 +217,45 @@ class SqliteStore:
         loop = self._loop
         assert loop is not None
         started = time.monotonic()
-        db.execute("BEGIN IMMEDIATE")
         results: list[tuple[asyncio.Future[Any], Any, BaseException | None]]
         try:
-            # Fast path: no savepoints (they would triple the statements per submit).
-            results = [(fut, op(db), None) for op, fut in batch]
-        except Exception:
-            # Some op failed: undo the batch and run it again with a savepoint per op, so
-            # that one bad op (e.g. a duplicate id) fails alone.
-            db.execute("ROLLBACK")
             db.execute("BEGIN IMMEDIATE")
-            results = []
-            for op, fut in batch:
-                db.execute("SAVEPOINT op")
-                try:
-                    results.append((fut, op(db), None))
-                    db.execute("RELEASE op")
-                except Exception as exc:  # one bad op must not sink the batch
-                    db.execute("ROLLBACK TO op")
-                    db.execute("RELEASE op")
-                    results.append((fut, None, exc))
-        try:
+            try:
+                # Fast path: no savepoints (they would triple the statements per submit).
+                results = [(fut, op(db), None) for op, fut in batch]
+            except sqlite3.OperationalError:
+                raise  # the database is in trouble (full, locked, I/O): all of it fails
+            except Exception:
+                # Some op failed: undo the batch and run it again with a savepoint per
+                # op, so that one bad op (e.g. a duplicate id) fails alone.
+                db.execute("ROLLBACK")
+                db.execute("BEGIN IMMEDIATE")
+                results = []
+                for op, fut in batch:
+                    db.execute("SAVEPOINT op")
+                    try:
+                        results.append((fut, op(db), None))
+                        db.execute("RELEASE op")
+                    except sqlite3.OperationalError:
+                        raise
+                    except Exception as exc:  # one bad op must not sink the batch
+                        db.execute("ROLLBACK TO op")
+                        db.execute("RELEASE op")
+                        results.append((fut, None, exc))
             db.execute("COMMIT")
-            self.commits += 1
-            _WRITE_LATENCY.observe(time.monotonic() - started)
         except sqlite3.Error as exc:
+            # The disk is full, an I/O error, the file locked past busy_timeout...: no
+            # operation of the batch is done, and each caller gets StoreUnavailable
+            # (a submit is answered ESME_RMSGQFUL and retried by the ESME).
             with contextlib.suppress(sqlite3.Error):
                 db.execute("ROLLBACK")
-            results = [(fut, None, exc) for fut, _, _ in results]
+            kind, error = _unavailable(exc)
+            self.health.failed(kind, str(exc), len(batch))
+            results = [(fut, None, error) for _, fut in batch]
+        else:
+            self.commits += 1
+            self.health.succeeded()
+            _WRITE_LATENCY.observe(time.monotonic() - started)
         # One wake-up of the event loop for the whole batch, not one per operation.
         loop.call_soon_threadsafe(_settle_all, results)
 
@@ -241,12 +276,17 @@ class SqliteStore:
         return await asyncio.get_running_loop().run_in_executor(reader, self._on_reader, op)
 
     def _on_reader(self, op: Callable[[sqlite3.Connection], T]) -> T:
-        if self._rdb is None:
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout=5000")
-            db.execute("PRAGMA query_only=ON")
-            self._rdb = db
-        return op(self._rdb)
+        try:
+            if self._rdb is None:
+                db = sqlite3.connect(self.path, isolation_level=None,
+                                     check_same_thread=False)
+                db.execute("PRAGMA busy_timeout=5000")
+                db.execute("PRAGMA query_only=ON")
+                self._rdb = db
+            return op(self._rdb)
+        except sqlite3.OperationalError as exc:
+            _, error = _unavailable(exc)
+            raise error from exc
 
     def _close_reader(self) -> None:
         if self._rdb is not None:
@@ -552,3 +592,18 @@ def _settle_all(results: list[tuple[asyncio.Future[Any], Any, BaseException | No
                 ) -> None:
     for fut, value, err in results:
         settle(fut, value, err)
+
+
+#: how each SQLite failure is counted (``smppbridge_store_errors_total{kind}``)
+_KINDS = (("full", "disk_full"), ("disk i/o", "io_error"), ("locked", "locked"),
+          ("busy", "locked"), ("readonly", "read_only"), ("read-only", "read_only"))
+
+
+def _unavailable(exc: sqlite3.Error) -> tuple[str, StoreUnavailable]:
+    """The kind of a failure that made a whole transaction fail, and the error callers
+    get for it."""
+    text = str(exc).lower()
+    kind = next((k for needle, k in _KINDS if needle in text), "other")
+    error = StoreUnavailable(f"sqlite: {exc}")
+    error.__cause__ = exc
+    return kind, error
