@@ -333,6 +333,11 @@ class Store(Protocol):
         """Messages in ``state`` (a gauge read at scrape time)."""
         ...
 
+    async def oldest_queued(self) -> float | None:
+        """submitted_at of the oldest message waiting to be sent, or None when none
+        waits (``smppbridge_queue_oldest_age_seconds``, read at scrape time)."""
+        ...
+
     async def count_submitted(self, account: str, since: float) -> int:
         """Messages of ``account`` submitted at ``since`` or later (still in the
         history): the operator API's "messages today"."""

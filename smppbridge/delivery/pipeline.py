@@ -20,6 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from logging import DEBUG
 from typing import TYPE_CHECKING
 
 import structlog
@@ -124,6 +125,8 @@ class Pipeline:
             # Temporary: peers retry RMSGQFUL as they retry RTHROTTLED (docs/smpp.md).
             _log.debug("submit.store_unavailable", message_id=message.message_id)
             return _S.ESME_RMSGQFUL
+        if _log.is_enabled_for(DEBUG):
+            _trace("message.accepted", message, parts=len(message.part_ids))
         self._wake.set()
         return _S.ESME_ROK
 
@@ -155,8 +158,11 @@ class Pipeline:
             for i in keep:
                 statuses[i] = exc.status
             return statuses
+        trace = _log.is_enabled_for(DEBUG)
         for i, m, error in zip(keep, batch, errors, strict=True):
             if error is None:
+                if trace:
+                    _trace("message.accepted", m, parts=len(m.part_ids))
                 if claim:
                     self._fresh[m.message_id] = StoredMessage(m, DeliveryState.QUEUED)
             elif isinstance(error, StoreUnavailable):
@@ -338,8 +344,12 @@ class Pipeline:
             METRICS.sent.labels(provider).inc(n)
         self._hand_over(leased, any(e[5] for e in entries))
         poller = self.poller
+        trace = _log.is_enabled_for(DEBUG)
         for stored, outcome in accepted:
             message = stored.message
+            if trace:
+                _trace("message.sent", message, provider=outcome.provider,
+                       provider_id=outcome.provider_id)
             self._sent[message.message_id] = receipt_basis(message)
             if poller is not None and outcome.provider in poller.settings:
                 poller.track(outcome.provider, outcome.provider_id, message.message_id,
@@ -391,6 +401,8 @@ class Pipeline:
                                     provider=provider, provider_id=provider_id,
                                     detail=detail)
         _count_final(stat)
+        if _log.is_enabled_for(DEBUG):
+            _trace_final(message, stat, err, detail)
         if receipts:
             self.receipts_added()
 
@@ -435,8 +447,11 @@ class Pipeline:
                     if update.message_id in popped:
                         self._sent[update.message_id] = popped[update.message_id]
                 raise
+            trace = _log.is_enabled_for(DEBUG)
             for final in finals:
                 _count_final(final[1])
+                if trace:
+                    _trace_final(popped[final[0]], final[1], final[2], final[5])
             self._hand_over(leased, any(f[4] for f in finals))
         if others:
             await asyncio.gather(*(self.on_status(provider, u) for u in others))
@@ -468,6 +483,10 @@ class Pipeline:
                                  ttl=self.receipt_ttl)
         await self.store.record_status(message[0], update.stat.value, int(update.err), now,
                                        status_detail(update), receipts)
+        if _log.is_enabled_for(DEBUG):
+            _log.debug("message.status", message_id=message[0], account=message[1],
+                       destination=message[7], stat=update.stat.value, err=int(update.err),
+                       detail=status_detail(update))
         if receipts:
             self.receipts_added()
 
@@ -486,3 +505,22 @@ def _words(*parts: str) -> str:
 
 def _count_final(stat: str) -> None:
     (_FINALS.get(stat) or _FINALS[Stat.UNKNOWN.value]).inc()
+
+
+def _trace(event: str, m: OutboundMessage, **fields: object) -> None:
+    """One step of a message's life at debug level, findable by grep (message_id,
+    account, destination); callers check ``is_enabled_for(DEBUG)`` first, so at the
+    default level the hot path builds nothing."""
+    _log.debug(event, message_id=m.message_id, account=m.account,
+               destination=m.destination.addr, **fields)
+
+
+def _trace_final(message: OutboundMessage | ReceiptBasis, stat: str, err: int,
+                 detail: str) -> None:
+    if isinstance(message, tuple):
+        message_id, account, destination = message[0], message[1], message[7]
+    else:
+        message_id, account = message.message_id, message.account
+        destination = message.destination.addr
+    _log.debug("message.final", message_id=message_id, account=account,
+               destination=destination, stat=stat, err=err, detail=detail)

@@ -27,6 +27,7 @@ import structlog
 
 from smppbridge.core.errors import ProviderError, StoreUnavailable
 from smppbridge.core.outcomes import Err, StatusUpdate
+from smppbridge.observability.metrics import METRICS
 from smppbridge.smpp.receipts import Stat
 
 if TYPE_CHECKING:
@@ -99,8 +100,26 @@ class StatusPoller:
         due = min(sent + interval, deadline) if interval > 0 else deadline
         item: _Tracked = (provider, provider_id, message_id, deadline, expire_at is not None,
                           interval, due, None)
-        self._items[(provider, provider_id)] = item
+        key = (provider, provider_id)
+        known = self._items.get(key)
+        if known is not None and known[_MESSAGE_ID] != message_id:
+            self._conflict(known, message_id)
+        self._items[key] = item
         self._push(item)
+
+    def _conflict(self, known: _Tracked, message_id: str) -> None:
+        """A provider id already followed for another message (a provider that reused
+        its ids). Its statuses now go to the newer message, said out loud; the older one
+        is no longer polled — nothing would tell its statuses apart — and ends UNKNOWN
+        err 003 at its deadline, as a message with no final status does."""
+        provider, provider_id, older, deadline, validity, _, _, last = known
+        METRICS.provider_id_conflicts.labels(provider).inc()
+        _log.warning("provider.id_conflict", provider=provider, provider_id=provider_id,
+                     message_id=message_id, other_message_id=older)
+        parked: _Tracked = (provider, f"{provider_id}\x00{older}", older, deadline, validity,
+                            0.0, deadline, last)
+        self._items[(provider, parked[_PROVIDER_ID])] = parked
+        self._push(parked)
 
     def forget(self, provider: str, provider_id: str) -> None:
         """Stop following (a webhook brought the final status)."""

@@ -24,6 +24,7 @@ import itertools
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from logging import DEBUG
 from typing import TYPE_CHECKING
 
 import structlog
@@ -287,6 +288,11 @@ class ReceiptDispatcher:
         if status == _S.ESME_ROK and isinstance(resp, P.DeliverSmResp):
             self.sent += 1
             _SENT.inc()
+            if _log.is_enabled_for(DEBUG):
+                # a receipt goes from the message's destination back to its source
+                _log.debug("receipt.delivered", message_id=record.message_id,
+                           account=record.account, destination=record.source_addr,
+                           stat=record.stat, attempts=record.attempts + 1)
             return ReceiptState.DELIVERED
         if status in _PERMANENT:
             self.dropped += 1

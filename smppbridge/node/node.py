@@ -269,6 +269,8 @@ class Node:
         for state in DeliveryState:
             METRICS.messages.labels(state.value).set(await self.store.count(state))
         METRICS.receipts_waiting.set(await self.store.count_receipts())
+        oldest = await self.store.oldest_queued()
+        METRICS.queue_age.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
         for name, runner in self.router.runners.items():
             METRICS.breaker.labels(name).set(0 if runner.available else 1)
         METRICS.parts_waiting.set(self.content.reassembler.pending_parts)

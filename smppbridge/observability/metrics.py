@@ -71,6 +71,10 @@ class Metrics:
         self.provider_latency = Histogram("smppbridge_provider_request_seconds",
                                           "Provider HTTP request latency", ["provider"],
                                           buckets=_HTTP_BUCKETS, registry=r)
+        self.provider_id_conflicts = Counter(
+            "smppbridge_provider_id_conflicts",
+            "Provider ids given to a second live message (a provider reusing ids)",
+            ["provider"], registry=r)
         self.worker_exits = Counter("smppbridge_provider_worker_exits",
                                     "Provider worker processes that ended unasked",
                                     ["provider"], registry=r)
@@ -80,6 +84,9 @@ class Metrics:
         self.provider_balance = Gauge("smppbridge_provider_balance",
                                       "A provider account's balance, where its API tells it",
                                       ["provider"], registry=r)
+        self.queue_age = Gauge("smppbridge_queue_oldest_age_seconds",
+                               "Age of the oldest message waiting to be sent (0: none)",
+                               registry=r)
         self.messages = Gauge("smppbridge_messages", "Stored messages by state", ["state"],
                               registry=r)
         self.sent = Counter("smppbridge_messages_sent", "Messages a provider took",

@@ -7,10 +7,12 @@ import asyncio
 from collections.abc import Sequence
 
 import pytest
+from structlog.testing import capture_logs
 
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.outcomes import Err, StatusUpdate
 from smppbridge.delivery.poller import STORE_RETRY, StatusPoller
+from smppbridge.observability.metrics import METRICS
 from smppbridge.providers.base import combine_channels
 from smppbridge.providers.mysmpp_xml import mysmpp_error, mysmpp_state
 from smppbridge.providers.simulator.provider import SimulatorProvider
@@ -316,3 +318,37 @@ async def test_a_status_the_store_cannot_take_is_asked_again_not_lost() -> None:
     assert await poller.poll_due() == 1
     assert [(u.message_id, u.stat) for u in got] == [("m1", Stat.DELIVRD)]
     assert poller.next_due() is None
+
+
+async def test_a_provider_id_given_twice_is_logged_and_attached_to_neither_silently(
+) -> None:
+    """A provider id already followed for another live message: the conflict is logged
+    (provider.id_conflict naming both messages) and counted; statuses go to the newer
+    message; the older one is not polled any more and ends UNKNOWN err 003 at its
+    deadline instead of taking the newer one's status."""
+    clock = FakeClock()
+    s = settings("simulator", name="sim", simulator={"deliver_after": 1}, poll_interval=2,
+                 max_status_age=60)
+    provider = SimulatorProvider(s, clock=clock)
+    got: list[StatusUpdate] = []
+
+    async def write(_name: str, update: StatusUpdate) -> None:
+        got.append(update)
+
+    poller = StatusPoller({"sim": provider}, {"sim": s}, write, clock=clock)
+    pid = await _send(provider, "new")
+    before = METRICS.provider_id_conflicts.labels("sim").collect()[0].samples[0].value
+    with capture_logs() as logs:
+        poller.track("sim", pid, "old", sent_at=T0)
+        poller.track("sim", pid, "new", sent_at=T0)
+    assert [(e["event"], e["message_id"], e["other_message_id"]) for e in logs] == [
+        ("provider.id_conflict", "new", "old")]
+    after = METRICS.provider_id_conflicts.labels("sim").collect()[0].samples[0].value
+    assert after - before == 1
+    clock.advance(2)
+    await poller.poll_due()
+    assert [(u.message_id, u.stat) for u in got] == [("new", Stat.DELIVRD)]
+    clock.advance(60)
+    await poller.poll_due()
+    assert [(u.message_id, u.stat, u.err) for u in got[1:]] == [
+        ("old", Stat.UNKNOWN, Err.NO_FINAL_STATUS)]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import smpplib.client
 import smpplib.consts
+from structlog.testing import capture_logs
 
 from smppbridge.config import parse_config
 from smppbridge.core.records import DeliveryState
@@ -186,3 +187,33 @@ async def test_hlr_lookup_returns_the_hlr_receipt_format(node: Node) -> None:
             r"cn:[^ ]* net:[^ ]* rcn:[^ ]* rnet:[^ ]*", text), text
     finally:
         await asyncio.to_thread(esme.close)
+
+
+async def test_each_step_of_a_message_is_a_debug_line(node: Node) -> None:
+    """At debug level a message leaves one line per step — accepted, sent (with its
+    provider id), final, receipt delivered — each carrying its message_id, account and
+    destination, so grep finds a message's life in the log."""
+    with capture_logs() as logs:
+        esme = await asyncio.to_thread(Esme, node.smpp.addresses["smpp"][1])
+        try:
+            esme.thread.start()
+            await asyncio.to_thread(esme.client.send_message, source_addr="Shop",
+                                    destination_addr="79001230000",
+                                    short_message=b"trace me", registered_delivery=1)
+            assert await asyncio.to_thread(esme.wait, lambda e: len(e.receipts) == 1, 10)
+            message_id = esme.resps[0].message_id.decode()
+            deadline = time.monotonic() + 5
+            while not any(e["event"] == "receipt.delivered" for e in logs):
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.02)
+        finally:
+            await asyncio.to_thread(esme.close)
+    steps = {e["event"]: e for e in logs if e.get("message_id") == message_id}
+    assert {"message.accepted", "message.sent", "message.final",
+            "receipt.delivered"} <= set(steps)
+    for step in ("message.accepted", "message.sent", "message.final", "receipt.delivered"):
+        assert (steps[step]["account"], steps[step]["destination"]) == ("acme",
+                                                                         "79001230000")
+        assert steps[step]["log_level"] == "debug"
+    assert steps["message.sent"]["provider_id"]
+    assert steps["message.final"]["stat"] == "DELIVRD"

@@ -561,6 +561,20 @@ class RedisStore:
                                              self._batch.call(("ZCARD", self._key("sched"))))
         return int(stream) + int(sched)
 
+    async def oldest_queued(self) -> float | None:
+        """submitted_at of the oldest message waiting to be sent: the first entry of the
+        work stream, and the first of the messages waiting for a time (retries,
+        schedules) — two reads and two hash lookups at scrape time."""
+        first = await self._batch.call(("XRANGE", self._key("work"), "-", "+", "COUNT", 1))
+        waiting = await self._batch.call(("ZRANGE", self._key("sched"), 0, 0))
+        # redis-py answers XRANGE as [(entry id, {field: value})]
+        ids = [str(pairs(entry[1])["m"]) for entry in first or ()]
+        ids += [str(m) for m in waiting or ()]
+        times = [await self._batch.call(("HGET", self._key("m:", mid), "submitted_at"))
+                 for mid in ids]
+        found = [float(t) for t in times if t]
+        return min(found) if found else None
+
     # --- receipts ----------------------------------------------------------------------
 
     async def add_receipts(self, receipts: Sequence[ReceiptRecord]) -> None:

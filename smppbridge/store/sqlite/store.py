@@ -566,6 +566,14 @@ class SqliteStore:
             return int(row.fetchone()[0])
         return await self._read(op)
 
+    async def oldest_queued(self) -> float | None:
+        """submitted_at of the oldest message waiting to be sent (queued: a few rows)."""
+        def op(db: sqlite3.Connection) -> float | None:
+            row = db.execute("SELECT min(submitted_at) FROM messages INDEXED BY "
+                             "messages_due WHERE state='queued'").fetchone()
+            return None if row[0] is None else float(row[0])
+        return await self._read(op)
+
     async def count(self, state: DeliveryState) -> int:
         """Messages in ``state``; on the reader (final ones are most of the history: a
         count of them reads ~1,000,000 index entries, which must not hold the writer)."""

@@ -588,3 +588,16 @@ async def test_missing_replicas_fail_durable_writes(make_store: StoreFactory) ->
     s = await make_store(min_replicas=1, replica_timeout=0.05)
     with pytest.raises(StoreUnavailable, match="replicas"):
         await s.accept(_msg(1))
+
+
+async def test_oldest_queued_is_the_oldest_message_waiting(store: RedisStore) -> None:
+    """oldest_queued gives the submit time of the first message waiting in the work
+    stream (or waiting for a time), None when nothing waits."""
+    assert await store.oldest_queued() is None
+    await store.accept(_msg(1))
+    await store.accept(_msg(2))
+    assert await store.oldest_queued() == _msg(1).submitted_at
+    taken = await store.due(5000.0, 10)
+    for t in taken:
+        await store.mark_final(t.message.message_id, "DELIVRD", 0, 5000.0)
+    assert await store.oldest_queued() is None

@@ -375,3 +375,14 @@ async def test_one_node_shares_nothing(store: SqliteStore) -> None:
     """A SQLite file belongs to one node: no shared flood windows, no node registry."""
     assert store.flood_state() is None
     assert store.registry() is None
+
+
+async def test_oldest_queued_is_the_oldest_message_waiting(store: SqliteStore) -> None:
+    """oldest_queued gives the submit time of the oldest queued message, None when
+    nothing waits; a sent or final message does not count."""
+    assert await store.oldest_queued() is None
+    await store.accept(_msg(2))
+    await store.accept(_msg(1))
+    assert await store.oldest_queued() == _msg(1).submitted_at
+    await store.mark_final(_msg(1).message_id, "DELIVRD", 0, 5000.0)
+    assert await store.oldest_queued() == _msg(2).submitted_at
