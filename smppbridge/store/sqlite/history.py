@@ -41,6 +41,7 @@ from smppbridge.core.history import (
     ReceiptView,
     TimelineEntry,
 )
+from smppbridge.core.records import DeliveryState
 from smppbridge.store.sqlite.rows import COLUMNS, row_to_message
 from smppbridge.store.sqlite.schema import ACCEPTED
 
@@ -73,11 +74,39 @@ def _value(query: MessageQuery, field: str) -> Any:
     return value.value if field == "state" and value is not None else value
 
 
+#: Stats the stat index leaves out (migration 5): the statuses of most messages.
+_COMMON_STATS = frozenset({"", "ENROUTE", "ACCEPTD", "DELIVRD"})
+#: Stats of messages not final: found through the state index (state != 'final').
+_MOVING_STATS = frozenset({"ENROUTE", "ACCEPTD"})
+#: the condition of each partial index, as a search must state it to use it
+_INDEX_TERMS = {
+    "messages_provider_id": "provider_id != ''",
+    "messages_provider": "provider != ''",
+    "messages_state": "state != 'final'",
+    "messages_stat": "stat NOT IN ('', 'ENROUTE', 'ACCEPTD', 'DELIVRD')",
+}
+
+
+def _can_drive(query: MessageQuery, field: str, column: str) -> bool:
+    value = _value(query, field)
+    if value is None:
+        return False
+    if column in _PARTIAL and value == "":
+        return False
+    if field == "state":
+        return bool(value != "final")  # final rows are not in the state index
+    if field == "stat":
+        return value not in _COMMON_STATS
+    return True
+
+
 def _driver(query: MessageQuery) -> tuple[str, str]:
     for field, column, index in _DRIVERS:
-        value = getattr(query, field)
-        if value is not None and (value != "" or column not in _PARTIAL):
+        if _can_drive(query, field, column):
             return column, index
+    if query.stat in _MOVING_STATS:
+        # ENROUTE and ACCEPTD are never final: the few messages not final hold them
+        return "state", "messages_state"
     return "", _TIME_INDEX
 
 
@@ -89,9 +118,14 @@ def choose_index(query: MessageQuery) -> str:
 def search_sql(query: MessageQuery) -> tuple[str, list[Any]]:
     """The SELECT of one page of ``query`` and its parameters. Only column and index
     names from this module are put in the text; every value is a bound parameter."""
-    driver, index = _driver(query)
-    terms: list[str] = [f"{driver} != ''"] if driver in _PARTIAL else []
+    _, index = _driver(query)
+    terms: list[str] = [_INDEX_TERMS[index]] if index in _INDEX_TERMS else []
     params: list[Any] = []
+    if index == "messages_state" and query.state is None:
+        # an ENROUTE or ACCEPTD search: those stats belong to sent messages only
+        # (mark_sent sets ENROUTE; a queued message has none, a final one a final one)
+        terms.append("state = ?")
+        params.append(DeliveryState.SENT.value)
     for field, column, _ in _DRIVERS:
         value = _value(query, field)
         if value is not None:

@@ -227,8 +227,17 @@ _DRIVING = [
     (MessageQuery(destination="d", account="a"), "messages_dest", "dest=?"),
     (MessageQuery(source="s", state=DeliveryState.SENT), "messages_source", "source=?"),
     (MessageQuery(account="a", stat="DELIVRD"), "messages_account", "account=?"),
-    (MessageQuery(stat="DELIVRD", provider="p"), "messages_stat", "stat=?"),
+    (MessageQuery(stat="UNDELIV", provider="p"), "messages_stat", "stat=?"),
+    # the stat index holds failures only: DELIVRD, most of any history, is checked on
+    # the rows of a more selective index, or of the time index
+    (MessageQuery(stat="DELIVRD", provider="p"), "messages_provider", "provider=?"),
+    (MessageQuery(stat="DELIVRD", since=1.0), "messages_time", "submitted_at>?"),
+    # ENROUTE and ACCEPTD are never final: the few messages not final hold them
+    (MessageQuery(stat="ENROUTE"), "messages_state", "state=?"),
     (MessageQuery(state=DeliveryState.QUEUED), "messages_state", "state=?"),
+    # the state index holds only messages not final
+    (MessageQuery(state=DeliveryState.FINAL, since=1.0), "messages_time",
+     "submitted_at>?"),
     (MessageQuery(provider="p"), "messages_provider", "provider=?"),
     (MessageQuery(since=1.0, until=2.0), "messages_time", "submitted_at>?"),
 ]

@@ -20,7 +20,7 @@ from smppbridge.core.records import (
     receipt_body,
 )
 from smppbridge.store.sqlite import store as store_module
-from smppbridge.store.sqlite.schema import MIGRATIONS
+from smppbridge.store.sqlite.schema import MIGRATIONS, SCHEMA_VERSION
 from smppbridge.store.sqlite.store import SqliteStore
 from tests.store.sqlite.support import count_rows, msg, page_ids, rec
 
@@ -169,7 +169,8 @@ async def test_schema_3_file_keeps_its_messages_findable_with_their_timelines(
     s = SqliteStore(path)
     await s.open()
     try:
-        assert count_rows(path, "SELECT value FROM meta WHERE key='schema_version'") == 4
+        assert count_rows(path, "SELECT value FROM meta WHERE key='schema_version'") \
+            == SCHEMA_VERSION
         assert [(e.at, e.state, e.stat, e.detail) for e in await s.timeline("A-0")] == [
             (1000.0, "queued", "", "accepted"), (1001.0, "sent", "ENROUTE", "sent to sim as P1"),
             (1002.0, "final", "DELIVRD", "")]
