@@ -56,8 +56,12 @@ def receipt_basis(m: OutboundMessage) -> ReceiptBasis:
 
 def make_receipts(message: OutboundMessage | ReceiptBasis, stat: str, err: int,
                   done_at: float, *, ttl: float = DEFAULT_RECEIPT_TTL, hlr_fields: str = "",
-                  part_ids: Sequence[str] | None = None) -> list[ReceiptRecord]:
-    """One receipt per part id whose submit_sm asked for one with this stat."""
+                  part_ids: Sequence[str] | None = None,
+                  since: float | None = None) -> list[ReceiptRecord]:
+    """One receipt per part id whose submit_sm asked for one with this stat.
+
+    ``done_at`` is the wall date of the text's ``done date``; the TTL counts from
+    ``since``, the steady instant now (core.clock; default ``done_at``)."""
     (_, account, all_ids, registered_delivery, per_part, submitted_at, text,
      source_addr, source_ton, source_npi, dest_addr, dest_ton, dest_npi) = (
         message if isinstance(message, tuple) else receipt_basis(message))
@@ -70,7 +74,8 @@ def make_receipts(message: OutboundMessage | ReceiptBasis, stat: str, err: int,
         submit_date=submitted_at, done_date=done_at, text=text,
         source_addr=source_addr, source_ton=source_ton, source_npi=source_npi,
         dest_addr=dest_addr, dest_ton=dest_ton, dest_npi=dest_npi,
-        expire_at=done_at + ttl, intermediate=stat in INTERMEDIATE_STATS, hlr_fields=hlr_fields)
+        expire_at=(done_at if since is None else since) + ttl,
+        intermediate=stat in INTERMEDIATE_STATS, hlr_fields=hlr_fields)
         for pid in ids]
 
 
@@ -87,7 +92,8 @@ def status_err(status: int) -> int:
 
 
 def refused_receipts(failure: FailedMessage, now: float, *,
-                     ttl: float = DEFAULT_RECEIPT_TTL) -> list[ReceiptRecord]:
+                     ttl: float = DEFAULT_RECEIPT_TTL,
+                     since: float | None = None) -> list[ReceiptRecord]:
     """``REJECTD`` receipts for the parts of ``failure`` that were acked and asked for
     one; ``err:`` is :func:`status_err` of the status that refused the message."""
     err = status_err(failure.status)
@@ -96,5 +102,6 @@ def refused_receipts(failure: FailedMessage, now: float, *,
         submit_date=p.submitted_at, done_date=now, text=failure.text,
         source_addr=failure.destination.addr, source_ton=failure.destination.ton,
         source_npi=failure.destination.npi, dest_addr=failure.source.addr,
-        dest_ton=failure.source.ton, dest_npi=failure.source.npi, expire_at=now + ttl)
+        dest_ton=failure.source.ton, dest_npi=failure.source.npi,
+        expire_at=(now if since is None else since) + ttl)
         for p in failure.parts if wants_receipt(p.registered_delivery, "REJECTD")]

@@ -9,6 +9,14 @@ the same transaction as the receipts they produce. On start, everything not fina
 resumes where it stopped: queued messages are sent again with the same client-side id
 (mysmpp ``client_id_sms``), so a crash between the provider's answer and our write does
 not send twice.
+
+Times: dates (sent, done, the receipts' dates) are wall time; retries, schedule and
+validity ends and receipt TTLs are steady time (core.clock), so a step of the wall
+clock moves no timer.
+
+Size: one class over 500 lines, because accept, send, retry, status and final share the
+in-memory hand-over state (messages claimed on accept, messages sent and not final,
+messages in flight); split, that state would be a second object every part reaches into.
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from smppbridge.core.clock import steady_of, timer_for
 from smppbridge.core.errors import NoRoute, StoreUnavailable
 from smppbridge.core.outcomes import SendResult
 from smppbridge.core.ports import FinalEntry, ReceiptOutbox
@@ -80,7 +89,8 @@ class Pipeline:
                  receipt_ttl: float = DEFAULT_RECEIPT_TTL,
                  concurrency: int = 1000, batch: int = 500,
                  retry_backoff: float = 1.0, retry_max: float = 300.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 timer: Callable[[], float] | None = None) -> None:
         self.store = store
         self.router = router
         #: follows the statuses of messages sent, reporting to this pipeline; ``poller``
@@ -95,7 +105,10 @@ class Pipeline:
         self.batch = batch
         self.retry_backoff = retry_backoff
         self.retry_max = retry_max
+        #: dates (wall time); ``timer``: retries, schedule and validity ends, receipt
+        #: TTLs (steady time, core.clock)
         self.clock = clock
+        self.timer = timer_for(clock, timer)
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
@@ -147,7 +160,7 @@ class Pipeline:
         if not keep:
             return statuses
         batch = [messages[i] for i in keep]
-        now = self.clock()
+        now = self.timer()
         claim = (self.store.claims_on_accept and self.router is not None
                  and len(self._fresh) < self.fresh_cap
                  and all(not m.schedule_at or m.schedule_at <= now for m in batch))
@@ -175,7 +188,8 @@ class Pipeline:
         return statuses
 
     async def failed(self, failure: FailedMessage) -> None:
-        receipts = refused_receipts(failure, self.clock(), ttl=self.receipt_ttl)
+        receipts = refused_receipts(failure, self.clock(), ttl=self.receipt_ttl,
+                                    since=self.timer())
         await self.store.fail_parts(failure.part_ids, receipts)
         if receipts:
             self.receipts_added()
@@ -202,7 +216,7 @@ class Pipeline:
         now = self.clock()
         await self.store.mark_final(stored.message.message_id, "DELETED", 0, now,
                                     make_receipts(stored.message, "DELETED", 0, now,
-                                                  ttl=self.receipt_ttl),
+                                                  ttl=self.receipt_ttl, since=self.timer()),
                                     detail="cancelled (cancel_sm)")
         self.receipts_added()
         return _S.ESME_ROK
@@ -229,7 +243,7 @@ class Pipeline:
         outage = 0
         while True:
             self._wake.clear()
-            now = self.clock()
+            now = self.timer()
             due = self._take_fresh()
             # Messages handed over in memory come first; the store is asked for the rest
             # (retries, restarts, another process's work) when nothing was handed over,
@@ -332,9 +346,10 @@ class Pipeline:
 
     async def _mark_sent(self, accepted: Sequence[tuple[StoredMessage, SendOutcome]]) -> None:
         """Messages providers accepted: sent (ENROUTE), followed from now on."""
-        now = self.clock()
+        now, since = self.clock(), self.timer()
         entries = [(s.message.message_id, o.provider, o.provider_id, "ENROUTE", now,
-                    make_receipts(s.message, "ENROUTE", 0, now, ttl=self.receipt_ttl))
+                    make_receipts(s.message, "ENROUTE", 0, now, ttl=self.receipt_ttl,
+                                  since=since))
                    for s, o in accepted]
         leased = await self.store.mark_sent_many(entries, lease=self._lease())
         by_provider: dict[str, int] = {}
@@ -353,7 +368,7 @@ class Pipeline:
             self._sent[message.message_id] = receipt_basis(message)
             if poller is not None and outcome.provider in poller.settings:
                 poller.track(outcome.provider, outcome.provider_id, message.message_id,
-                             sent_at=now, expire_at=message.expire_at)
+                             sent_at=since, expire_at=message.expire_at)
         while len(self._sent) > self.sent_cache_size:
             self._sent.popitem(last=False)  # its status will be looked up instead
 
@@ -374,12 +389,14 @@ class Pipeline:
 
     async def _retry(self, stored: StoredMessage, outcome: SendOutcome | None = None) -> None:
         message = stored.message
-        now = self.clock()
-        expire_at = message.expire_at or message.submitted_at + DEFAULT_VALIDITY
+        now, tick = self.clock(), self.timer()
+        # A validity end is on steady time; without one, 48 h from the submit date.
+        expire_at = message.expire_at or (
+            steady_of(message.submitted_at, now, tick) + DEFAULT_VALIDITY)
         attempts = stored.attempts + 1
         delay = min(self.retry_max, self.retry_backoff * 2 ** min(attempts, 20))
         delay *= 0.5 + random.random() / 2  # jitter: spread a recovering provider's load
-        if now + delay >= expire_at:
+        if tick + delay >= expire_at:
             stat = "EXPIRED" if message.expire_at else (
                 outcome.stat.value if outcome is not None else "UNDELIV")
             err = int(outcome.err) if outcome is not None else 0
@@ -387,7 +404,7 @@ class Pipeline:
                               detail=_words("gave up:", "validity ends before the next try",
                                             outcome.detail if outcome else ""))
             return
-        await self.store.mark_retry(message.message_id, now + delay, attempts,
+        await self.store.mark_retry(message.message_id, tick + delay, attempts,
                                     _words(f"retry {attempts}:",
                                            outcome.detail if outcome else "send failed"))
 
@@ -396,7 +413,7 @@ class Pipeline:
                      provider_id: str = "", detail: str = "") -> None:
         message_id = message[0] if isinstance(message, tuple) else message.message_id
         receipts = make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
-                                 hlr_fields=hlr_fields)
+                                 hlr_fields=hlr_fields, since=self.timer())
         await self.store.mark_final(message_id, stat, err, now, receipts,
                                     provider=provider, provider_id=provider_id,
                                     detail=detail)
@@ -425,6 +442,7 @@ class Pipeline:
         finals: list[FinalEntry] = []
         others: list[StatusUpdate] = []
         popped: dict[str, ReceiptBasis] = {}
+        since = self.timer()
         for update in updates:
             message = (self._sent.pop(update.message_id, None)
                        if update.final and update.message_id else None)
@@ -437,7 +455,8 @@ class Pipeline:
             hlr = update.hlr.receipt_fields() if update.hlr is not None else ""
             finals.append((update.message_id, stat, err, now,
                            make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
-                                         hlr_fields=hlr), status_detail(update)))
+                                         hlr_fields=hlr, since=since),
+                           status_detail(update)))
         if finals:
             try:
                 leased = await self.store.mark_final_many(finals, lease=self._lease())
@@ -480,7 +499,7 @@ class Pipeline:
                               hlr_fields=hlr, detail=status_detail(update))
             return
         receipts = make_receipts(message, update.stat.value, int(update.err), now,
-                                 ttl=self.receipt_ttl)
+                                 ttl=self.receipt_ttl, since=self.timer())
         await self.store.record_status(message[0], update.stat.value, int(update.err), now,
                                        status_detail(update), receipts)
         if _log.is_enabled_for(DEBUG):

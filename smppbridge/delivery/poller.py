@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 
+from smppbridge.core.clock import timer_for
 from smppbridge.core.errors import ProviderError, StoreUnavailable
 from smppbridge.core.outcomes import Err, StatusUpdate
 from smppbridge.observability.metrics import METRICS
@@ -68,19 +69,23 @@ _LAST: Final = 7
 class StatusPoller:
     """Asks providers for statuses until each message is final; see the module docstring.
 
-    ``clock`` is wall time (UNIX seconds) because validity ends are absolute times.
+    Deadlines and poll times are steady time (``timer``, core.clock), as are the
+    validity ends and ``sent_at`` given to :meth:`track`; ``clock`` (wall time) dates
+    the final status of a message given up on.
     """
 
     def __init__(self, providers: Mapping[str, Provider],
                  settings: Mapping[str, ProviderSettings], on_update: OnUpdate,
                  on_updates: OnUpdates | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 timer: Callable[[], float] | None = None) -> None:
         self.providers = providers
         self.settings = settings
         self.on_update = on_update
         #: optional batch form of on_update, used for the updates of one poll answer
         self.on_updates = on_updates
         self.clock = clock
+        self.timer = timer_for(clock, timer)
         self._items: dict[tuple[str, str], _Tracked] = {}
         self._heap: list[tuple[float, int, tuple[str, str]]] = []
         self._seq = itertools.count()
@@ -93,7 +98,7 @@ class StatusPoller:
               sent_at: float | None = None, expire_at: float | None = None) -> None:
         """Start following a message the provider accepted."""
         s = self.settings[provider]
-        sent = self.clock() if sent_at is None else sent_at
+        sent = self.timer() if sent_at is None else sent_at
         deadline = (expire_at + s.status_grace if expire_at is not None
                     else sent + s.max_status_age)
         interval = s.poll_interval
@@ -141,7 +146,7 @@ class StatusPoller:
 
     async def poll_due(self) -> int:
         """Poll every message due now; returns how many updates were reported."""
-        now = self.clock()
+        now = self.timer()
         due: dict[str, list[_Tracked]] = {}
         while (when := self.next_due()) is not None and when <= now:
             _, _, key = heapq.heappop(self._heap)
@@ -237,7 +242,7 @@ class StatusPoller:
                 provider_id, stat, err, "no final status before the deadline",
                 done_at=self.clock(), message_id=message_id, source="deadline"))
         except StoreUnavailable:
-            self._follow_again([item], self.clock() + STORE_RETRY)
+            self._follow_again([item], self.timer() + STORE_RETRY)
             return 0
         return 1
 
@@ -254,7 +259,7 @@ class StatusPoller:
         while True:
             self._wake.clear()
             nxt = self.next_due()
-            delay = None if nxt is None else max(0.0, nxt - self.clock())
+            delay = None if nxt is None else max(0.0, nxt - self.timer())
             if delay is None or delay > 0:
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(delay):

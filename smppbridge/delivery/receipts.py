@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from smppbridge.core.clock import timer_for
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.history import ReceiptState
 from smppbridge.observability.metrics import METRICS
@@ -61,7 +62,8 @@ class ReceiptDispatcher:
                  bound_accounts: Callable[[], Iterable[str]] | None = None,
                  retry_backoff: float = 5.0, retry_max: float = 600.0,
                  sweep_interval: float = 1.0, expire_interval: float = 10.0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 timer: Callable[[], float] | None = None) -> None:
         self.store = store
         self.receivers = receivers
         #: accounts with a receiver bound here; None: ask the store which have receipts
@@ -71,7 +73,10 @@ class ReceiptDispatcher:
         self.retry_backoff = retry_backoff
         self.retry_max = retry_max
         self.sweep_interval = sweep_interval
+        #: dates (wall time: a receipt delivered or dropped); ``timer``: due times,
+        #: retries, TTLs, leases (steady time, core.clock)
         self.clock = clock
+        self.timer = timer_for(clock, timer)
         self.sent = 0
         self.retried = 0
         self.dropped = 0
@@ -131,7 +136,7 @@ class ReceiptDispatcher:
     async def sweep(self) -> None:
         """Expire old receipts and start a worker for every account that has a bound
         receiver and receipts due."""
-        now = self.clock()
+        now = self.timer()
         if now >= self._next_expiry:
             # The TTL is hours long: sweeping every expire_interval is plenty, and keeps
             # the frequent wake-ups (one per batch of new receipts) cheap.
@@ -177,7 +182,7 @@ class ReceiptDispatcher:
             if not binds:
                 return
             limit = sum(max(1, b.window) for b in binds)
-            now = self.clock()
+            now = self.timer()
             # The store's own (retries, receipts given back, written before a restart
             # or by another path) are read first — they are the older ones — when
             # memory has nothing, and at least once a second whatever memory holds.
@@ -309,4 +314,4 @@ class ReceiptDispatcher:
         self.retried += 1
         _RETRIED.inc()
         _log.debug("receipt.retry", message_id=record.message_id, why=why, delay=delay)
-        await self.store.receipt_retry(seq, self.clock() + delay, attempts)
+        await self.store.receipt_retry(seq, self.timer() + delay, attempts)

@@ -37,6 +37,7 @@ from typing import Any
 import structlog
 
 from smppbridge.core.accounts import Account
+from smppbridge.core.clock import steady_of, timer_for
 from smppbridge.core.message import Address, OutboundMessage
 from smppbridge.core.ports import FloodState, MessageSink
 from smppbridge.core.records import FailedMessage, FailedPart, FailureReason, PartRecord
@@ -101,6 +102,9 @@ class _PartInfo:
     pdu: SubmitSm
     iso: bool
     port_addressed: bool
+    #: wall date the part arrived (the message's submitted_at, its receipts' submit
+    #: date); the reassembly window and relative times run on steady time instead
+    arrived_at: float
 
 
 class ContentHandler:
@@ -114,12 +118,15 @@ class ContentHandler:
         flood: FloodState | None = None,
         reassembly: ReassemblyConfig | None = None,
         clock: Callable[[], float] = time.time,
+        timer: Callable[[], float] | None = None,
     ) -> None:
         self.sink = sink
         self.new_id = new_id
         self.flood: FloodState = flood if flood is not None else MemoryFloodState()
         self.reassembler: Reassembler[_PartInfo] = Reassembler(reassembly)
+        #: dates (wall time); ``timer``: windows and deadlines (steady time, core.clock)
         self.clock = clock
+        self.timer = timer_for(clock, timer)
         #: flood records to forget that could not be forgotten yet (store outage)
         self._pending_releases: list[dict[str, Any]] = []
         self._release_lock = asyncio.Lock()
@@ -127,14 +134,14 @@ class ContentHandler:
     # --- SubmitHandler -------------------------------------------------------------------
 
     async def submit(self, ctx: SessionContext, pdu: SubmitSm) -> SubmitResult:
-        now = self.clock()
+        now, tick = self.clock(), self.timer()
         settings = ctx.account
         checked = self._read(ctx, settings, pdu, now)
         if isinstance(checked, SubmitResult):
             return checked
         segment, info = checked
         message_id = await self._take_id(ctx)
-        return await self._add(ctx, settings, pdu, segment, info, message_id, now)
+        return await self._add(ctx, settings, pdu, segment, info, message_id, tick)
 
     async def submit_many(self, ctx: SessionContext, pdus: Sequence[SubmitSm]
                           ) -> list[SubmitResult | Exception]:
@@ -148,7 +155,7 @@ class ContentHandler:
         sender, W=100 acks went 2,020 -> 2,740/s in one profiling run). Parts of long
         messages go through :meth:`submit` concurrently, as before.
         """
-        now = self.clock()
+        now, tick = self.clock(), self.timer()
         settings = ctx.account
         results: list[SubmitResult | Exception | None] = [None] * len(pdus)
         slow: list[int] = []
@@ -170,23 +177,23 @@ class ContentHandler:
                 continue
             segment, info = checked
             message_id = await self._take_id(ctx)
-            parts = (Part(1, message_id, segment.payload, now, info),)
+            parts = (Part(1, message_id, segment.payload, tick, info),)
             env = _Envelope.of(ctx.system_id, pdu)
             text = ""
             try:
                 text, content, digest = self._checked(settings, parts)
                 key = (env.source.addr, env.destination.addr, digest)
                 if key in pending:
-                    await self._hand_over(ready, results, now)
+                    await self._hand_over(ready, results, tick)
                     pending.clear()
-                await self._flood_check(env, digest, now, settings)
+                await self._flood_check(env, digest, tick, settings)
             except ContentError as exc:
                 results[i] = await self._refused(env, (), exc, text, 1)
                 continue
             pending.add(key)
             ready.append((i, self._message(env, content, parts, (), message_id), env, digest))
         slow_results = self._submit_each(ctx, [pdus[i] for i in slow]) if slow else None
-        await self._hand_over(ready, results, now)
+        await self._hand_over(ready, results, tick)
         if slow_results is not None:
             for i, result in zip(slow, await slow_results, strict=True):
                 if isinstance(result, BaseException) and not isinstance(result, Exception):
@@ -246,7 +253,7 @@ class ContentHandler:
         except ValueError:
             return SubmitResult(CommandStatus.ESME_RINVEXPIRY)
         iso = settings.iso_default or ctx.system_type.strip().upper() == ISO_SYSTEM_TYPE
-        return segment, _PartInfo(pdu, iso, segment.port_addressed)
+        return segment, _PartInfo(pdu, iso, segment.port_addressed, now)
 
     async def _take_id(self, ctx: SessionContext) -> str:
         got = self.new_id(ctx)
@@ -257,6 +264,7 @@ class ContentHandler:
     async def _add(self, ctx: SessionContext, settings: Account, pdu: SubmitSm,
                    segment: Segment, info: _PartInfo, message_id: str, now: float,
                    *, replay: bool = False) -> SubmitResult:
+        # ``now`` is steady time (windows, flood records); dates come from ``info``.
         if segment.concat is None:
             part = Part(1, message_id, segment.payload, now, info)
             return await self._whole(ctx, settings, (part,), (), message_id=message_id, now=now)
@@ -286,7 +294,7 @@ class ContentHandler:
                 # Acked only once durable: a restart replays it into the reassembler.
                 await self.sink.hold_part(PartRecord(
                     part_id=message_id, account=ctx.system_id, key=repr(key),
-                    pdu=wire, arrived_at=now, system_type=ctx.system_type,
+                    pdu=wire, arrived_at=info.arrived_at, system_type=ctx.system_type,
                     interface_version=ctx.interface_version))
             return SubmitResult(_OK, message_id)
         return await self._whole(ctx, settings, done.parts, done.repeats,
@@ -298,6 +306,7 @@ class ContentHandler:
         original ids and arrival times; returns how many were replayed. ``context``
         gives the session context of a part's account (None: account gone, dropped)."""
         replayed = 0
+        wall_now, steady_now = self.clock(), self.timer()
         for record in parts:
             ctx = context(record)
             if ctx is None:
@@ -307,9 +316,9 @@ class ContentHandler:
             settings = ctx.account
             segment = read_segment(pdu.esm_class, pdu.short_message, pdu.tlv)
             iso = settings.iso_default or ctx.system_type.strip().upper() == ISO_SYSTEM_TYPE
-            info = _PartInfo(pdu, iso, segment.port_addressed)
+            info = _PartInfo(pdu, iso, segment.port_addressed, record.arrived_at)
             await self._add(ctx, settings, pdu, segment, info, record.part_id,
-                            record.arrived_at, replay=True)
+                            steady_of(record.arrived_at, wall_now, steady_now), replay=True)
             replayed += 1
         return replayed
 
@@ -330,7 +339,7 @@ class ContentHandler:
     async def expire(self, now: float | None = None) -> int:
         """Fail every long message whose window closed; returns how many. Call it
         periodically (:meth:`next_deadline` says when it next has work)."""
-        late = self.reassembler.expire(self.clock() if now is None else now)
+        late = self.reassembler.expire(self.timer() if now is None else now)
         for old in late:
             await self._fail_incomplete(old, FailureReason.INCOMPLETE)
         return len(late)
@@ -417,7 +426,9 @@ class ContentHandler:
     def _message(env: _Envelope, content: Content, parts: Sequence[Part[_PartInfo]],
                  repeats: Sequence[Part[_PartInfo]], message_id: str) -> OutboundMessage:
         first = parts[0].meta.pdu
-        received = parts[0].received_at
+        # The first part's arrival: a wall date, and the same instant on steady time
+        # (the part's received_at), where schedule and validity ends are kept.
+        arrived, received = parts[0].meta.arrived_at, parts[0].received_at
         single = len(parts) == 1 and not repeats
         return OutboundMessage(
             message_id=message_id,
@@ -430,9 +441,9 @@ class ContentHandler:
             registered_delivery=first.registered_delivery if single else next(
                 (p.meta.pdu.registered_delivery for p in parts if p.meta.pdu.registered_delivery),
                 0),
-            submitted_at=received,
-            schedule_at=_time_or_none(first.schedule_delivery_time, received),
-            expire_at=_time_or_none(first.validity_period, received),
+            submitted_at=arrived,
+            schedule_at=_time_or_none(first.schedule_delivery_time, arrived, received),
+            expire_at=_time_or_none(first.validity_period, arrived, received),
             service_type=first.service_type,
             data_coding=first.data_coding,
             extra=_extra(parts, repeats),
@@ -514,17 +525,19 @@ class ContentHandler:
         if not parts:
             return
         failed = tuple(FailedPart(p.message_id, p.seq, p.meta.pdu.registered_delivery,
-                                  p.received_at) for p in parts)
+                                  p.meta.arrived_at) for p in parts)
         await self.sink.failed(FailedMessage(env.account, env.source, env.destination, failed,
                                              status, reason, text))
 
 
-def _time_or_none(value: str, received_at: float) -> float | None:
-    # Already validated when the part arrived; relative times count from its arrival.
+def _time_or_none(value: str, arrived_at: float, received_at: float) -> float | None:
+    """An SMPP time (already validated when the part arrived) on steady time: absolute
+    ones are wall dates, relative ones count from the arrival."""
     try:
-        return parse_smpp_time(value, received_at)
+        at = parse_smpp_time(value, arrived_at)
     except ValueError:
         return None
+    return None if at is None else steady_of(at, arrived_at, received_at)
 
 
 def _in_order(

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from smppbridge.config import Config
+from smppbridge.core.clock import CLOCK, Clock, StepWatch
 from smppbridge.core.cluster import BindInfo
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.ports import Provider, Store, SubmitHandler
@@ -60,6 +61,8 @@ _log = structlog.get_logger("smppbridge")
 #: messages purged per store transaction, and seconds between purge rounds
 RETENTION_BATCH = 500
 RETENTION_INTERVAL = 60.0
+#: how often the wall clock is compared with steady time (a step is logged once)
+CLOCK_CHECK_INTERVAL = 5.0
 #: seconds an operator's unbind waits for the ESME's unbind_resp before closing
 UNBIND_GRACE = 5.0
 
@@ -75,6 +78,8 @@ class Node:
     config: Config
     config_path: str | None = None
     handler: SubmitHandler | None = None
+    #: wall time for dates, steady time for timers (core.clock; tests step the wall)
+    clock: Clock = CLOCK
     store: Store = field(init=False)
     providers: dict[str, Provider] = field(init=False)
     #: each provider's settings, by name (read by the poller and the webhook endpoint)
@@ -107,20 +112,23 @@ class Node:
                               for s in cfg.providers},
                              cfg.routes, cfg.account_providers())
         binds: BindRegistry[SmppConnection] = BindRegistry()
+        wall, steady = self.clock.wall, self.clock.steady
         self.dispatcher = ReceiptDispatcher(
             self.store, binds.receivers, bound_accounts=binds.receiver_accounts,
-            retry_backoff=cfg.receipts.retry_backoff, retry_max=cfg.receipts.retry_max)
+            retry_backoff=cfg.receipts.retry_backoff, retry_max=cfg.receipts.retry_max,
+            clock=wall, timer=steady)
         self.pipeline = Pipeline(
             self.store, self.router,
-            poller=partial(StatusPoller, self.providers, self.provider_settings),
+            poller=partial(StatusPoller, self.providers, self.provider_settings,
+                           clock=wall, timer=steady),
             receipts_added=self.dispatcher.notify, outbox=self.dispatcher,
-            receipt_ttl=cfg.receipts.ttl_hours * 3600)
+            receipt_ttl=cfg.receipts.ttl_hours * 3600, clock=wall, timer=steady)
         assert self.pipeline.poller is not None
         self.poller = self.pipeline.poller
         # A shared store shares the flood windows too: the rules hold across nodes.
         self.content = ContentHandler(self.pipeline, new_id=IdAllocator(self.store).take,
                                       flood=self.store.flood_state() or MemoryFloodState(),
-                                      reassembly=cfg.content)
+                                      reassembly=cfg.content, clock=wall, timer=steady)
         self.smpp = SmppServer(cfg.smpp, cfg.accounts_by_id(),
                                self.handler if self.handler is not None else self.content,
                                binds=binds,
@@ -153,6 +161,7 @@ class Node:
         self.spawn(self.dispatcher.run(), "receipt dispatcher")
         self.spawn(self._expire_parts(), "long-message expiry")
         self.spawn(self._retention(), "retention")
+        self.spawn(self._watch_clock(), "clock steps")
         self.spawn(self.monitor.run_stats(), "traffic stats")
         self.spawn(self.monitor.run_providers(), "provider health and balances")
         http = self.config.http
@@ -238,10 +247,22 @@ class Node:
                 _log.warning("retention.store_unavailable", error=str(exc))
             await asyncio.sleep(RETENTION_INTERVAL)
 
+    async def _watch_clock(self) -> None:
+        """Say so when the wall clock is stepped: dates follow it, timers do not
+        (core.clock; docs/architecture.md, Time)."""
+        watch = StepWatch(self.clock)
+        while True:
+            await asyncio.sleep(CLOCK_CHECK_INTERVAL)
+            moved = watch.check()
+            if moved is not None:
+                _log.warning("clock.stepped", by=round(moved, 3),
+                             since_start=round(watch.seen, 3))
+
     async def _expire_parts(self) -> None:
         while True:
             deadline = self.content.next_deadline()
-            delay = 1.0 if deadline is None else min(1.0, max(0.0, deadline - time.time()))
+            delay = 1.0 if deadline is None else min(
+                1.0, max(0.0, deadline - self.clock.steady()))
             await asyncio.sleep(delay)
             try:
                 await self.content.expire()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Literal
-
-import pytest
 
 from smppbridge.core.accounts import Account
 from smppbridge.core.errors import NoRoute, StoreUnavailable
@@ -62,14 +60,6 @@ def _msg(mid: str = "1", rd: int = 1, parts: tuple[str, ...] | None = None,
         source=Address("src", 5, 0), destination=Address("79001", 1, 1),
         content=Content(Kind.SMS, "hello world"), registered_delivery=rd,
         submitted_at=1_000_000.0, expire_at=expire_at)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(str(tmp_path / "p.db"))
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def test_accept_stores_before_ack_and_sends(store: SqliteStore) -> None:

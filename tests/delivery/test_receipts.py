@@ -4,9 +4,8 @@ TTL expiry, TLVs only for 3.4 binds."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -64,14 +63,6 @@ def _rec(mid: str, account: str = "acme", expire_at: float = 5000.0) -> ReceiptR
                          submit_date=900.0, done_date=950.0, text="hi there",
                          source_addr="79001", source_ton=1, source_npi=1, dest_addr="src",
                          dest_ton=5, dest_npi=0, expire_at=expire_at)
-
-
-@pytest.fixture
-async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(str(tmp_path / "r.db"))
-    await s.open()
-    yield s
-    await s.close()
 
 
 async def _drain(d: ReceiptDispatcher) -> None:

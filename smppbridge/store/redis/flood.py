@@ -14,7 +14,9 @@ different tuples never share a key):
 * ``flood:d:<account>:<source>:<destination>:<digest hex>`` — string: when the first
   accepted copy was recorded (the duplicate window runs from it).
 
-Times are the callers' ``now`` (the nodes' clocks, which must be NTP-synced); Redis's
+Times are the callers' ``now``: each node's steady time (core.clock: its wall clock
+when it started plus the monotonic time since, so a step of one node's wall clock moves
+no window; the nodes' clocks must be NTP-synced when they start); Redis's
 own clock is used only to garbage-collect keys whose window has passed (a TTL a second
 longer than the window). Expiry can therefore only forget a window that is over, never
 refuse a message wrongly.

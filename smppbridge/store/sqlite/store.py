@@ -541,10 +541,11 @@ class SqliteStore:
             (next_at, attempts, seq)))
 
     async def expire_receipts(self, now: float) -> int:
-        """Receipts past their TTL: out of the outbox, kept as expired (at ``now``)."""
+        """Receipts past their TTL: out of the outbox, kept as expired at the end of
+        their TTL (as the Redis store does; ``now`` is steady time, core.clock)."""
         def op(db: sqlite3.Connection) -> int:
-            return db.execute("UPDATE receipts SET state='expired', done_at=? "
-                              "WHERE state='pending' AND expire_at<=?", (now, now)).rowcount
+            return db.execute("UPDATE receipts SET state='expired', done_at=expire_at "
+                              "WHERE state='pending' AND expire_at<=?", (now,)).rowcount
         return await self._call(op)
 
     async def accounts_with_receipts(self, now: float) -> list[str]:
