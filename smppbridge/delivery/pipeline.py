@@ -233,9 +233,17 @@ class Pipeline:
         """Follow statuses of messages sent before a restart."""
         if self.poller is None:
             return
+        gone: dict[str, int] = {}
         for stored in await self.store.in_flight():
+            if stored.provider not in self.poller.providers:
+                gone[stored.provider] = gone.get(stored.provider, 0) + 1
             self.poller.track(stored.provider, stored.provider_id, stored.message.message_id,
                               expire_at=stored.message.expire_at)
+        for provider, count in sorted(gone.items()):
+            # Followed without polls until their deadline (poller module docstring).
+            _log.warning("status.provider_gone", provider=provider, messages=count,
+                         note="sent to a provider no longer configured: no status "
+                              "polls; final UNKNOWN/EXPIRED (err 003) at the deadline")
 
     async def run(self) -> None:
         """Send due messages until cancelled."""

@@ -8,6 +8,11 @@ polled at its final status, or at its deadline: validity end + ``status_grace``,
 ``max_status_age`` when it has no validity; then it ends EXPIRED (validity passed) or
 UNKNOWN (we stopped waiting), err 003, so every message gets a final receipt.
 
+A message sent to a provider that is no longer configured (removed by a reload, or
+from the file a restarted node reads) cannot be asked: it is followed without polls and
+ends at its deadline as above, by the default ``max_status_age``/``status_grace`` when
+the provider's own are gone, so it is neither lost nor left ``sent`` for ever.
+
 Each provider module maps its own API's statuses to the receipt's ``stat``/``err``
 (docs/providers.md, *Status mapping*).
 """
@@ -28,12 +33,12 @@ import structlog
 from smppbridge.core.clock import timer_for
 from smppbridge.core.errors import ProviderError, StoreUnavailable
 from smppbridge.core.outcomes import Err, StatusUpdate
+from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.observability.metrics import METRICS
 from smppbridge.smpp.receipts import Stat
 
 if TYPE_CHECKING:
     from smppbridge.core.ports import Provider
-    from smppbridge.core.provider_settings import ProviderSettings
 
 __all__ = ["OnUpdate", "OnUpdates", "StatusPoller"]
 
@@ -97,11 +102,12 @@ class StatusPoller:
     def track(self, provider: str, provider_id: str, message_id: str, *,
               sent_at: float | None = None, expire_at: float | None = None) -> None:
         """Start following a message the provider accepted."""
-        s = self.settings[provider]
+        s = self._settings(provider)
         sent = self.timer() if sent_at is None else sent_at
         deadline = (expire_at + s.status_grace if expire_at is not None
                     else sent + s.max_status_age)
-        interval = s.poll_interval
+        # A provider no longer configured cannot be asked: wait for the deadline only.
+        interval = s.poll_interval if provider in self.providers else 0.0
         due = min(sent + interval, deadline) if interval > 0 else deadline
         item: _Tracked = (provider, provider_id, message_id, deadline, expire_at is not None,
                           interval, due, None)
@@ -111,6 +117,11 @@ class StatusPoller:
             self._conflict(known, message_id)
         self._items[key] = item
         self._push(item)
+
+    def _settings(self, provider: str) -> ProviderSettings:
+        """The provider's settings, or the defaults when it is no longer configured."""
+        s = self.settings.get(provider)
+        return s if s is not None else ProviderSettings(name=provider, type="gone")
 
     def _conflict(self, known: _Tracked, message_id: str) -> None:
         """A provider id already followed for another message (a provider that reused
@@ -157,11 +168,12 @@ class StatusPoller:
         return sum(counts)
 
     async def _poll_provider(self, name: str, items: list[_Tracked], now: float) -> int:
-        s = self.settings[name]
+        s = self._settings(name)
         reported = 0
         #: statuses that could not be written: asked again soon, not on the schedule
         again: set[tuple[str, str]] = set()
-        pollable = [i for i in items if i[_INTERVAL] > 0 and i[_DEADLINE] > now]
+        pollable = ([i for i in items if i[_INTERVAL] > 0 and i[_DEADLINE] > now]
+                    if name in self.providers else [])
         for start in range(0, len(pollable), s.poll_batch):
             chunk = pollable[start:start + s.poll_batch]
             try:

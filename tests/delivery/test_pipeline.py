@@ -7,8 +7,11 @@ import contextlib
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Literal
+
+from structlog.testing import capture_logs
 
 from smppbridge.core.accounts import Account
 from smppbridge.core.errors import NoRoute, StoreUnavailable
@@ -17,6 +20,7 @@ from smppbridge.core.outcomes import Err, SendOutcome, StatusUpdate
 from smppbridge.core.records import DeliveryState, StoredMessage
 from smppbridge.core.session import BindType, SessionContext
 from smppbridge.delivery.pipeline import Pipeline
+from smppbridge.delivery.poller import StatusPoller
 from smppbridge.delivery.receipts import ReceiptDispatcher
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.smpp.receipts import Stat
@@ -466,3 +470,22 @@ async def test_accept_many_answers_each_message_of_a_partly_stored_batch(
         assert await s.find("2") is None
     finally:
         await s.close()
+
+
+async def test_resume_follows_messages_of_a_provider_no_longer_configured(
+        store: SqliteStore) -> None:
+    """A restart with messages `sent` to a provider the config no longer names: resume
+    says so once per provider (with the count) and follows them to their deadline, and
+    the pipeline keeps running (it used to die on a KeyError)."""
+    clock = Clock()
+    for mid in ("g1", "g2"):
+        await store.accept(_msg(mid))
+        await store.mark_sent(mid, "retired", f"P-{mid}", "ENROUTE", clock.now)
+    pipe = Pipeline(store, None, clock=clock,
+                    poller=partial(StatusPoller, {}, {}, clock=clock))
+    with capture_logs() as logs:
+        await pipe.resume()
+    assert pipe.poller is not None
+    assert len(pipe.poller) == 2
+    gone = [e for e in logs if e["event"] == "status.provider_gone"]
+    assert [(e["provider"], e["messages"]) for e in gone] == [("retired", 2)]

@@ -352,3 +352,40 @@ async def test_a_provider_id_given_twice_is_logged_and_attached_to_neither_silen
     await poller.poll_due()
     assert [(u.message_id, u.stat, u.err) for u in got[1:]] == [
         ("old", Stat.UNKNOWN, Err.NO_FINAL_STATUS)]
+
+
+async def test_a_message_of_a_provider_no_longer_configured_ends_at_its_deadline() -> None:
+    """A restarted node may find messages sent to a provider its config no longer names:
+    they are followed without polls (nothing to ask) and end UNKNOWN err 003 at the
+    default max_status_age, instead of stopping the poller with a KeyError."""
+    clock = FakeClock()
+    got = _Collector()
+    poller = StatusPoller({}, {}, got, clock=clock)
+    poller.track("gone", "P1", "m1", sent_at=T0)
+    assert poller.next_due() == T0 + 172_800.0  # the default max_status_age, no polls
+    clock.advance(172_800.0)
+    assert await poller.poll_due() == 1
+    [(provider, update)] = got.updates
+    assert (provider, update.message_id, update.stat, update.err) == (
+        "gone", "m1", Stat.UNKNOWN, Err.NO_FINAL_STATUS)
+    assert len(poller) == 0
+
+
+async def test_a_provider_removed_while_its_messages_are_followed_is_not_polled() -> None:
+    """A reload removes a provider (the node's dicts are changed in place): its messages
+    due for a poll are not asked (no client) and not lost; they still end at their
+    deadline."""
+    clock = FakeClock()
+    poller, provider, got = _poller(clock, {"default_outcome": "never"}, poll_interval=1,
+                                    max_status_age=10)
+    poller.track("sim", await _send(provider, "r"), "r", sent_at=T0)
+    assert isinstance(poller.providers, dict)
+    assert isinstance(poller.settings, dict)
+    poller.providers.clear()
+    poller.settings.clear()
+    clock.advance(1)
+    assert await poller.poll_due() == 0
+    assert len(poller) == 1
+    clock.advance(20)
+    assert await poller.poll_due() == 1
+    assert got.stats() == [("r", Stat.UNKNOWN)]
