@@ -60,7 +60,9 @@ class NodeStats:
         self._bind_window: dict[int, deque[int]] = {}
         #: per provider: (accepted, failed) totals of the last 5 minutes, oldest first
         self._provider_window: dict[str, deque[tuple[int, int]]] = {}
-        self._read()  # the baseline: counts before the first tick are not this node's
+        # The baseline: what the process counted before this node (an earlier node of
+        # the same process, in tests and tools) is not this node's traffic.
+        self._last = self._read()
 
     def _read(self) -> dict[str, dict[str, float]]:
         return {"submits": _totals(METRICS.submits, "outcome"),
