@@ -16,7 +16,8 @@ WORKDIR /opt/smppbridge
 COPY pyproject.toml README.md ./
 COPY smppbridge ./smppbridge
 COPY conf/smppbridge.example.toml /etc/smppbridge/smppbridge.example.toml
-RUN pip install --no-compile . && rm -rf /opt/smppbridge/build
+# With the redis extra (pure Python, small): one image runs a single node or a cluster node.
+RUN pip install --no-compile '.[redis]' && rm -rf /opt/smppbridge/build
 
 USER smppbridge
 WORKDIR /data

@@ -29,7 +29,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.config)
     except ConfigError as exc:
-        print(f"smppbridge: invalid configuration: {exc}", file=sys.stderr)
+        # every problem, each on a line of its own (a journal shows them one by one)
+        for problem in exc.problems:
+            print(f"smppbridge: invalid configuration: {problem}", file=sys.stderr)
         return 2
     configure_logging(config.log.level, config.log.format)
     _use_uvloop()
@@ -79,7 +81,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
     try:
         config = load_config(args.file)
     except ConfigError as exc:
-        print(f"{exc}", file=sys.stderr)
+        for problem in exc.problems:  # every problem of the file, one per line
+            print(problem, file=sys.stderr)
         return 2
     print(f"{config.source}: OK ({len(config.accounts)} accounts, "
           f"{len(config.providers)} providers)")

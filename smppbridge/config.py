@@ -1,22 +1,32 @@
 """Configuration: one frozen object, loaded from TOML, validated before any port binds.
 
 Size: over 500 lines because it parses every table of the file (each section's parser
-is short); the settings types live with the layers that read them.
+is short) and collects every problem of a file at once; the settings types live with
+the layers that read them.
 
 Every limit has a name and a documented default (``conf/smppbridge.example.toml``).
 Environment variables ``SMPPBRIDGE_<SECTION>_<KEY>`` override scalar keys of the
 ``[smpp]``, ``[http]``, ``[store]`` and ``[log]`` tables (e.g.
-``SMPPBRIDGE_SMPP_LISTEN=0.0.0.0:2775``). Errors name the key and the problem.
+``SMPPBRIDGE_SMPP_LISTEN=0.0.0.0:2775``).
+
+Errors name the file, the key and the problem (``conf/x.toml: accounts[acme].throughput:
+must be at least 0``): an account by its system_id (by its place only when the
+system_id itself is the problem), a provider by its name, a route by its place, and the
+environment variable when the value came from one. A bad value does not stop the
+parse: every problem of the file is collected, and one :class:`ConfigError` carries
+them all (``check-config`` prints each on its own line).
 """
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import importlib
 import ipaddress
 import os
 import tomllib
 import zoneinfo
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -28,7 +38,7 @@ from smppbridge.core.passwords import check_hash_format, is_hashed
 from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.routes import Route
 from smppbridge.http.serve import HttpLimits
-from smppbridge.providers.settings import PROVIDER_TYPES, parse_provider
+from smppbridge.providers.settings import parse_provider
 from smppbridge.server.settings import SmppConfig
 from smppbridge.text.concat import ReassemblyConfig
 from smppbridge.text.content import Kind
@@ -54,11 +64,26 @@ MAX_SYSTEM_ID = 15
 #: a plain admin token shorter than this is guessable (a hash may be of anything)
 MIN_ADMIN_TOKEN = 16
 _ENV_PREFIX = "SMPPBRIDGE_"
+#: the tables whose scalar keys SMPPBRIDGE_<SECTION>_<KEY> overrides
+_ENV_SECTIONS = ("smpp", "http", "store", "log")
+_SECTIONS = ("smpp", "http", "store", "log", "content", "receipts")
+_ARRAYS = ("accounts", "providers", "routes")
+_ROUTE_KEYS = ("account", "prefix", "kind", "providers")
+#: parse_config's source when the text is not a file: its problems name no file
+_NO_SOURCE = "<string>"
 _MAX_PORT = 65535
 
 
 class ConfigError(ValueError):
-    """A config problem; the message starts with the key it is about."""
+    """Config problems, one or more. Each (in ``problems``) starts with the file, or
+    the environment variable, and the key it is about; ``str()`` is one per line."""
+
+    def __init__(self, *problems: str) -> None:
+        super().__init__(*problems)
+        self.problems: tuple[str, ...] = problems
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,18 +187,63 @@ type = "simulator"
 T = TypeVar("T")
 
 
-class _Table:
-    """A TOML table read with key-path error messages; unknown keys are errors."""
+class _Problems:
+    """Every problem of one document, in the order found, each once."""
 
-    def __init__(self, data: Mapping[str, Any], path: str) -> None:
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def add(self, line: str) -> None:
+        if line not in self.lines:
+            self.lines.append(line)
+
+    def error(self, source: str) -> ConfigError:
+        """One error carrying them all, each naming the file (not a problem with an
+        environment variable: that value is not in the file)."""
+        return ConfigError(*(
+            line if source == _NO_SOURCE or line.startswith(_ENV_PREFIX)
+            else f"{source}: {line}" for line in self.lines))
+
+
+def _did_you_mean(name: str, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, sorted(known), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def _known(names: Iterable[str]) -> str:
+    return f"known: {', '.join(sorted(names)) or 'none'}"
+
+
+class _Table:
+    """A TOML table read with key-path error messages; unknown keys are errors.
+
+    A bad value is recorded in ``problems`` and read as its default, so the parse goes
+    on and reports every problem at once. ``env`` maps the keys an environment variable
+    set to that variable: a problem with such a key names the variable."""
+
+    def __init__(self, data: object, path: str, problems: _Problems,
+                 env: Mapping[str, str] | None = None) -> None:
         if not isinstance(data, Mapping):
-            raise ConfigError(f"{path}: expected a table")
-        self.data = data
+            problems.add(f"{path}: expected a table")
+            data = {}
+        self.data: Mapping[str, Any] = data
         self.path = path
+        self.problems = problems
+        self.env: Mapping[str, str] = env or {}
         self.used: set[str] = set()
 
     def key(self, name: str) -> str:
+        if name in self.env:
+            return self.env[name]
         return f"{self.path}.{name}" if self.path else name
+
+    def fail(self, name: str, problem: str) -> None:
+        """Record a problem with the key ``name`` (``name[3]`` for a list's item)."""
+        self.problems.add(f"{self.key(name)}: {problem}")
+
+    def table(self, name: str) -> _Table:
+        """The nested table ``name`` (``flood = { ... }``)."""
+        return _Table(self.get(name, dict, {}), self.key(name), self.problems)
 
     def get(self, name: str, kind: type[T] | tuple[type, ...], default: T) -> T:
         self.used.add(name)
@@ -184,10 +254,11 @@ class _Table:
         if float in kinds and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         if isinstance(value, bool) and bool not in kinds:
-            raise ConfigError(f"{self.key(name)}: expected {_names(kinds)}, got a boolean")
+            self.fail(name, f"expected {_names(kinds)}, got a boolean")
+            return default
         if not isinstance(value, kinds):
-            raise ConfigError(
-                f"{self.key(name)}: expected {_names(kinds)}, got {type(value).__name__}")
+            self.fail(name, f"expected {_names(kinds)}, got {type(value).__name__}")
+            return default
         return value  # type: ignore[return-value]
 
     def number(self, name: str, default: float, *, minimum: float = 0,
@@ -195,7 +266,8 @@ class _Table:
         value = self.get(name, float, default)
         if value < minimum or (maximum is not None and value > maximum):
             bound = f" and at most {maximum:g}" if maximum is not None else ""
-            raise ConfigError(f"{self.key(name)}: must be at least {minimum:g}{bound}")
+            self.fail(name, f"must be at least {minimum:g}{bound}")
+            return default
         return value
 
     def integer(self, name: str, default: int, *, minimum: int = 0,
@@ -203,13 +275,19 @@ class _Table:
         value = self.get(name, int, default)
         if value < minimum or (maximum is not None and value > maximum):
             bound = f" and at most {maximum}" if maximum is not None else ""
-            raise ConfigError(f"{self.key(name)}: must be at least {minimum}{bound}")
+            self.fail(name, f"must be at least {minimum}{bound}")
+            return default
         return value
 
     def finish(self) -> None:
-        unknown = sorted(set(self.data) - self.used)
-        if unknown:
-            raise ConfigError(f"{self.key(unknown[0])}: unknown key")
+        """Every key no parser asked for is an unknown key, with the nearest known one."""
+        for name in self.data:
+            if name in self.used:
+                continue
+            close = difflib.get_close_matches(name, sorted(self.used), n=1)
+            if close and name in self.env:  # in the variable's own spelling
+                close = [self.env[name][:-len(name)] + close[0].upper()]
+            self.fail(name, "unknown key" + (f" (did you mean {close[0]}?)" if close else ""))
 
 
 def _names(kinds: tuple[type, ...]) -> str:
@@ -227,9 +305,15 @@ def parse_hostport(value: str, key: str) -> HostPort:
 
 def _opt_hostport(t: _Table, name: str, default: HostPort | None) -> HostPort | None:
     raw = t.get(name, str, "")
-    if name not in t.data:
+    if not isinstance(t.data.get(name), str):  # absent, or not a string (recorded)
         return default
-    return parse_hostport(raw, t.key(name)) if raw else None
+    if not raw:
+        return None
+    try:
+        return parse_hostport(raw, t.key(name))
+    except ConfigError as exc:
+        t.problems.add(str(exc))
+        return default
 
 
 def _smpp(t: _Table) -> SmppConfig:
@@ -257,13 +341,13 @@ def _smpp(t: _Table) -> SmppConfig:
     )
     t.finish()
     if cfg.tls_listen and not (cfg.tls_cert and cfg.tls_key):
-        raise ConfigError("smpp.tls_listen: needs smpp.tls_cert and smpp.tls_key")
+        t.fail("tls_listen", "needs smpp.tls_cert and smpp.tls_key")
     for key in ("tls_cert", "tls_key", "tls_client_ca"):
         path = getattr(cfg, key)
         if cfg.tls_listen and path and not Path(path).is_file():
-            raise ConfigError(f"smpp.{key}: no such file {path!r}")
+            t.fail(key, f"no such file {path!r}")
     if not cfg.listen and not cfg.tls_listen:
-        raise ConfigError("smpp.listen: no SMPP listener configured")
+        t.fail("listen", "no SMPP listener configured")
     return cfg
 
 
@@ -271,18 +355,21 @@ def _admin_tokens(t: _Table) -> tuple[str, ...]:
     tokens = t.get("admin_tokens", list, [])
     out = []
     for i, token in enumerate(tokens):
-        key = f"{t.key('admin_tokens')}[{i}]"
+        key = f"admin_tokens[{i}]"
         if not isinstance(token, str) or not token:
-            raise ConfigError(f"{key}: expected a non-empty string")
+            t.fail(key, "expected a non-empty string")
+            continue
         if is_hashed(token):
             try:
                 check_hash_format(token)
             except ValueError as exc:
-                raise ConfigError(f"{key}: {exc}") from None
+                t.fail(key, str(exc))
+                continue
         elif len(token) < MIN_ADMIN_TOKEN:
             # The value is not echoed: it is a secret.
-            raise ConfigError(f"{key}: a plain token needs at least {MIN_ADMIN_TOKEN} "
-                              "characters (or give a hash from smppbridge hash-password)")
+            t.fail(key, f"a plain token needs at least {MIN_ADMIN_TOKEN} characters "
+                        "(or give a hash from smppbridge hash-password)")
+            continue
         out.append(token)
     return tuple(out)
 
@@ -292,7 +379,8 @@ def _timezone(t: _Table) -> str:
     try:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(f"{t.key('timezone')}: unknown time zone {name!r}") from None
+        t.fail("timezone", f"unknown time zone {name!r}")
+        return "UTC"
     return name
 
 
@@ -319,15 +407,31 @@ def _store(t: _Table) -> StoreConfig:
     scheme = url.split(":", 1)[0]
     if scheme == "sqlite":
         if not url.startswith("sqlite:///") or len(url) <= len("sqlite:///"):
-            raise ConfigError(f"store.url: expected sqlite:///PATH, got {url!r}")
+            t.fail("url", f"expected sqlite:///PATH, got {url!r}")
     elif scheme in ("redis", "rediss"):
         if not url.startswith(("redis://", "rediss://")):
             # The value is not echoed: a redis URL may carry a password.
-            raise ConfigError("store.url: expected redis://[USER:PASSWORD@]HOST:PORT/DB")
+            t.fail("url", "expected redis://[USER:PASSWORD@]HOST:PORT/DB")
+        else:
+            missing = _redis_missing()
+            if missing is not None:
+                t.fail("url", f"{scheme}:// needs the redis extra: "
+                              f"pip install 'smppbridge[redis]'{missing}")
     elif scheme != "memory":
-        raise ConfigError(f"store.url: unsupported scheme {scheme!r} "
-                          "(sqlite:///PATH, redis://HOST:PORT/DB or memory://)")
+        t.fail("url", f"unsupported scheme {scheme!r} "
+                      "(sqlite:///PATH, redis://HOST:PORT/DB or memory://)")
     return StoreConfig(url, history_days)
+
+
+def _redis_missing() -> str | None:
+    """None when redis-py imports (the ``redis`` extra); else what to add to the
+    message: nothing when the package is absent, the import error when it is broken."""
+    try:
+        for name in ("redis", "redis.asyncio"):  # what the Redis store imports
+            importlib.import_module(name)
+    except ImportError as exc:
+        return "" if (exc.name or "redis").split(".")[0] == "redis" else f" ({exc})"
+    return None
 
 
 def _log(t: _Table) -> LogConfig:
@@ -335,45 +439,54 @@ def _log(t: _Table) -> LogConfig:
     fmt = t.get("format", str, "auto").lower()
     t.finish()
     if level not in ("debug", "info", "warning", "error"):
-        raise ConfigError(f"log.level: must be debug, info, warning or error, got {level!r}")
+        t.fail("level", f"must be debug, info, warning or error, got {level!r}")
     if fmt not in ("json", "console", "auto"):
-        raise ConfigError(f"log.format: must be json, console or auto, got {fmt!r}")
+        t.fail("format", f"must be json, console or auto, got {fmt!r}")
     return LogConfig(level, fmt)
 
 
-def _account(t: _Table) -> Account:
+def _account(t: _Table, provider_names: Sequence[str]) -> Account:
+    """One ``[[accounts]]`` table. Once its system_id is read, the table's problems
+    name the account by it (``accounts[acme].throughput``), not by its place."""
     system_id = t.get("system_id", str, "")
-    if not system_id or len(system_id) > MAX_SYSTEM_ID or not system_id.isascii():
-        raise ConfigError(f"{t.key('system_id')}: required, 1-{MAX_SYSTEM_ID} ASCII characters")
+    if not system_id:
+        t.fail("system_id", f"required (1-{MAX_SYSTEM_ID} ASCII characters)")
+    elif len(system_id) > MAX_SYSTEM_ID or not system_id.isascii():
+        t.fail("system_id", f"must be 1-{MAX_SYSTEM_ID} ASCII characters, got {system_id!r}")
+    else:
+        t.path = f"accounts[{system_id}]"
     password = t.get("password", str, "")
     if not password:
-        raise ConfigError(f"{t.key('password')}: required")
-    if is_hashed(password):
+        t.fail("password", "required")
+    elif is_hashed(password):
         try:
             check_hash_format(password)
         except ValueError as exc:
-            raise ConfigError(f"{t.key('password')}: {exc}") from None
+            t.fail("password", str(exc))
     elif len(password) > MAX_BIND_PASSWORD:
         # A bind password is at most 8 characters on the wire (SMPP 3.4 §4.1.1),
         # so a longer one could never match.
-        raise ConfigError(f"{t.key('password')}: longer than {MAX_BIND_PASSWORD} "
-                          "characters, which no bind can carry")
+        t.fail("password", f"longer than {MAX_BIND_PASSWORD} characters, which no bind "
+                           "can carry")
     networks = []
     for i, raw in enumerate(t.get("allowed_networks", list, [])):
         try:
             networks.append(ipaddress.ip_network(str(raw), strict=False))
         except ValueError:
-            raise ConfigError(f"{t.key('allowed_networks')}[{i}]: not a network: "
-                              f"{raw!r}") from None
+            t.fail(f"allowed_networks[{i}]", f"not a network: {raw!r}")
     providers = t.get("providers", list, [])
     if not all(isinstance(p, str) for p in providers):
-        raise ConfigError(f"{t.key('providers')}: expected a list of provider names")
+        t.fail("providers", "expected a list of provider names")
+        providers = []
+    for name in providers:
+        if name not in provider_names:
+            t.fail("providers", f"unknown provider {name!r} ({_known(provider_names)})")
     id_format = t.get("message_id_format", str, "decimal")
     if id_format not in ("decimal", "hex"):
-        raise ConfigError(f"{t.key('message_id_format')}: must be decimal or hex")
+        t.fail("message_id_format", "must be decimal or hex")
     window = t.integer("window", 0, minimum=0) or None
-    flood = _flood(_Table(t.get("flood", dict, {}), t.key("flood")))
-    limits = _limits(_Table(t.get("limits", dict, {}), t.key("limits")))
+    flood = _flood(t.table("flood"))
+    limits = _limits(t.table("limits"))
     account = Account(
         system_id=system_id,
         password=password,
@@ -437,42 +550,64 @@ def _receipts(t: _Table) -> ReceiptConfig:
     return cfg
 
 
-def _provider(t: _Table) -> ProviderSettings:
+def _provider(raw: Mapping[str, Any], index: int, problems: _Problems
+              ) -> ProviderSettings | None:
     """One ``[[providers]]`` table, validated by the provider layer's own parser (each
     adapter's keys, secrets from ``<key>_env``/``<key>_file``: the process environment,
-    whatever ``env`` overrides the scalar keys)."""
-    name = t.get("name", str, "")
-    kind = t.get("type", str, "")
-    if not name:
-        raise ConfigError(f"{t.key('name')}: required")
-    if kind not in PROVIDER_TYPES:
-        raise ConfigError(f"{t.key('type')}: must be one of {', '.join(PROVIDER_TYPES)}, "
-                          f"got {kind!r}")
+    whatever ``env`` overrides the scalar keys); its problems name the provider
+    (``providers[<name>]``), by its place only when it has no name."""
+    name = raw.get("name")
+    if not isinstance(name, str) or not name:
+        problems.add(f"providers[{index}].name: " + (
+            "required" if name is None or name == "" else
+            f"expected a string, got {type(name).__name__}"))
+        return None
     try:
-        return parse_provider(dict(t.data))
+        return parse_provider(dict(raw))
     except ValueError as exc:
-        raise ConfigError(str(exc)) from None
+        problems.add(str(exc))
+        return None
 
 
-def _tables(data: Mapping[str, Any], name: str) -> list[_Table]:
+def _tables(data: Mapping[str, Any], name: str,
+            problems: _Problems) -> list[tuple[int, Mapping[str, Any]]]:
+    """The tables of the array ``name`` with their places; what is not a table is a
+    problem, and left out."""
     raw = data.get(name, [])
     if not isinstance(raw, list):
-        raise ConfigError(f"{name}: expected an array of tables ([[{name}]])")
-    return [_Table(item, f"{name}[{i}]") for i, item in enumerate(raw)]
+        problems.add(f"{name}: expected an array of tables ([[{name}]])")
+        return []
+    out = []
+    for i, item in enumerate(raw):
+        if isinstance(item, Mapping):
+            out.append((i, item))
+        else:
+            problems.add(f"{name}[{i}]: expected a table")
+    return out
 
 
-def _env_overrides(data: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+def _env_overrides(data: dict[str, Any], env: Mapping[str, str], problems: _Problems
+                   ) -> tuple[dict[str, Any], dict[str, dict[str, str]]]:
+    """The document with the environment's overrides, and per section the keys that
+    came from a variable (key -> variable name)."""
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
-    for section in ("smpp", "http", "store", "log"):
+    origin: dict[str, dict[str, str]] = {}
+    for section in _ENV_SECTIONS:
         prefix = f"{_ENV_PREFIX}{section.upper()}_"
-        for var, value in env.items():
+        for var, value in sorted(env.items()):
             if not var.startswith(prefix):
                 continue
             key = var[len(prefix):].lower()
             table = out.setdefault(section, {})
-            current = table.get(key)
-            table[key] = _coerce(value, current, var)
-    return out
+            if not isinstance(table, dict):  # the file's problem: "smpp: expected a table"
+                continue
+            try:
+                table[key] = _coerce(value, table.get(key), var)
+            except ConfigError as exc:
+                problems.add(str(exc))
+                continue
+            origin.setdefault(section, {})[key] = var
+    return out, origin
 
 
 def _coerce(value: str, current: Any, var: str) -> Any:
@@ -496,82 +631,108 @@ def _coerce(value: str, current: Any, var: str) -> Any:
     return value
 
 
-def parse_config(text: str, *, source: str = "<string>",
+def parse_config(text: str, *, source: str = _NO_SOURCE,
                  env: Mapping[str, str] | None = None) -> Config:
-    """Parse and validate a TOML document (environment overrides applied)."""
+    """Parse and validate a TOML document (environment overrides applied).
+
+    Raises one :class:`ConfigError` listing every problem found, each naming
+    ``source`` (unless it is the default, text that is no file)."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{source}: not valid TOML: {exc}") from None
-    data = _env_overrides(data, os.environ if env is None else env)
-    top = _Table(data, "")
-    for name in ("smpp", "http", "store", "log", "content", "receipts"):
-        top.get(name, dict, {})
-    top.used.update({"accounts", "providers", "routes"})
+    problems = _Problems()
+    data, from_env = _env_overrides(data, os.environ if env is None else env, problems)
+    top = _Table(data, "", problems)
+    tables = {name: _Table(top.get(name, dict, {}), name, problems, from_env.get(name))
+              for name in _SECTIONS}
+    top.used.update(_ARRAYS)
     top.finish()
-    smpp = _smpp(_Table(data.get("smpp", {}), "smpp"))
-    http_t = _Table(data.get("http", {}), "http")
+    smpp = _smpp(tables["smpp"])
+    http_t = tables["http"]
     http = HttpConfig(listen=_opt_hostport(http_t, "listen", HttpConfig().listen),
                       metrics_listen=_opt_hostport(http_t, "metrics_listen", None),
                       limits=_http_limits(http_t), admin_tokens=_admin_tokens(http_t),
                       timezone=_timezone(http_t))
     http_t.finish()
-    store = _store(_Table(data.get("store", {}), "store"))
-    log = _log(_Table(data.get("log", {}), "log"))
-    content = _content(_Table(data.get("content", {}), "content"))
-    receipts = _receipts(_Table(data.get("receipts", {}), "receipts"))
-    accounts = tuple(_account(t) for t in _tables(data, "accounts"))
-    providers = tuple(_provider(t) for t in _tables(data, "providers"))
-    seen: set[str] = set()
-    for i, a in enumerate(accounts):
-        if a.system_id in seen:
-            raise ConfigError(f"accounts[{i}].system_id: duplicate {a.system_id!r}")
-        seen.add(a.system_id)
-    names = [p.name for p in providers]
-    for i, name in enumerate(names):
-        if name in names[:i]:
-            raise ConfigError(f"providers[{i}].name: duplicate {name!r}")
-    for i, a in enumerate(accounts):
-        for p in a.providers:
-            if p not in names:
-                raise ConfigError(f"accounts[{i}].providers: unknown provider {p!r}")
-    routes = tuple(parse_route(t.data, i, names)
-                   for i, t in enumerate(_tables(data, "routes")))
+    store = _store(tables["store"])
+    log = _log(tables["log"])
+    content = _content(tables["content"])
+    receipts = _receipts(tables["receipts"])
+    raw_providers = _tables(data, "providers", problems)
+    # Named providers are known even when their table has a problem: an account or a
+    # route naming one is not wrong too.
+    names: list[str] = []
+    for i, raw in raw_providers:
+        name = raw.get("name")
+        if isinstance(name, str) and name:
+            if name in names:
+                problems.add(f"providers[{i}].name: duplicate {name!r}")
+            names.append(name)
+    providers = tuple(p for i, raw in raw_providers
+                      if (p := _provider(raw, i, problems)) is not None)
+    accounts: list[Account] = []
+    places: dict[str, int] = {}
+    for i, raw in _tables(data, "accounts", problems):
+        account = _account(_Table(raw, f"accounts[{i}]", problems), names)
+        sid = account.system_id
+        if sid in places:  # two accounts of that name: only the places tell them apart
+            problems.add(f"accounts[{i}].system_id: duplicate {sid!r} "
+                         f"(also accounts[{places[sid]}])")
+        elif sid:
+            places[sid] = i
+        accounts.append(account)
+    routes: list[Route] = []
+    for i, raw in _tables(data, "routes", problems):
+        try:
+            routes.append(parse_route(raw, i, names))
+        except ConfigError as exc:
+            for line in exc.problems:
+                problems.add(line)
+    if problems.lines:
+        raise problems.error(source)
     return Config(smpp=smpp, http=http, store=store, log=log, content=content,
-                  receipts=receipts, accounts=accounts, providers=providers, routes=routes,
-                  source=source, sha256=hashlib.sha256(text.encode()).hexdigest())
+                  receipts=receipts, accounts=tuple(accounts), providers=providers,
+                  routes=tuple(routes), source=source,
+                  sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
-def _strings(raw: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
+def _strings(raw: Mapping[str, Any], key: str, where: str,
+             problems: list[str]) -> tuple[str, ...] | None:
+    """A string or a list of strings as a tuple; None (and a problem) when it is not."""
     value = raw.get(key, [])
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-        raise ConfigError(f"{where}.{key}: expected a list of strings")
+        problems.append(f"{where}.{key}: expected a list of strings")
+        return None
     return tuple(value)
 
 
 def parse_route(raw: Mapping[str, Any], index: int, provider_names: Sequence[str]) -> Route:
     """Validate one ``[[routes]]`` table (keys ``account``, ``prefix``, ``kind``,
     ``providers``; each a string or a list); raises ``ConfigError("routes[<i>].<key>:
-    ...")``."""
+    ...")`` with every problem of the table."""
     where = f"routes[{index}]"
-    unknown = sorted(set(raw) - {"account", "prefix", "kind", "providers"})
-    if unknown:
-        raise ConfigError(f"{where}.{unknown[0]}: unknown key")
-    providers = _strings(raw, "providers", where)
-    if not providers:
-        raise ConfigError(f"{where}.providers: required")
-    for name in providers:
+    problems = [f"{where}.{key}: unknown key{_did_you_mean(key, _ROUTE_KEYS)}"
+                for key in raw if key not in _ROUTE_KEYS]
+    providers = _strings(raw, "providers", where, problems)
+    if providers == ():
+        problems.append(f"{where}.providers: required")
+    for name in providers or ():
         if name not in provider_names:
-            raise ConfigError(f"{where}.providers: unknown provider {name!r}")
+            problems.append(f"{where}.providers: unknown provider {name!r} "
+                            f"({_known(provider_names)})")
+    kinds: frozenset[Kind] = frozenset()
     try:
-        kinds = frozenset(Kind(k) for k in _strings(raw, "kind", where))
+        kinds = frozenset(Kind(k) for k in _strings(raw, "kind", where, problems) or ())
     except ValueError:
-        raise ConfigError(f"{where}.kind: unknown kind (known: "
-                          f"{', '.join(k.value for k in Kind)})") from None
-    prefixes = tuple(p.lstrip("+") for p in _strings(raw, "prefix", where))
-    return Route(providers, frozenset(_strings(raw, "account", where)), prefixes, kinds)
+        problems.append(f"{where}.kind: unknown kind ({_known(k.value for k in Kind)})")
+    prefixes = tuple(p.lstrip("+") for p in _strings(raw, "prefix", where, problems) or ())
+    accounts = frozenset(_strings(raw, "account", where, problems) or ())
+    if problems:
+        raise ConfigError(*problems)
+    return Route(providers or (), accounts, prefixes, kinds)
 
 
 def load_config(path: str | None, *, env: Mapping[str, str] | None = None) -> Config:

@@ -1,5 +1,5 @@
-"""The command line: check-config, hash-password, serve refusing a bad file, serve's GC
-settings."""
+"""The command line: check-config (every problem, the redis extra), hash-password, serve
+refusing a bad file (every problem, no traceback), serve's GC settings."""
 
 from __future__ import annotations
 
@@ -36,7 +36,73 @@ def test_serve_refuses_an_invalid_file_before_binding(tmp_path: Path,
     f = tmp_path / "bad.toml"
     f.write_text('[[accounts]]\nsystem_id = "a"\npassword = "p"\nproviders = ["x"]\n')
     assert main(["serve", "--config", str(f)]) == 2
-    assert "accounts[0].providers: unknown provider 'x'" in capsys.readouterr().err
+    assert "accounts[a].providers: unknown provider 'x'" in capsys.readouterr().err
+
+
+#: two problems in two tables
+TWO_PROBLEMS = ('[smpp]\nwindow = 0\n'
+                '[[accounts]]\nsystem_id = "acme"\npassword = "p"\nthroughput = -1\n')
+
+
+def test_check_config_prints_every_problem(tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """check-config prints every problem of the file, each on its own line with the file
+    name, and exits 2."""
+    f = tmp_path / "x.toml"
+    f.write_text(TWO_PROBLEMS)
+    assert main(["check-config", str(f)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{f}: smpp.window: must be at least 1",
+        f"{f}: accounts[acme].throughput: must be at least 0",
+    ]
+
+
+def test_serve_prints_every_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """serve refuses to start and prints every problem, one per line."""
+    f = tmp_path / "x.toml"
+    f.write_text(TWO_PROBLEMS)
+    assert main(["serve", "--config", str(f)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"smppbridge: invalid configuration: {f}: smpp.window: must be at least 1",
+        f"smppbridge: invalid configuration: {f}: accounts[acme].throughput: must be at least 0",
+    ]
+
+
+def _redis_config(tmp_path: Path) -> Path:
+    f = tmp_path / "cluster.toml"
+    # port 0 everywhere: should serve ever get past the check, it binds nothing fixed
+    f.write_text('[smpp]\nlisten = "127.0.0.1:0"\n[http]\nlisten = "127.0.0.1:0"\n'
+                 '[store]\nurl = "redis://127.0.0.1:1/0"\n'
+                 '[[accounts]]\nsystem_id = "a"\npassword = "p"\n')
+    return f
+
+
+_NEEDS_EXTRA = "store.url: redis:// needs the redis extra: pip install 'smppbridge[redis]'"
+
+
+def test_check_config_fails_on_redis_without_the_extra(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A redis:// store without redis-py (simulated: the import fails) fails check-config
+    with the install command, instead of passing and failing at start."""
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    f = _redis_config(tmp_path)
+    assert main(["check-config", str(f)]) == 2
+    assert capsys.readouterr().err == f"{f}: {_NEEDS_EXTRA}\n"
+
+
+def test_serve_on_redis_without_the_extra_prints_the_install_command(tmp_path: Path) -> None:
+    """`serve` on a redis:// store in a process where redis-py cannot be imported exits 2
+    with the install command, not a traceback (a child process: the missing module is
+    simulated with ``sys.modules["redis"] = None`` before anything runs)."""
+    f = _redis_config(tmp_path)
+    code = ("import sys; sys.modules['redis'] = None; from smppbridge.cli import main; "
+            f"sys.exit(main(['serve', '--config', {str(f)!r}]))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr == f"smppbridge: invalid configuration: {f}: {_NEEDS_EXTRA}\n"
 
 
 def test_hash_password_from_stdin(monkeypatch: pytest.MonkeyPatch,
@@ -88,9 +154,12 @@ def test_serve_reports_a_provider_worker_that_cannot_start(
     async def failing_run(*_: object) -> int:
         raise ProviderUnavailable("fly: provider worker did not start (exit code 1)")
 
-    # process-wide settings of serve are not for the test process
+    # process-wide settings of serve are not for the test process (logging configured
+    # here would keep writing to this test's captured, later closed, stderr)
     monkeypatch.setattr("smppbridge.cli._tune_gc", lambda: None)
     monkeypatch.setattr("smppbridge.cli._use_uvloop", lambda: None)
+    monkeypatch.setattr("smppbridge.observability.logging.configure_logging",
+                        lambda *_: None)
     monkeypatch.setattr("smppbridge.node.node.run", failing_run)
     f = tmp_path / "ok.toml"
     f.write_text('[[accounts]]\nsystem_id = "a"\npassword = "p"\n')

@@ -1,8 +1,12 @@
-"""Config: the issue's sample file, validation messages that name the key, env overrides."""
+"""Config: the issue's sample file, validation messages that name the file, the key (an
+account by its system_id, a provider by its name) or the environment variable, suggest
+the nearest key and list the known providers, every problem at once; env overrides."""
 
 from __future__ import annotations
 
 import ipaddress
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -80,19 +84,19 @@ def test_demo_defaults() -> None:
         ('[store]\nurl = "mysql://x"\n', "store.url: unsupported scheme"),
         ('[log]\nlevel = "loud"\n', "log.level:"),
         ('[[accounts]]\npassword = "x"\n', "accounts[0].system_id: required"),
-        ('[[accounts]]\nsystem_id = "a"\n', "accounts[0].password: required"),
+        ('[[accounts]]\nsystem_id = "a"\n', "accounts[a].password: required"),
         ('[[accounts]]\nsystem_id = "a"\npassword = "123456789"\n',
-         "accounts[0].password: longer than 8"),
-        ('[[accounts]]\nsystem_id = "a"\npassword = "scrypt$x"\n', "accounts[0].password:"),
+         "accounts[a].password: longer than 8"),
+        ('[[accounts]]\nsystem_id = "a"\npassword = "scrypt$x"\n', "accounts[a].password:"),
         ('[[accounts]]\nsystem_id = "a"\npassword = "p"\nallowed_networks = ["10.0.0.999/8"]\n',
-         "accounts[0].allowed_networks[0]: not a network"),
+         "accounts[a].allowed_networks[0]: not a network"),
         ('[[accounts]]\nsystem_id = "a"\npassword = "p"\nproviders = ["nope"]\n',
-         "accounts[0].providers: unknown provider 'nope'"),
+         "accounts[a].providers: unknown provider 'nope'"),
         ('[[accounts]]\nsystem_id = "a"\npassword = "p"\n[[accounts]]\nsystem_id = "a"\n'
-         'password = "q"\n', "accounts[1].system_id: duplicate"),
+         'password = "q"\n', "accounts[1].system_id: duplicate 'a' (also accounts[0])"),
         ('[[accounts]]\nsystem_id = "a"\npassword = "p"\nmax_binds = 0\n',
-         "accounts[0].max_binds: must be at least 1"),
-        ('[[providers]]\nname = "x"\ntype = "carrier-pigeon"\n', "providers[0].type: must be"),
+         "accounts[a].max_binds: must be at least 1"),
+        ('[[providers]]\nname = "x"\ntype = "carrier-pigeon"\n', "providers[x].type: must be"),
         ("[smpp\n", "not valid TOML"),
         ('[bogus]\nx = 1\n', "bogus: unknown key"),
     ],
@@ -151,7 +155,7 @@ message_id_format = "hex"
     assert hashed not in repr(acct)
 
 
-def test_missing_file_is_a_config_error(tmp_path: object) -> None:
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     """A config path that cannot be read names the path."""
     with pytest.raises(ConfigError, match="cannot read"):
         load_config("/nonexistent/smppbridge.toml", env={})
@@ -187,9 +191,9 @@ limits = { sms = 160 }
 
 @pytest.mark.parametrize(("text", "message"), [
     ('[[accounts]]\nsystem_id = "a"\npassword = "p"\nflood = { windw = 1 }\n',
-     "accounts[0].flood.windw: unknown key"),
+     "accounts[a].flood.windw: unknown key"),
     ('[[accounts]]\nsystem_id = "a"\npassword = "p"\nlimits = { sms = 0 }\n',
-     "accounts[0].limits.sms: must be at least 1"),
+     "accounts[a].limits.sms: must be at least 1"),
     ("[content]\nmax_parts = 300\n", "content.max_parts: must be at least 2 and at most 255"),
 ])
 def test_content_key_errors(text: str, message: str) -> None:
@@ -201,8 +205,213 @@ def test_content_key_errors(text: str, message: str) -> None:
 
 def test_example_config_is_valid() -> None:
     """conf/smppbridge.example.toml passes validation (TLS and files aside)."""
-    from pathlib import Path
-
     path = Path(__file__).parent.parent / "conf" / "smppbridge.example.toml"
     cfg = load_config(str(path), env={})
     assert cfg.account("acme") is not None
+
+
+# --- errors an operator can act on ---------------------------------------------------
+
+#: A file with one problem in each kind of table (and two in one account).
+MANY_PROBLEMS = """
+[smpp]
+window = 0
+
+[stor]
+url = "memory://"
+
+[[accounts]]
+system_id = "acme"
+password = "p"
+throughput = -1
+throughtput = 5
+providers = ["mysmp"]
+
+[[accounts]]
+system_id = "beta"
+password = "123456789"
+
+[[accounts]]
+password = "q"
+
+[[providers]]
+name = "mysmpp"
+type = "mysmpp-xml"
+token = "t"
+poll_intervl = 1.0
+
+[[providers]]
+name = "fly"
+type = "smsfly"
+url = "https://fly.example/api"
+key = "k"
+
+[[routes]]
+providers = ["mysmp"]
+"""
+
+
+def _problems(text: str, *, env: dict[str, str], source: str = "<string>"
+              ) -> tuple[str, ...]:
+    """The problems parse_config reports for ``text``."""
+    with pytest.raises(ConfigError) as exc:
+        parse_config(text, source=source, env=env)
+    return exc.value.problems
+
+
+def test_an_error_names_the_file_it_is_in(tmp_path: Path) -> None:
+    """A problem of a file read from disk starts with that file's path, then the key."""
+    path = tmp_path / "x.toml"
+    path.write_text('[[accounts]]\nsystem_id = "acme"\npassword = "p"\nthroughput = -1\n')
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(path), env={})
+    assert str(exc.value) == f"{path}: accounts[acme].throughput: must be at least 0"
+    assert _problems("[smpp]\nwindow = 0\n", source="conf/x.toml", env={}) == (
+        "conf/x.toml: smpp.window: must be at least 1",)
+
+
+def test_an_account_is_named_by_its_system_id() -> None:
+    """An account's problems name it by system_id (accounts[acme], not accounts[0]),
+    nested tables included; by its place only when the system_id is missing or bad."""
+    text = ('[[accounts]]\nsystem_id = "ok"\npassword = "p"\n'
+            '[[accounts]]\nsystem_id = "acme"\npassword = "p"\nthroughput = -1\n'
+            'flood = { flood_gap = -1 }\n'
+            '[[accounts]]\npassword = "p"\n'
+            '[[accounts]]\nsystem_id = "much-too-long-system-id"\npassword = "p"\n'
+            'max_binds = 0\n')
+    assert _problems(text, env={}) == (
+        "accounts[acme].flood.flood_gap: must be at least 0",
+        "accounts[acme].throughput: must be at least 0",
+        "accounts[2].system_id: required (1-15 ASCII characters)",
+        "accounts[3].system_id: must be 1-15 ASCII characters, got 'much-too-long-system-id'",
+        "accounts[3].max_binds: must be at least 1",
+    )
+
+
+def test_a_provider_is_named_by_its_name() -> None:
+    """Provider problems keep parse_provider's providers[<name>]; a provider without a
+    name is named by its place."""
+    text = ('[[providers]]\nname = "fly"\ntype = "smsfly"\nkey = "k"\n'
+            '[[providers]]\ntype = "simulator"\n')
+    assert _problems(text, env={}) == ("providers[fly].url: required",
+                                       "providers[1].name: required")
+
+
+def test_a_route_is_named_by_its_place() -> None:
+    """[[routes]] have no name: their problems say which one by index."""
+    text = ('[[providers]]\nname = "sim"\ntype = "simulator"\n'
+            '[[routes]]\nproviders = ["sim"]\n[[routes]]\nproviders = ["sim"]\nkind = "fax"\n')
+    (problem,) = _problems(text, env={})
+    assert problem.startswith("routes[1].kind: unknown kind (known: ")
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SMPPBRIDGE_SMPP_LISTEN": "x"}, "SMPPBRIDGE_SMPP_LISTEN: expected HOST:PORT, got 'x'"),
+    ({"SMPPBRIDGE_SMPP_WINDOW": "0"}, "SMPPBRIDGE_SMPP_WINDOW: must be at least 1"),
+    ({"SMPPBRIDGE_STORE_URL": "mysql://db"},
+     "SMPPBRIDGE_STORE_URL: unsupported scheme 'mysql'"),
+    ({"SMPPBRIDGE_LOG_LEVEL": "loud"}, "SMPPBRIDGE_LOG_LEVEL: must be debug, info"),
+])
+def test_an_error_in_a_value_from_the_environment_names_the_variable(
+        env: dict[str, str], message: str, tmp_path: Path) -> None:
+    """A bad value set by SMPPBRIDGE_<SECTION>_<KEY> is reported by the variable's name,
+    not as the file's key, and without the file's name (it is not in the file)."""
+    path = tmp_path / "x.toml"
+    path.write_text("[smpp]\nwindow = 5\n")
+    with pytest.raises(ConfigError) as exc:
+        load_config(str(path), env=env)
+    (problem,) = exc.value.problems
+    assert problem.startswith(message)
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("[smpp]\nwindw = 5\n", "smpp.windw: unknown key (did you mean window?)"),
+    ('[http]\nlisen = "127.0.0.1:8080"\n', "http.lisen: unknown key (did you mean listen?)"),
+    ('[store]\nulr = "memory://"\n', "store.ulr: unknown key (did you mean url?)"),
+    ('[log]\nformt = "json"\n', "log.formt: unknown key (did you mean format?)"),
+    ("[content]\nmax_part = 3\n", "content.max_part: unknown key (did you mean max_parts?)"),
+    ("[receipts]\nttl_hour = 3\n", "receipts.ttl_hour: unknown key (did you mean ttl_hours?)"),
+    ('[stor]\nurl = "memory://"\n', "stor: unknown key (did you mean store?)"),
+    ('[[accounts]]\nsystem_id = "acme"\npassword = "p"\nthroughtput = 5\n',
+     "accounts[acme].throughtput: unknown key (did you mean throughput?)"),
+    ('[[accounts]]\nsystem_id = "acme"\npassword = "p"\nflood = { flood_gapp = 5 }\n',
+     "accounts[acme].flood.flood_gapp: unknown key (did you mean flood_gap?)"),
+    ('[[providers]]\nname = "sim"\ntype = "simulator"\npoll_intervl = 1.0\n',
+     "providers[sim].poll_intervl: unknown key (did you mean poll_interval?)"),
+    ('[[providers]]\nname = "sim"\ntype = "simulator"\n'
+     '[[routes]]\nproviders = ["sim"]\nprefx = "380"\n',
+     "routes[0].prefx: unknown key (did you mean prefix?)"),
+    ("[smpp]\nxyz = 1\n", "smpp.xyz: unknown key"),
+])
+def test_an_unknown_key_suggests_the_nearest_known_one(text: str, message: str) -> None:
+    """A typo in any table is an unknown key with the nearest known key of that table
+    (none when nothing is near)."""
+    assert _problems(text, env={}) == (message,)
+
+
+def test_an_unknown_variable_suggests_the_nearest_known_variable() -> None:
+    """A misspelt SMPPBRIDGE_ variable is suggested in the variable's own spelling."""
+    assert _problems("", env={"SMPPBRIDGE_SMPP_WINDOWW": "5"}) == (
+        "SMPPBRIDGE_SMPP_WINDOWW: unknown key (did you mean SMPPBRIDGE_SMPP_WINDOW?)",)
+
+
+def test_an_unknown_provider_lists_the_known_ones() -> None:
+    """A route or an account naming a provider that does not exist lists the names
+    that do."""
+    problems = _problems(MANY_PROBLEMS, env={})
+    assert "routes[0].providers: unknown provider 'mysmp' (known: fly, mysmpp)" in problems
+    assert "accounts[acme].providers: unknown provider 'mysmp' (known: fly, mysmpp)" in problems
+    assert _problems('[[accounts]]\nsystem_id = "a"\npassword = "p"\nproviders = ["x"]\n',
+                     env={}) == ("accounts[a].providers: unknown provider 'x' (known: none)",)
+
+
+def test_a_provider_with_a_problem_is_still_a_known_name() -> None:
+    """An account naming a provider whose own table is wrong gets no second,
+    misleading "unknown provider" problem."""
+    text = ('[[accounts]]\nsystem_id = "a"\npassword = "p"\nproviders = ["fly"]\n'
+            '[[providers]]\nname = "fly"\ntype = "smsfly"\nkey = "k"\n')
+    assert _problems(text, env={}) == ("providers[fly].url: required",)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    """One ConfigError (a ValueError) carries every problem of the file, in every table,
+    and its str() is one problem per line."""
+    with pytest.raises(ConfigError) as caught:
+        parse_config(MANY_PROBLEMS, source="conf/x.toml", env={"SMPPBRIDGE_LOG_LEVEL": "loud"})
+    exc = caught.value
+    assert isinstance(exc, ValueError)
+    assert exc.problems == (
+        "conf/x.toml: stor: unknown key (did you mean store?)",
+        "conf/x.toml: smpp.window: must be at least 1",
+        "SMPPBRIDGE_LOG_LEVEL: must be debug, info, warning or error, got 'loud'",
+        "conf/x.toml: providers[mysmpp].poll_intervl: unknown key (did you mean "
+        "poll_interval?)",
+        "conf/x.toml: accounts[acme].providers: unknown provider 'mysmp' (known: fly, mysmpp)",
+        "conf/x.toml: accounts[acme].throughput: must be at least 0",
+        "conf/x.toml: accounts[acme].throughtput: unknown key (did you mean throughput?)",
+        "conf/x.toml: accounts[beta].password: longer than 8 characters, which no bind can "
+        "carry",
+        "conf/x.toml: accounts[2].system_id: required (1-15 ASCII characters)",
+        "conf/x.toml: routes[0].providers: unknown provider 'mysmp' (known: fly, mysmpp)",
+    )
+    assert str(exc).splitlines() == list(exc.problems)
+
+
+def test_a_redis_store_needs_the_redis_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A redis:// store without redis-py installed (simulated: the import fails) is a
+    config problem with the install command, not a traceback at start."""
+    monkeypatch.setitem(sys.modules, "redis", None)
+    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
+    assert _problems('[store]\nurl = "redis://127.0.0.1:6379/0"\n', source="conf/x.toml",
+                     env={}) == ("conf/x.toml: store.url: redis:// needs the redis extra: "
+                                 "pip install 'smppbridge[redis]'",)
+    assert _problems("", env={"SMPPBRIDGE_STORE_URL": "rediss://10.0.0.5:6380/1"}) == (
+        "SMPPBRIDGE_STORE_URL: rediss:// needs the redis extra: "
+        "pip install 'smppbridge[redis]'",)
+    assert parse_config('[store]\nurl = "memory://"\n', env={}).store.url == "memory://"
+
+
+def test_a_redis_store_with_redis_installed_is_accepted() -> None:
+    """With the extra installed (as in the test venv) a redis:// URL is fine."""
+    cfg = parse_config('[store]\nurl = "redis://127.0.0.1:6379/0"\n', env={})
+    assert cfg.store.scheme == "redis"

@@ -221,8 +221,18 @@ def _filters(
 async def _principal(request: Request) -> Principal:
     ctx: ApiContext = request.app.state.api
     client = request.client.host if request.client else ""
+    header = request.headers.get("authorization")
+    # Without a header, a safe method may use the web console's session (its cookie):
+    # the console's CSV link. Never for DELETE: a cookie rides along with a forged
+    # cross-site request, a header does not (docs/console.md).
+    hook: Callable[[Request], Principal | None] | None = getattr(
+        request.app.state, "console_principal", None)
+    if not header and hook is not None and request.method in ("GET", "HEAD"):
+        who = hook(request)
+        if who is not None:
+            return who
     try:
-        return await ctx.auth.principal(request.headers.get("authorization"), client)
+        return await ctx.auth.principal(header, client)
     except Refused as exc:
         raise _ApiError(exc.status, "unauthorized" if exc.status == 401 else "forbidden",
                         exc.message) from None

@@ -19,6 +19,7 @@ from smppbridge import __version__
 from smppbridge.delivery.webhooks import Webhooks
 from smppbridge.http.request import HttpRequest
 from smppbridge.node.api import PREFIX, ApiContext, add_api
+from smppbridge.node.console import add_console
 from smppbridge.observability.metrics import METRICS, Metrics
 
 __all__ = ["build_app", "build_metrics_app", "http_request"]
@@ -108,6 +109,7 @@ def build_app(ready_checks: dict[str, ReadyCheck], *,
 
     if api is not None:
         add_api(app, api)
+        add_console(app, api)
         app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
 

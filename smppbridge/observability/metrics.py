@@ -110,6 +110,13 @@ class Metrics:
                                     "unreachable, other)", ["kind"], registry=r)
         self.store_failing = Gauge("smppbridge_store_failing",
                                    "1 while the store refuses writes", registry=r)
+        # Labelled so that a node on SQLite exposes no sample (an unlabelled gauge
+        # would read 0, "not durable", on every node that has no Redis).
+        self.store_durable = Gauge("smppbridge_store_durable",
+                                   "Redis persistence as docs/cluster.md prescribes, checked "
+                                   "at start: 1 yes (appendonly yes, appendfsync always or "
+                                   "everysec), 0 no, -1 could not check (CONFIG refused)",
+                                   ["store"], registry=r)
         self.store_write = Histogram("smppbridge_store_write_seconds",
                                      "Durable store write (group commit) latency",
                                      buckets=_LATENCY_BUCKETS, registry=r)

@@ -9,6 +9,7 @@ stripped, is the secret); they never appear in ``repr``.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
 import os
 import zoneinfo
@@ -93,7 +94,8 @@ def parse_provider(raw: Mapping[str, Any], *,
         raise fail("type", f"must be one of {', '.join(PROVIDER_TYPES)}, got {ptype!r}")
     unknown = sorted(set(raw) - _KNOWN)
     if unknown:
-        raise fail(unknown[0], "unknown key")
+        close = difflib.get_close_matches(unknown[0], sorted(_KNOWN), n=1)
+        raise fail(unknown[0], "unknown key" + (f" (did you mean {close[0]}?)" if close else ""))
 
     values: dict[str, Any] = {}
     for key in _STRINGS:

@@ -81,7 +81,8 @@ def test_parse_route_validates_keys() -> None:
                          "providers": ["x", "y"]}, 0, ["x", "y"])
     assert route == Route(("x", "y"), frozenset({"a"}), ("380", "7"),
                           frozenset({Kind.SMS, Kind.VIBER}))
-    with pytest.raises(ValueError, match=r"^routes\[1\]\.providers: unknown provider 'z'$"):
+    with pytest.raises(ValueError,
+                       match=r"^routes\[1\]\.providers: unknown provider 'z' \(known: x\)$"):
         parse_route({"providers": ["z"]}, 1, ["x"])
     with pytest.raises(ValueError, match=r"^routes\[0\]\.kind: unknown kind"):
         parse_route({"providers": ["x"], "kind": "fax"}, 0, ["x"])

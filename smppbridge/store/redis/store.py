@@ -102,6 +102,7 @@ from smppbridge.core.records import (
     ReceiptRecord,
     StoredMessage,
 )
+from smppbridge.observability.metrics import METRICS
 from smppbridge.store.redis.batching import Batcher, redis_unavailable
 from smppbridge.store.redis.flood import RedisFloodState
 from smppbridge.store.redis.history import (
@@ -137,6 +138,10 @@ _STALE_SWEEP_INTERVAL = 300.0
 _FINAL_TTL_MARGIN = 3600.0
 #: Messages one purge script call removes at most (~8 commands, ~60 µs each).
 _PURGE_BATCH = 200
+#: The AOF fsync policies docs/cluster.md's durability section prescribes.
+_DURABLE_FSYNC = ("always", "everysec")
+_PRESCRIBED = "appendonly yes, appendfsync always (or everysec: up to ~1 s lost on power loss)"
+_DURABILITY_DOCS = "docs/cluster.md#durability-redis-persistence-settings"
 
 
 class MessageExists(Exception):
@@ -275,8 +280,34 @@ class RedisStore:
             await self._client.aclose()
             self._client = None
             raise
+        await self._check_durability()
         self._heartbeat = asyncio.get_running_loop().create_task(
             self._touch_loop(), name=f"redis-store-heartbeat-{self.node_id}")
+
+    async def _check_durability(self) -> None:
+        """Is Redis's persistence what docs/cluster.md prescribes (``appendonly yes``,
+        ``appendfsync always`` or ``everysec``)? ``smppbridge_store_durable{store="redis"}``
+        says 1 or 0, and when it is not, one warning ``store.redis_not_durable`` says what
+        was found; a Redis that refuses ``CONFIG GET`` (managed services rename it) gives
+        -1 and the warning that it could not be checked. Never fails the start."""
+        found: dict[str, str] = {}
+        refused = "answered nothing"
+        try:
+            for name in ("appendonly", "appendfsync"):  # one pattern a call: Redis 6.2
+                reply = await self.client.config_get(name)
+                found.update((str(k), str(v)) for k, v in reply.items())
+        except RedisError as exc:
+            refused = f"refused ({exc})"
+        aof, fsync = found.get("appendonly"), found.get("appendfsync")
+        if aof is None or fsync is None:
+            durable, what = -1, f"could not check: CONFIG GET {refused}"
+        else:
+            durable = int(aof == "yes" and fsync in _DURABLE_FSYNC)
+            what = f"appendonly {aof}, appendfsync {fsync}"
+        METRICS.store_durable.labels("redis").set(durable)
+        if durable != 1:
+            _log.warning("store.redis_not_durable", found=what, prescribed=_PRESCRIBED,
+                         docs=_DURABILITY_DOCS)
 
     async def close(self) -> None:
         """Finish queued operations and disconnect. Messages still held (taken by
