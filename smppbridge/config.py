@@ -25,15 +25,16 @@ import importlib
 import ipaddress
 import os
 import tomllib
+import urllib.parse
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from smppbridge.core.accounts import Account, FloodRules
+from smppbridge.core.accounts import RECEIPT_CHANNELS, Account, FloodRules
 from smppbridge.core.history import DEFAULT_HISTORY_DAYS
-from smppbridge.core.net import HostPort
+from smppbridge.core.net import HostPort, IpNetwork
 from smppbridge.core.passwords import check_hash_format, is_hashed
 from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.routes import Route
@@ -100,6 +101,8 @@ class HttpConfig:
     admin_tokens: tuple[str, ...] = field(default=(), repr=False)
     #: the time zone the console shows times in
     timezone: str = "UTC"
+    #: loopback/private/link-local networks that callbacks may reach all the same
+    callback_allow_networks: tuple[IpNetwork, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -351,11 +354,13 @@ def _smpp(t: _Table) -> SmppConfig:
     return cfg
 
 
-def _admin_tokens(t: _Table) -> tuple[str, ...]:
-    tokens = t.get("admin_tokens", list, [])
+def _admin_tokens(t: _Table, name: str = "admin_tokens") -> tuple[str, ...]:
+    """Bearer tokens (``[http] admin_tokens``, an account's ``api_keys``): plain of at
+    least MIN_ADMIN_TOKEN characters, or hashes from ``smppbridge hash-password``."""
+    tokens = t.get(name, list, [])
     out = []
     for i, token in enumerate(tokens):
-        key = f"admin_tokens[{i}]"
+        key = f"{name}[{i}]"
         if not isinstance(token, str) or not token:
             t.fail(key, "expected a non-empty string")
             continue
@@ -372,6 +377,24 @@ def _admin_tokens(t: _Table) -> tuple[str, ...]:
             continue
         out.append(token)
     return tuple(out)
+
+
+def _networks(t: _Table, name: str) -> tuple[IpNetwork, ...]:
+    out: list[IpNetwork] = []
+    for i, raw in enumerate(t.get(name, list, [])):
+        try:
+            out.append(ipaddress.ip_network(str(raw), strict=False))
+        except ValueError:
+            t.fail(f"{name}[{i}]", f"not a network: {raw!r}")
+    return tuple(out)
+
+
+def _http_url(t: _Table, name: str) -> str:
+    url = t.get(name, str, "")
+    parts = urllib.parse.urlsplit(url)
+    if url and (parts.scheme not in ("http", "https") or not parts.hostname):
+        t.fail(name, f"must be an http:// or https:// URL with a host, got {url!r}")
+    return url
 
 
 def _timezone(t: _Table) -> str:
@@ -468,12 +491,17 @@ def _account(t: _Table, provider_names: Sequence[str]) -> Account:
         # so a longer one could never match.
         t.fail("password", f"longer than {MAX_BIND_PASSWORD} characters, which no bind "
                            "can carry")
-    networks = []
-    for i, raw in enumerate(t.get("allowed_networks", list, [])):
-        try:
-            networks.append(ipaddress.ip_network(str(raw), strict=False))
-        except ValueError:
-            t.fail(f"allowed_networks[{i}]", f"not a network: {raw!r}")
+    networks = _networks(t, "allowed_networks")
+    receipts = t.get("receipts", str, "smpp")
+    if receipts not in RECEIPT_CHANNELS:
+        t.fail("receipts", f"must be one of {', '.join(RECEIPT_CHANNELS)}, got {receipts!r}")
+    receipt_url = _http_url(t, "receipt_url")
+    if receipts in ("http", "both") and not receipt_url:
+        t.fail("receipt_url", f"required with receipts = {receipts!r} (where the status "
+                              "callbacks go; a message's own callback_url overrides it)")
+    callback_ttl = t.number("callback_ttl", 86_400.0)
+    if callback_ttl <= 0:
+        t.fail("callback_ttl", "must be more than 0 seconds")
     providers = t.get("providers", list, [])
     if not all(isinstance(p, str) for p in providers):
         t.fail("providers", "expected a list of provider names")
@@ -491,7 +519,7 @@ def _account(t: _Table, provider_names: Sequence[str]) -> Account:
         system_id=system_id,
         password=password,
         max_binds=t.integer("max_binds", 10, minimum=1),
-        allowed_networks=tuple(networks),
+        allowed_networks=networks,
         throughput=t.number("throughput", 0.0),
         burst=t.integer("burst", 0),
         window=window,
@@ -500,6 +528,11 @@ def _account(t: _Table, provider_names: Sequence[str]) -> Account:
         iso_default=t.get("iso_default", bool, False),
         flood=flood,
         limits=limits,
+        api_keys=_admin_tokens(t, "api_keys"),
+        receipts=receipts,
+        receipt_url=receipt_url,
+        callback_secret=t.get("callback_secret", str, ""),
+        callback_ttl=callback_ttl,
     )
     t.finish()
     return account
@@ -653,7 +686,8 @@ def parse_config(text: str, *, source: str = _NO_SOURCE,
     http = HttpConfig(listen=_opt_hostport(http_t, "listen", HttpConfig().listen),
                       metrics_listen=_opt_hostport(http_t, "metrics_listen", None),
                       limits=_http_limits(http_t), admin_tokens=_admin_tokens(http_t),
-                      timezone=_timezone(http_t))
+                      timezone=_timezone(http_t),
+                      callback_allow_networks=_networks(http_t, "callback_allow_networks"))
     http_t.finish()
     store = _store(tables["store"])
     log = _log(tables["log"])

@@ -13,6 +13,9 @@ import pytest
 from smppbridge.config import ConfigError, load_config, parse_config
 from smppbridge.core.passwords import hash_password
 
+#: an account with nothing but its name and password
+A_PLAIN = '[[accounts]]\nsystem_id = "a"\npassword = "p"\n'
+
 SAMPLE = """
 [smpp]
 listen = "127.0.0.1:2775"
@@ -97,6 +100,16 @@ def test_demo_defaults() -> None:
         ('[[accounts]]\nsystem_id = "a"\npassword = "p"\nmax_binds = 0\n',
          "accounts[a].max_binds: must be at least 1"),
         ('[[providers]]\nname = "x"\ntype = "carrier-pigeon"\n', "providers[x].type: must be"),
+        (A_PLAIN + 'receipts = "email"\n',
+         "accounts[a].receipts: must be one of smpp, http, both"),
+        (A_PLAIN + 'receipts = "http"\n',
+         "accounts[a].receipt_url: required with receipts = 'http'"),
+        (A_PLAIN + 'receipt_url = "ftp://x/y"\n', "accounts[a].receipt_url: must be an http:// or"),
+        (A_PLAIN + 'api_keys = ["short"]\n',
+         "accounts[a].api_keys[0]: a plain token needs at least"),
+        (A_PLAIN + 'callback_ttl = 0\n', "accounts[a].callback_ttl: must be more than 0"),
+        ('[http]\ncallback_allow_networks = ["10.0.0.0/33"]\n',
+         "http.callback_allow_networks[0]: not a network"),
         ("[smpp\n", "not valid TOML"),
         ('[bogus]\nx = 1\n', "bogus: unknown key"),
     ],
@@ -106,6 +119,28 @@ def test_errors_name_the_key_and_the_problem(text: str, message: str) -> None:
     with pytest.raises(ConfigError) as exc:
         parse_config(text, env={})
     assert message in str(exc.value)
+
+
+def test_http_customer_keys() -> None:
+    """An account's HTTP keys (api_keys, receipts, receipt_url, callback_secret,
+    callback_ttl) and [http] callback_allow_networks are read into the typed config;
+    the secrets stay out of its repr."""
+    cfg = parse_config(
+        '[http]\ncallback_allow_networks = ["127.0.0.0/8", "10.1.0.0/16"]\n'
+        + A_PLAIN + 'api_keys = ["k-0123456789abcdef"]\nreceipts = "both"\n'
+        'receipt_url = "https://hooks.example/dlr"\ncallback_secret = "s3cret"\n'
+        'callback_ttl = 3600\n', env={})
+    a = cfg.account("a")
+    assert a is not None
+    assert (a.api_keys, a.receipts, a.receipt_url, a.callback_secret, a.callback_ttl) == (
+        ("k-0123456789abcdef",), "both", "https://hooks.example/dlr", "s3cret", 3600.0)
+    assert "s3cret" not in repr(a)
+    assert "k-0123456789abcdef" not in repr(a)
+    assert [str(n) for n in cfg.http.callback_allow_networks] == ["127.0.0.0/8", "10.1.0.0/16"]
+    default = parse_config(A_PLAIN, env={}).account("a")
+    assert default is not None
+    assert (default.receipts, default.receipt_url, default.callback_ttl) == ("smpp", "", 86400.0)
+
 
 
 def test_environment_overrides_scalar_keys() -> None:

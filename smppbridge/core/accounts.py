@@ -11,7 +11,7 @@ from smppbridge.core.net import IpNetwork, ip_in_networks
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.text.macros import ContentLimits
 
-__all__ = ["Account", "FloodRules"]
+__all__ = ["RECEIPT_CHANNELS", "Account", "FloodRules"]
 
 @dataclass(frozen=True, slots=True)
 class FloodRules:
@@ -29,6 +29,10 @@ class FloodRules:
     duplicate_status: int = CommandStatus.VENDOR_DUPLICATE
     flood_status: int = CommandStatus.VENDOR_SUBSCRIBER_FLOOD
     enabled: bool = True
+
+
+#: the values of an account's ``receipts``
+RECEIPT_CHANNELS = ("smpp", "http", "both")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +57,16 @@ class Account:
     iso_default: bool = False
     flood: FloodRules = field(default_factory=FloodRules)
     limits: ContentLimits = field(default_factory=ContentLimits)
+    #: ``Authorization: Bearer`` keys of the HTTP submit API (plain, or ``scrypt$...``)
+    api_keys: tuple[str, ...] = field(default=(), repr=False)
+    #: where statuses go: "smpp" (deliver_sm receipts), "http" (callbacks) or "both"
+    receipts: str = "smpp"
+    #: the account's status callback URL (a message's own callback_url overrides it)
+    receipt_url: str = ""
+    #: HMAC-SHA256 key of the account's callbacks (X-Smppbridge-Signature); "" = unsigned
+    callback_secret: str = field(default="", repr=False)
+    #: seconds a callback is retried before it is given up as expired
+    callback_ttl: float = 86_400.0
 
     def allows(self, ip: str) -> bool:
         return not self.allowed_networks or ip_in_networks(ip, self.allowed_networks)

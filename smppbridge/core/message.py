@@ -11,7 +11,25 @@ from dataclasses import dataclass, field
 
 from smppbridge.text.content import Content
 
-__all__ = ["Address", "OutboundMessage"]
+__all__ = ["Address", "Extra", "OutboundMessage"]
+
+
+class Extra:
+    """Keys of :attr:`OutboundMessage.extra` (kept with the message in both stores)
+    that the HTTP doors set and the callback dispatcher reads (docs/http.md)."""
+
+    #: the customer's own reference, echoed in its callbacks
+    CLIENT_REF = "client_ref"
+    #: where this message's status callbacks go (overrides the account's receipt_url)
+    CALLBACK_URL = "callback_url"
+    #: the callback's shape: "json" (ours, signed), "jasmin" or "kannel"
+    CALLBACK_FORMAT = "callback_format"
+    #: "POST" or "GET" (Jasmin's dlr-method)
+    CALLBACK_METHOD = "callback_method"
+    #: Jasmin's dlr-level (1, 2, 3) or Kannel's dlr-mask, as given
+    CALLBACK_LEVEL = "callback_level"
+    #: the door the message came in by: "http", "jasmin", "kannel" (absent: SMPP)
+    ORIGIN = "origin"
 
 
 # Not frozen, to be treated as immutable (hashable by value all the same): a frozen
