@@ -286,23 +286,14 @@ def add_api(app: FastAPI, ctx: ApiContext) -> None:
     @api.get("/binds", response_model=list[BindItem], tags=["binds"])
     async def list_binds(_: Admin) -> list[BindItem]:
         """Every open bind of this node and, in a cluster, of every live node."""
-        return [BindItem.of(b) for b in await _all_binds(ctx)]
+        return await bind_items(ctx)
 
     @api.delete("/binds/{bind_id}", status_code=202, response_model=UnbindBody,
                 tags=["binds"])
     async def unbind(bind_id: str, _: Admin) -> UnbindBody:
         """Send unbind to the bind (on whichever node holds it); the ESME answers and
         the session ends, or the response timer ends it."""
-        node, _sep, number = bind_id.rpartition(":")
-        if not number.isdigit():
-            raise _not_found("bind")
-        if node == ctx.node_id:
-            if not ctx.unbind(int(number)):
-                raise _not_found("bind")
-        elif ctx.registry is not None and any(
-                b.id == bind_id for b in await _all_binds(ctx)):
-            await ctx.registry.request_unbind(node, int(number))
-        else:
+        if not await unbind_bind(ctx, bind_id):
             raise _not_found("bind")
         return UnbindBody(status="unbind sent", id=bind_id)
 
@@ -310,29 +301,13 @@ def add_api(app: FastAPI, ctx: ApiContext) -> None:
     async def list_providers(_: Admin) -> list[ProviderItem]:
         """Each provider's health, breaker, traffic of the last 5 minutes, latency and
         balance."""
-        return _providers(ctx)
+        return provider_items(ctx)
 
     @api.get("/accounts", response_model=list[AccountItem], tags=["accounts"])
     async def list_accounts(who: Who) -> list[AccountItem]:
         """Each account's settings (no secrets) and its traffic now; an account sees
         its own row only."""
-        cfg = ctx.config()
-        tz = ZoneInfo(cfg.http.timezone)
-        midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
-        items = []
-        for a in cfg.accounts:
-            if not who.may_see(a.system_id):
-                continue
-            items.append(AccountItem(
-                system_id=a.system_id, max_binds=a.max_binds,
-                allowed_networks=[str(n) for n in a.allowed_networks],
-                throughput=a.throughput, burst=a.burst, window=a.window,
-                providers=list(a.providers), message_id_format=a.message_id_format,
-                iso_default=a.iso_default, binds_now=ctx.smpp.registry.count(a.system_id),
-                messages_today=await ctx.store.count_submitted(a.system_id,
-                                                               midnight.timestamp()),
-                receipts_pending=await ctx.store.count_receipts(a.system_id)))
-        return items
+        return await account_items(ctx, who)
 
     @api.get("/stats", response_model=StatsBody, tags=["stats"])
     async def stats(_: Admin,
@@ -407,6 +382,50 @@ def _hlr_fields(detail: str) -> dict[str, str] | None:
     return out
 
 
+# --- the reads and actions behind the routes (the web console calls them too) -----------
+
+
+async def account_items(ctx: ApiContext, who: Principal) -> list[AccountItem]:
+    """The accounts ``who`` may see, each with its settings (no secrets) and its
+    traffic now (messages today: since midnight in ``[http] timezone``)."""
+    cfg = ctx.config()
+    tz = ZoneInfo(cfg.http.timezone)
+    midnight = datetime.now(tz).replace(hour=0, minute=0, second=0, microsecond=0)
+    items = []
+    for a in cfg.accounts:
+        if not who.may_see(a.system_id):
+            continue
+        items.append(AccountItem(
+            system_id=a.system_id, max_binds=a.max_binds,
+            allowed_networks=[str(n) for n in a.allowed_networks],
+            throughput=a.throughput, burst=a.burst, window=a.window,
+            providers=list(a.providers), message_id_format=a.message_id_format,
+            iso_default=a.iso_default, binds_now=ctx.smpp.registry.count(a.system_id),
+            messages_today=await ctx.store.count_submitted(a.system_id,
+                                                           midnight.timestamp()),
+            receipts_pending=await ctx.store.count_receipts(a.system_id)))
+    return items
+
+
+async def bind_items(ctx: ApiContext) -> list[BindItem]:
+    """Every open bind of this node and, in a cluster, of every live node."""
+    return [BindItem.of(b) for b in await _all_binds(ctx)]
+
+
+async def unbind_bind(ctx: ApiContext, bind_id: str) -> bool:
+    """Send unbind to the bind ``node:number`` on whichever node holds it; False when
+    there is no such bind."""
+    node, _sep, number = bind_id.rpartition(":")
+    if not number.isdigit():
+        return False
+    if node == ctx.node_id:
+        return ctx.unbind(int(number))
+    if ctx.registry is not None and any(b.id == bind_id for b in await _all_binds(ctx)):
+        await ctx.registry.request_unbind(node, int(number))
+        return True
+    return False
+
+
 async def _all_binds(ctx: ApiContext) -> list[BindInfo]:
     binds = ctx.local_binds()
     if ctx.registry is not None:
@@ -416,7 +435,7 @@ async def _all_binds(ctx: ApiContext) -> list[BindInfo]:
     return binds
 
 
-def _providers(ctx: ApiContext) -> list[ProviderItem]:
+def provider_items(ctx: ApiContext) -> list[ProviderItem]:
     health = ctx.provider_health()
     since = time.monotonic() - 300
     items = []
