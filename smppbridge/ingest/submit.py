@@ -216,6 +216,7 @@ class ContentHandler:
         results: list[TextResult | None] = [None] * len(items)
         verdicts: list[SubmitResult | Exception | None] = [None] * len(items)
         parts_of = [0] * len(items)
+        kinds = [""] * len(items)
         ready: list[tuple[int, OutboundMessage, _Envelope, bytes]] = []
         pending: set[tuple[str, str, bytes]] = set()
         max_parts = self.reassembler.config.max_parts
@@ -240,6 +241,7 @@ class ContentHandler:
                 continue
             ids = tuple([await self._take_id(ctx) for _ in range(parts)])
             parts_of[i] = parts
+            kinds[i] = content.kind.value
             pending.add(key)
             ready.append((i, _text_message(env, item, content, ids, data_coding, now, tick),
                           env, digest))
@@ -252,9 +254,11 @@ class ContentHandler:
                 results[i] = TextResult(int(status), reason=str(verdict))
             elif verdict.ok:
                 results[i] = TextResult(_OK, verdict.message_id, parts_of[i])
+            elif verdict.status == CommandStatus.VENDOR_NO_ROUTE:
+                results[i] = TextResult(verdict.status, field="to", reason=(
+                    f"no provider can carry {kinds[i]} for account {ctx.system_id!r}"))
             else:
-                results[i] = TextResult(verdict.status, field="to" if verdict.status ==
-                                        CommandStatus.VENDOR_NO_ROUTE else "")
+                results[i] = TextResult(verdict.status)
         return [r if r is not None else TextResult(CommandStatus.ESME_RSYSERR)
                 for r in results]
 
