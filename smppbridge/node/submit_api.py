@@ -110,6 +110,15 @@ def add_submit_api(app: FastAPI, ctx: ApiContext, doors: SubmitDoors) -> None:
         return Response(body, status_code=status, headers=headers,
                         media_type="application/json")
 
+    @app.api_route(f"{PREFIX}/messages", methods=["OPTIONS", "PUT", "PATCH", "DELETE"],
+                   include_in_schema=False)
+    async def other_method() -> Response:
+        # Two routes share the path (GET lists, POST submits): without this, a 405
+        # would name only the first one's method in Allow.
+        return Response(_dump({"error": {"code": "method_not_allowed",
+                                         "message": "GET or POST"}}), status_code=405,
+                        headers={"allow": "GET, POST"}, media_type="application/json")
+
     _document(app)
 
 
