@@ -17,6 +17,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from smppbridge.config import parse_config
+from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.message import Extra
 from smppbridge.node.node import Node
 from tests.store.redis.support import REDIS_URL
@@ -423,3 +424,44 @@ async def test_the_openapi_document_describes_the_submit(make_node: NodeFactory)
     assert {"to", "from", "text", "client_ref", "callback_url", "encoding", "validity",
             "schedule_at", "flash"} == set(fields)
     assert "get" in doc["paths"]["/api/v1/messages"]
+
+
+async def test_a_store_that_refuses_writes_is_503_and_the_key_is_released(
+        make_node: NodeFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store refusing writes (as a full disk or a Redis out of memory does): 503
+    store_unavailable, smpp_status 0x00000014, Retry-After; the Idempotency-Key is not
+    kept, so the retry once the store is back is stored and answered 202."""
+    node = await make_node()
+
+    async def refuse(*_: Any, **__: Any) -> list[Exception | None]:
+        raise StoreUnavailable("disk full")
+
+    healthy = node.store.accept_many
+    monkeypatch.setattr(node.store, "accept_many", refuse)
+    msg = {"to": "79001110040", "from": "Shop", "text": "when the store is back"}
+    headers = {**_KEY, "idempotency-key": "k-store"}
+    async with _client(node) as http:
+        r = await http.post("/api/v1/messages", headers=headers, json=msg)
+        assert r.status_code == 503, r.text
+        assert r.json()["error"]["code"] == "store_unavailable"
+        assert r.json()["error"]["smpp_status"] == "0x00000014"
+        assert r.headers["retry-after"] == "5"
+        monkeypatch.setattr(node.store, "accept_many", healthy)
+        r = await http.post("/api/v1/messages", headers=headers, json=msg)
+        assert r.status_code == 202, r.text
+        assert "idempotent-replayed" not in r.headers
+
+
+async def test_basic_failures_lock_the_account_out_as_binds_do(
+        make_node: NodeFactory) -> None:
+    """Wrong passwords over HTTP Basic count towards the bind lockout: once locked out,
+    even the right password is 401 (one counter for binds and HTTP)."""
+    node = await make_node()
+    async with _client(node) as http:
+        for _ in range(node.config.smpp.bind_max_failures):
+            r = await http.post("/api/v1/messages", headers=_basic("acme", "wrong"),
+                                json={"to": "79001", "from": "Shop", "text": "x"})
+            assert r.status_code == 401
+        r = await http.post("/api/v1/messages", headers=_basic(),
+                            json={"to": "79001", "from": "Shop", "text": "x"})
+        assert r.status_code == 401
