@@ -98,6 +98,7 @@ def add_submit_api(app: FastAPI, ctx: ApiContext, doors: SubmitDoors) -> None:
         client = request.client.host if request.client else ""
         try:
             account = await _account(ctx, request.headers.get("authorization"), client)
+            _json_only(request.headers.get("content-type", ""))
             items = _parse(await request.body(), account, doors)
             key = request.headers.get("idempotency-key")
             if key is None:
@@ -134,6 +135,16 @@ async def _account(ctx: ApiContext, authorization: str | None, client: str) -> A
         raise _Answer(403, "forbidden", "submitting takes an account's credentials "
                       "(HTTP Basic or one of its api_keys), not an admin token")
     return who.account
+
+
+def _json_only(content_type: str) -> None:
+    """Only a JSON body is read: a browser sends one cross-site only after a CORS
+    preflight, which this API never grants, so a page elsewhere cannot submit with the
+    Basic credentials its visitor's browser has cached (a text/plain form could)."""
+    kind = content_type.split(";", maxsplit=1)[0].strip().lower()
+    if kind != "application/json" and not kind.endswith("+json"):
+        raise _Answer(415, "unsupported_media_type", "Content-Type: application/json "
+                      "is required", "Content-Type")
 
 
 def _parse(raw: bytes, account: Account, doors: SubmitDoors
@@ -312,6 +323,7 @@ _OPENAPI: dict[str, Any] = {
             (403, "an admin token (submitting takes an account)"),
             (409, "refused by a flood rule, or the Idempotency-Key is in use"),
             (413, "body over [http] max_body"),
+            (415, "the body is not declared application/json"),
             (422, "a field is invalid, the text is too long, no route"),
             (429, "over the account's throughput (Retry-After)"),
             (503, "the store is unavailable (Retry-After)"))},

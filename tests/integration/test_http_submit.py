@@ -301,10 +301,15 @@ async def test_bad_input_is_refused_naming_the_field_and_nothing_is_stored(
 
 
 async def test_bad_json_and_a_10_mb_body_are_refused(make_node: NodeFactory) -> None:
-    """Not JSON: 400 invalid_json naming the body; 10 MB: 413 body_too_large (the
+    """Not declared JSON: 415 (a cross-site form cannot submit); not JSON: 400
+    invalid_json naming the body; 10 MB: 413 body_too_large (the
     [http] max_body middleware) — nothing stored either way."""
     node = await make_node()
     async with _client(node) as http:
+        r = await http.post("/api/v1/messages", headers={**_KEY, "content-type":
+                            "text/plain"}, content=b'{"to": "79001", "from": "S", "text": "x"}')
+        assert r.status_code == 415, r.text
+        assert r.json()["error"]["parameter"] == "Content-Type"
         r = await http.post("/api/v1/messages", headers={**_KEY, "content-type":
                             "application/json"}, content=b'{"to": "7900", ')
         assert r.status_code == 400, r.text
@@ -332,7 +337,7 @@ async def test_bad_json_and_a_10_mb_body_are_refused(make_node: NodeFactory) -> 
 
 async def test_over_the_account_throughput_is_429_with_retry_after(
         make_node: NodeFactory) -> None:
-    """throughput 0.001/s, burst 2: two messages pass, the third is 429 throttled
+    """throughput 0.001/s, burst 3: two messages pass, the third is 429 throttled
     (0x00000058) with Retry-After; a batch whose messages all lack a token is 429, one
     where some pass is 202 with the others' items throttled."""
     node = await make_node(throughput=0.001, burst=3)
@@ -419,7 +424,8 @@ async def test_the_openapi_document_describes_the_submit(make_node: NodeFactory)
     schema = op["requestBody"]["content"]["application/json"]["schema"]
     assert {r["$ref"].rsplit("/", 1)[1] for r in schema["oneOf"]} == {
         "SubmitMessage", "SubmitBatch"}
-    assert {"202", "400", "401", "409", "413", "422", "429", "503"} <= set(op["responses"])
+    assert {"202", "400", "401", "409", "413", "415", "422", "429", "503"} <= set(
+        op["responses"])
     fields = doc["components"]["schemas"]["SubmitMessage"]["properties"]
     assert {"to", "from", "text", "client_ref", "callback_url", "encoding", "validity",
             "schedule_at", "flash"} == set(fields)
