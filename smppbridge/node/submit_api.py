@@ -253,7 +253,10 @@ async def _idempotent(ctx: ApiContext, doors: SubmitDoors, account: Account, cli
     if not _KEY.fullmatch(key):
         raise _Answer(422, "invalid_parameter", "Idempotency-Key: 1-255 printable ASCII "
                       "characters", "Idempotency-Key")
-    digest = hashlib.sha256(raw).hexdigest()
+    # The request as parsed, keys sorted: the same message serialised another way
+    # (spacing, key order) is the same request.
+    canonical = json.dumps(json.loads(raw), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(canonical.encode()).hexdigest()
     store, now = ctx.store, doors.clock()
     kept = await store.claim_idempotency(account.system_id, key, digest, now,
                                          IDEMPOTENCY_TTL)

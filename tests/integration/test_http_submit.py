@@ -363,9 +363,10 @@ async def test_over_the_account_throughput_is_429_with_retry_after(
 
 async def test_an_idempotency_key_answers_the_first_answer_even_after_a_restart(
         make_node: NodeFactory) -> None:
-    """The same key twice: the same status and body, one message; another body with
-    that key is 422; after a restart on the same store the key still answers the first
-    answer; another account's same key is its own."""
+    """The same key twice: the same status and body, one message (also with the keys
+    in another order); another body with that key is 422; after a restart on the same
+    store the key still answers the first answer; another account's same key is its
+    own."""
     node = await make_node()
     msg = {"to": "79001110020", "from": "Shop", "text": "once"}
     headers = {**_KEY, "idempotency-key": "k-1"}
@@ -375,6 +376,10 @@ async def test_an_idempotency_key_answers_the_first_answer_even_after_a_restart(
         assert first.status_code == again.status_code == 202
         assert first.content == again.content
         assert again.headers["idempotent-replayed"] == "true"
+        reordered = await http.post(
+            "/api/v1/messages", headers={**headers, "content-type": "application/json"},
+            content=b'{"text": "once",  "from": "Shop", "to": "79001110020"}')
+        assert (reordered.status_code, reordered.content) == (202, first.content)
         other = await http.post("/api/v1/messages", headers=headers,
                                 json={**msg, "text": "another"})
         assert other.status_code == 422
