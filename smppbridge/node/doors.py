@@ -3,8 +3,9 @@ and Kannel drop-in endpoints (node/compat.py) turn their requests into
 :class:`~smppbridge.ingest.texts.TextMessage` and hand them here.
 
 :class:`SubmitDoors` takes the account's throughput tokens (the same token bucket as
-its SMPP binds: one token per message, on the same clock), runs the messages through
-the content stage (:meth:`ContentHandler.submit_texts
+its SMPP binds, on the same clock: one token per part, as its submit_sm parts would
+take; a message of more parts than the bucket's depth takes the whole depth), runs the
+messages through the content stage (:meth:`ContentHandler.submit_texts
 <smppbridge.ingest.submit.ContentHandler.submit_texts>`: parts and ids, macros, limits,
 flood rules, routing, the durable accept) and counts the outcomes
 (``smppbridge_http_submits_total{account, door, outcome}``).
@@ -24,10 +25,11 @@ from smppbridge.core.callback_urls import url_problem
 from smppbridge.core.message import Address
 from smppbridge.core.session import BindType, SessionContext
 from smppbridge.ingest.submit import ContentHandler
-from smppbridge.ingest.texts import TextMessage, TextResult
+from smppbridge.ingest.texts import TextMessage, TextResult, count_parts, data_coding_of
 from smppbridge.observability.metrics import METRICS
 from smppbridge.server.admission import Admission
 from smppbridge.smpp.constants import INTERFACE_VERSION_34, CommandStatus
+from smppbridge.text.encoding import ContentError
 
 __all__ = ["AddressProblem", "SubmitDoors", "destination", "source"]
 
@@ -90,7 +92,7 @@ class SubmitDoors:
         return 0 if account.receipts == "http" else 1
 
     def retry_after(self, account: Account, throttled: int) -> int:
-        """Seconds until ``throttled`` more messages may pass (at least 1)."""
+        """Seconds until ``throttled`` more tokens are back (at least 1)."""
         rate = account.throughput
         return max(1, math.ceil(throttled / rate)) if rate > 0 else 1
 
@@ -99,9 +101,11 @@ class SubmitDoors:
         """Every message of one request, answered in order. Messages past the
         account's throughput are answered ESME_RTHROTTLED (not stored)."""
         now = asyncio.get_running_loop().time()  # the SMPP binds' clock: one bucket
+        max_parts = self.content.reassembler.config.max_parts
         granted = 0
-        for _ in items:
-            if not self.admission.take_token(account.system_id, now):
+        for item in items:
+            if not self.admission.take_token(account.system_id, now,
+                                             _parts(item, max_parts)):
                 break
             granted += 1
         ctx = SessionContext(0, account, BindType.TRANSMITTER, "", INTERFACE_VERSION_34,
@@ -111,3 +115,12 @@ class SubmitDoors:
         for result in results:
             METRICS.http_submit(account.system_id, door, result.status).inc()
         return results
+
+
+def _parts(item: TextMessage, max_parts: int) -> int:
+    """The tokens a message takes: its parts (1 for a text the content stage will
+    refuse anyway)."""
+    try:
+        return count_parts(item, data_coding_of(item), max_parts)
+    except ContentError:
+        return 1

@@ -476,3 +476,24 @@ async def test_basic_failures_lock_the_account_out_as_binds_do(
         r = await http.post("/api/v1/messages", headers=_basic(),
                             json={"to": "79001", "from": "Shop", "text": "x"})
         assert r.status_code == 401
+
+
+async def test_a_long_message_takes_a_token_per_part(make_node: NodeFactory) -> None:
+    """throughput 0.001/s, burst 3: a 2-part message takes 2 tokens, so a second
+    2-part message is throttled; a 4-part message on a fresh node takes the whole
+    depth and passes."""
+    node = await make_node(throughput=0.001, burst=3)
+    async with _client(node) as http:
+        first = await http.post("/api/v1/messages", headers=_KEY, json={
+            "to": "79001110050", "from": "Shop", "text": "a" * 200})
+        assert first.status_code == 202, first.text
+        second = await http.post("/api/v1/messages", headers=_KEY, json={
+            "to": "79001110051", "from": "Shop", "text": "b" * 200})
+        assert second.status_code == 429, second.text
+    await node.stop()
+    node = await make_node(throughput=0.001, burst=3)
+    async with _client(node) as http:
+        long = await http.post("/api/v1/messages", headers=_KEY, json={
+            "to": "79001110052", "from": "Shop", "text": "c" * 600})
+        assert long.status_code == 202, long.text
+        assert long.json()["parts"] == 4
