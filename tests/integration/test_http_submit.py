@@ -125,7 +125,8 @@ async def test_a_message_over_http_reaches_the_provider_and_shows_in_history(
         make_node: NodeFactory) -> None:
     """One message with HTTP Basic: 202 {"id", "parts": 1} once stored; the simulator
     gets it under that id, the history lists it (as SMPP ones are) until DELIVRD, and
-    its extras carry the client_ref and the door."""
+    its extras carry the client_ref and the door; /metrics counts it by door and
+    outcome."""
     node = await make_node()
     async with _client(node) as http:
         r = await http.post("/api/v1/messages", headers=_basic(), json={
@@ -157,6 +158,9 @@ async def test_a_message_over_http_reaches_the_provider_and_shows_in_history(
         item = await _until(delivered, "DELIVRD in the history")
         assert (item["id"], item["from"], item["text"], item["encoding"]) == (
             body["id"], "Shop", "hello over http", "gsm7")
+        metrics = (await http.get("/metrics")).text
+        assert 'smppbridge_http_submits_total{account="acme",door="http",outcome="accepted"}' \
+            in metrics
 
 
 async def test_an_api_key_authenticates_and_a_long_text_gets_one_id_per_part(
