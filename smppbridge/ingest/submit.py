@@ -23,6 +23,10 @@ When a long message fails at its final part (bad text, macro, flood, refused by 
 sink) the final part's submit_sm_resp carries the error, and the parts already acked
 are reported to :meth:`MessageSink.failed` so each can get its ``REJECTD`` receipt.
 :meth:`ContentHandler.expire` does the same for messages whose parts stopped coming.
+
+:meth:`ContentHandler.submit_texts` takes messages that arrive as text (the HTTP doors,
+``ingest/texts.py``) into step 4: ids for their parts, then the same macros, limits,
+flood rules and hand-over as a whole submit_sm.
 """
 
 from __future__ import annotations
