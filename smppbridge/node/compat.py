@@ -152,8 +152,10 @@ async def _jasmin(doors: SubmitDoors, request: Request) -> Response:
     if content is None:
         raise _jasmin_missing("content")
     try:
-        to = destination(get("to") or "")
-        sender = source(get("from") or "")
+        # An unescaped + in a query string reads as a space (both gateways read it so):
+        # the leading space is dropped, as a + would be.
+        to = destination((get("to") or "").strip())
+        sender = source((get("from") or "").strip())
     except AddressProblem as exc:
         name = str(exc).partition(":")[0]
         raise _jasmin_invalid(name, get(name) or "") from None
@@ -247,7 +249,7 @@ async def _kannel(doors: SubmitDoors, request: Request) -> Response:
         raise _Bad(400, "Sender missing and no global set, rejected")
     try:
         receivers = [destination(n) for n in to.split()]
-        sender = source(get("from") or "")
+        sender = source((get("from") or "").strip())
     except AddressProblem as exc:
         raise _kannel_invalid(str(exc).partition(":")[0]) from None
     extra = {Extra.ORIGIN: "kannel", Extra.CALLBACK_FORMAT: "kannel"}

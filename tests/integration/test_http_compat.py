@@ -107,6 +107,18 @@ async def test_jasmin_send_answers_success_with_the_message_id(
     assert Extra.CALLBACK_URL not in m.extra
 
 
+async def test_an_unescaped_plus_in_the_query_is_taken(
+        node: Node, http: httpx.AsyncClient) -> None:
+    """``to=+7900…`` written raw in a query reads as a space first (as in both
+    gateways); the number is taken all the same, for Jasmin and for Kannel."""
+    r = await http.get("/send?username=acme&password=pw&to=+79001112250&from=+12345"
+                       "&content=plus")
+    m = (await _stored(node, _jasmin_id(r))).message
+    assert (m.destination.addr, m.source.addr) == ("79001112250", "12345")
+    await _accepted(await http.get("/cgi-bin/sendsms?username=acme&password=pw"
+                                   "&to=+79001112251&from=+12345&text=plus"))
+
+
 async def test_jasmin_dlr_parameters_are_kept_for_the_callback(
         node: Node, http: httpx.AsyncClient) -> None:
     """dlr=yes with dlr-url, dlr-level 3 and dlr-method POST: kept on the message;
