@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from smppbridge.core.accounts import FloodRules
     from smppbridge.core.cluster import NodeReport, Second
     from smppbridge.core.history import MessagePage, MessageQuery, ReceiptView, TimelineEntry
+    from smppbridge.core.idempotency import IdempotentAnswer
     from smppbridge.core.message import OutboundMessage
     from smppbridge.core.outcomes import Balance, SendOutcome, StatusUpdate
     from smppbridge.core.records import (
@@ -341,6 +342,27 @@ class Store(Protocol):
     async def count_submitted(self, account: str, since: float) -> int:
         """Messages of ``account`` submitted at ``since`` or later (still in the
         history): the operator API's "messages today"."""
+        ...
+
+    # idempotency keys (the HTTP submit API)
+
+    async def claim_idempotency(self, account: str, key: str, request_hash: str,
+                                now: float, ttl: float) -> IdempotentAnswer | None:
+        """Claim ``key`` of ``account`` for a request about to be answered (an
+        in-flight record kept until ``now + ttl``, steady time): None when it is
+        claimed now (no record, or only an expired one); else the record there, which
+        is in flight while another request with that key is being answered. Atomic:
+        of two concurrent claims one gets None."""
+        ...
+
+    async def save_idempotency(self, account: str, key: str, answer: IdempotentAnswer,
+                               now: float, ttl: float) -> None:
+        """Keep the answer of a claimed key until ``now + ttl``."""
+        ...
+
+    async def release_idempotency(self, account: str, key: str) -> None:
+        """Forget a claimed key whose request got a temporary answer (throttled, store
+        unavailable): the client's retry with that key is answered afresh."""
         ...
 
     # receipts

@@ -23,6 +23,10 @@ When a long message fails at its final part (bad text, macro, flood, refused by 
 sink) the final part's submit_sm_resp carries the error, and the parts already acked
 are reported to :meth:`MessageSink.failed` so each can get its ``REJECTD`` receipt.
 :meth:`ContentHandler.expire` does the same for messages whose parts stopped coming.
+
+:meth:`ContentHandler.submit_texts` takes messages that arrive as text (the HTTP doors,
+``ingest/texts.py``) into step 4: ids for their parts, then the same macros, limits,
+flood rules and hand-over as a whole submit_sm.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from smppbridge.core.ports import FloodState, MessageSink
 from smppbridge.core.records import FailedMessage, FailedPart, FailureReason, PartRecord
 from smppbridge.core.session import QueryResult, SessionContext, SubmitResult
 from smppbridge.ingest.flood import MemoryFloodState, flood_error, text_digest
+from smppbridge.ingest.texts import TextMessage, TextResult, count_parts, data_coding_of
 from smppbridge.observability.metrics import METRICS
 from smppbridge.smpp.codec import decode as decode_pdu
 from smppbridge.smpp.codec import encode as encode_pdu
@@ -200,6 +205,65 @@ class ContentHandler:
                     raise result  # cancelled
                 results[i] = result
         return [r if r is not None else SubmitResult(CommandStatus.ESME_RSYSERR)
+                for r in results]
+
+    async def submit_texts(self, ctx: SessionContext, items: Sequence[TextMessage]
+                           ) -> list[TextResult]:
+        """Messages given as text (the HTTP doors, ingest/texts.py), answered in order.
+
+        The steps of a whole submit_sm after its decoding: a message id per part, the
+        macros and the comment rule with the account's limits, the flood rules, and one
+        :meth:`MessageSink.accept_many` for the batch (durable before it returns).
+        """
+        now, tick = self.clock(), self.timer()
+        settings = ctx.account
+        results: list[TextResult | None] = [None] * len(items)
+        verdicts: list[SubmitResult | Exception | None] = [None] * len(items)
+        parts_of = [0] * len(items)
+        kinds = [""] * len(items)
+        ready: list[tuple[int, OutboundMessage, _Envelope, bytes]] = []
+        pending: set[tuple[str, str, bytes]] = set()
+        max_parts = self.reassembler.config.max_parts
+        for i, item in enumerate(items):
+            env = _Envelope(ctx.system_id, item.source, item.destination)
+            field = "text"
+            try:
+                data_coding = data_coding_of(item)
+                parts = count_parts(item, data_coding, max_parts)
+                content = parse_content(item.text, flash=item.flash, limits=settings.limits)
+                digest = text_digest(item.text)
+                key = (env.source.addr, env.destination.addr, digest)
+                if key in pending:
+                    await self._hand_over(ready, verdicts, tick)
+                    pending.clear()
+                field = "to"
+                await self._flood_check(env, digest, tick, settings)
+            except ContentError as exc:
+                _log.debug("submit.refused", reason=str(exc), status=exc.status)
+                results[i] = TextResult(exc.status, field=getattr(exc, "field", field),
+                                        reason=str(exc))
+                continue
+            ids = tuple([await self._take_id(ctx) for _ in range(parts)])
+            parts_of[i] = parts
+            kinds[i] = content.kind.value
+            pending.add(key)
+            ready.append((i, _text_message(env, item, content, ids, data_coding, now, tick),
+                          env, digest))
+        await self._hand_over(ready, verdicts, tick)
+        for i, verdict in enumerate(verdicts):
+            if results[i] is not None or verdict is None:
+                continue
+            if isinstance(verdict, Exception):
+                status = getattr(verdict, "status", CommandStatus.ESME_RSYSERR)
+                results[i] = TextResult(int(status), reason=str(verdict))
+            elif verdict.ok:
+                results[i] = TextResult(_OK, verdict.message_id, parts_of[i])
+            elif verdict.status == CommandStatus.VENDOR_NO_ROUTE:
+                results[i] = TextResult(verdict.status, field="to", reason=(
+                    f"no provider can carry {kinds[i]} for account {ctx.system_id!r}"))
+            else:
+                results[i] = TextResult(verdict.status)
+        return [r if r is not None else TextResult(CommandStatus.ESME_RSYSERR)
                 for r in results]
 
     async def _hand_over(self, ready: list[tuple[int, OutboundMessage, _Envelope, bytes]],
@@ -528,6 +592,22 @@ class ContentHandler:
                                   p.meta.arrived_at) for p in parts)
         await self.sink.failed(FailedMessage(env.account, env.source, env.destination, failed,
                                              status, reason, text))
+
+
+def _text_message(env: _Envelope, item: TextMessage, content: Content, ids: tuple[str, ...],
+                  data_coding: int, now: float, tick: float) -> OutboundMessage:
+    """The message of a text: the last part's id names it, as for a long submit_sm."""
+    extra = dict(item.extra)
+    if len(ids) > 1:
+        extra["part_registered_delivery"] = ",".join([str(item.registered_delivery)] * len(ids))
+    return OutboundMessage(
+        message_id=ids[-1], part_ids=ids, account=env.account, source=env.source,
+        destination=env.destination, content=content,
+        registered_delivery=item.registered_delivery, submitted_at=now,
+        schedule_at=None if item.schedule_at is None else steady_of(item.schedule_at, now,
+                                                                    tick),
+        expire_at=None if item.validity is None else tick + item.validity,
+        data_coding=data_coding, extra=extra)
 
 
 def _time_or_none(value: str, arrived_at: float, received_at: float) -> float | None:

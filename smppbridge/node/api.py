@@ -36,6 +36,7 @@ from smppbridge.core.ports import NodeRegistry, Provider, Store
 from smppbridge.core.records import DeliveryState, StoredMessage
 from smppbridge.delivery.router import Router
 from smppbridge.node.auth import ApiAuth, Principal, Refused
+from smppbridge.node.doors import SubmitDoors
 from smppbridge.node.models import (
     AccountItem,
     BindItem,
@@ -89,6 +90,9 @@ class ApiContext:
     unbind: Callable[[int], bool]
     #: the cluster's nodes (None: this node is alone)
     registry: NodeRegistry | None = None
+    #: the HTTP submit doors (POST /api/v1/messages, /send, /cgi-bin/sendsms); None:
+    #: not served
+    doors: SubmitDoors | None = None
 
 
 def api_error(status: int, code: str, message: str, parameter: str | None = None

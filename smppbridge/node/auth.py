@@ -9,7 +9,9 @@ Two kinds of caller:
   anywhere else; the node says once at start which it is.
 * an **account**: HTTP Basic with its system_id and password — the same check as its
   binds: the same password hash, the same ``allowed_networks``, the same lockout after
-  repeated failures (one counter for binds and HTTP). An account sees only its own
+  repeated failures (one counter for binds and HTTP) — or ``Authorization: Bearer``
+  with one of its ``api_keys`` (compared as admin tokens are, from its
+  ``allowed_networks`` only). An account sees only its own
   messages and its own account row; another account's message answers 404, as if it
   did not exist.
 
@@ -109,6 +111,9 @@ class ApiAuth:
         if scheme == "bearer":
             if await self._admin_token(value):
                 return Principal()
+            account = await self._api_key(value)
+            if account is not None and account.allows(client_ip):
+                return Principal(account)
             raise Refused(_UNAUTHORIZED, "credentials refused")
         if scheme == "basic":
             system_id, password = _basic(value)
@@ -131,6 +136,23 @@ class ApiAuth:
             if ok is None:
                 ok = await asyncio.to_thread(self._passwords.verify, given, token)
             found = ok or found
+        return found
+
+
+    async def _api_key(self, given: str) -> Account | None:
+        """The account one of whose ``api_keys`` is ``given``. As for admin tokens,
+        every key of every account is compared (constant time; a hash with scrypt
+        once, then from the keyed cache)."""
+        if not given:
+            return None
+        found: Account | None = None
+        for account in list(self._admission.accounts.values()):
+            for key in account.api_keys:
+                ok = self._passwords.cached(given, key)
+                if ok is None:
+                    ok = await asyncio.to_thread(self._passwords.verify, given, key)
+                if ok and found is None:
+                    found = account
         return found
 
 

@@ -1,7 +1,9 @@
 """The node's HTTP side, one ASGI application (FastAPI) served in the node's loop:
 ``/healthz`` (alive), ``/readyz`` (listeners up, store reachable; provider health as
 information), ``/metrics`` (Prometheus text format; on its own address with ``[http]
-metrics_listen``) and the provider webhooks ``POST /webhooks/<provider>``.
+metrics_listen``), the provider webhooks ``POST /webhooks/<provider>``, the operator
+API and console, and the submit doors (``POST /api/v1/messages``, Jasmin's ``/send``,
+Kannel's ``/cgi-bin/sendsms``).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from smppbridge import __version__
 from smppbridge.delivery.webhooks import Webhooks
 from smppbridge.http.request import HttpRequest
 from smppbridge.node.api import PREFIX, ApiContext, add_api
+from smppbridge.node.compat import add_compat
 from smppbridge.node.console import add_console
+from smppbridge.node.submit_api import add_submit_api
 from smppbridge.observability.metrics import METRICS, Metrics
 
 __all__ = ["build_app", "build_metrics_app", "http_request"]
@@ -109,6 +113,9 @@ def build_app(ready_checks: dict[str, ReadyCheck], *,
 
     if api is not None:
         add_api(app, api)
+        if api.doors is not None:
+            add_submit_api(app, api, api.doors)
+            add_compat(app, api.doors)
         add_console(app, api)
         app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app

@@ -44,6 +44,7 @@ from smppbridge.ingest.ids import IdAllocator
 from smppbridge.ingest.submit import ContentHandler
 from smppbridge.node.api import ApiContext
 from smppbridge.node.auth import ApiAuth, is_loopback
+from smppbridge.node.doors import SubmitDoors
 from smppbridge.node.http import build_app, build_metrics_app
 from smppbridge.node.monitor import Monitor
 from smppbridge.node.parts import build_provider_for, open_store
@@ -176,7 +177,10 @@ class Node:
                              provider_health=lambda: self.monitor.health,
                              stats=self.stats, auth=self.auth, balances=self.monitor,
                              local_binds=self.local_binds, unbind=self.unbind,
-                             registry=self.store.registry())
+                             registry=self.store.registry(),
+                             doors=SubmitDoors(self.content, self.smpp.admission,
+                                               lambda: self.config, self.clock.steady,
+                                               self.clock.wall))
             app = build_app({"smpp_listeners": listeners_up, "store": self.store.ready},
                             info=self._provider_health, refresh=self._refresh_gauges,
                             webhooks=Webhooks(self.providers, self.pipeline.on_status,

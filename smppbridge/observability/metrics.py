@@ -62,6 +62,10 @@ class Metrics:
                             ["direction", "command", "status"], registry=r)
         self.submits = Counter("smppbridge_submits", "submit_sm by account and outcome",
                                ["account", "outcome"], registry=r)
+        self.http_submits = Counter("smppbridge_http_submits",
+                                    "Messages submitted over HTTP by account, door (http, "
+                                    "jasmin, kannel) and outcome",
+                                    ["account", "door", "outcome"], registry=r)
         self.submit_latency = Histogram("smppbridge_submit_ack_seconds",
                                         "submit_sm received → submit_sm_resp queued",
                                         buckets=_LATENCY_BUCKETS, registry=r)
@@ -145,6 +149,13 @@ class Metrics:
         outcome = "accepted" if status == CommandStatus.ESME_ROK else status_name(status)
         return self.submits.labels(account, outcome)
 
+
+    @cache  # noqa: B019 - see above
+    def http_submit(self, account: str, door: str, status: int) -> Counter:
+        """A message of an HTTP door: ``outcome`` as for submit_sm (accepted, or the
+        name of the command_status a submit_sm of it would get)."""
+        outcome = "accepted" if status == CommandStatus.ESME_ROK else status_name(status)
+        return self.http_submits.labels(account, door, outcome)
 
 #: The process-wide metrics, served at /metrics.
 METRICS = Metrics()

@@ -178,12 +178,15 @@ class Admission:
 
     # --- submits -----------------------------------------------------------------------
 
-    def take_token(self, system_id: str, now: float) -> bool:
-        """One submit of ``system_id`` at ``now``: False means throttle."""
+    def take_token(self, system_id: str, now: float, n: int = 1) -> bool:
+        """One submit of ``system_id`` at ``now`` (``n``: a message over HTTP takes one
+        token per part, as its submit_sm parts would): False means throttle."""
         bucket = self._buckets.get(system_id)
         if bucket is None:
             account = self.accounts.get(system_id)
             rate = account.throughput if account else 0.0
             bucket = TokenBucket(rate, account.burst if account else 0, now)
             self._buckets[system_id] = bucket
-        return bucket.take(now)
+        # A message of more parts than the bucket holds would never pass: it takes
+        # the whole depth.
+        return bucket.take(now, min(float(n), bucket.burst))

@@ -6,7 +6,12 @@ type, headers, body); malformed input is refused.
 One check is left out: ``positive_data_acceptance`` says every request the schema
 allows must be accepted, but a cursor is opaque — only a cursor this API gave is valid,
 which no schema can state — and ``since``/``until`` take ISO 8601 or UNIX seconds in a
-plain string, so schema-valid garbage there is rightly a 422."""
+plain string, so schema-valid garbage there is rightly a 422.
+
+``POST /api/v1/messages`` (submit) is left out of this run: it creates messages, and
+whether one is accepted depends on what came before it (the flood rules' windows, the
+account's throughput), which no schema states. Its schema is pinned by
+tests/integration/test_http_submit.py (the OpenAPI document and every answer)."""
 
 from __future__ import annotations
 
@@ -106,6 +111,7 @@ def test_every_operation_answers_by_its_schema(live_node: str, who: str,
         [str(Path(sys.executable).parent / "schemathesis"), "run",
          f"{live_node}/api/v1/openapi.json", "--header", _IDENTITIES[who],
          "--checks", "all", "--exclude-checks", "positive_data_acceptance",
+         "--exclude-method", "POST",
          "--max-examples", "30", "--seed", "1", "--no-color"],
         capture_output=True, text=True, timeout=600, check=False, cwd=tmp_path)
     report = result.stdout + result.stderr

@@ -94,6 +94,7 @@ from smppbridge.core.history import (
     ReceiptView,
     TimelineEntry,
 )
+from smppbridge.core.idempotency import IN_FLIGHT, IdempotentAnswer
 from smppbridge.core.message import OutboundMessage
 from smppbridge.core.ports import FinalEntry, Leased, SentEntry
 from smppbridge.core.records import (
@@ -580,6 +581,33 @@ class RedisStore:
         return int(await self._batch.call(("ZCOUNT", self._key("ix:a:", account),
                                            num(since), "+inf")))
 
+    # --- idempotency keys ----------------------------------------------------------------
+
+    async def claim_idempotency(self, account: str, key: str, request_hash: str,
+                                now: float, ttl: float) -> IdempotentAnswer | None:
+        """SET NX with the TTL: one claim wins; the others read the record there."""
+        name = self._idempotency_key(account, key)
+        placeholder = json.dumps([request_hash, IN_FLIGHT, ""])
+        for _ in range(3):  # a record released between our SET and GET: claim again
+            if await self._batch.call(("SET", name, placeholder, "NX", "PX",
+                                       max(1, int(ttl * 1000))), durable=True):
+                return None
+            raw = await self._batch.call(("GET", name))
+            if raw is not None:
+                request, status, body = json.loads(raw)
+                return IdempotentAnswer(str(request), int(status), str(body))
+        msg = "idempotency key claimed and released over and over"
+        raise StoreUnavailable(msg)
+
+    async def save_idempotency(self, account: str, key: str, answer: IdempotentAnswer,
+                               now: float, ttl: float) -> None:
+        await self._batch.call(("SET", self._idempotency_key(account, key),
+                                json.dumps([answer.request_hash, answer.status, answer.body]),
+                                "PX", max(1, int(ttl * 1000))), durable=True)
+
+    async def release_idempotency(self, account: str, key: str) -> None:
+        await self._batch.call(("DEL", self._idempotency_key(account, key)), durable=True)
+
     async def count(self, state: DeliveryState) -> int:
         """Messages in ``state``. FINAL counts every message ever finalised (their hashes
         expire after ``final_ttl``, the count does not), like the SQLite rows."""
@@ -676,6 +704,10 @@ class RedisStore:
     def _provider_key(self, provider: str, provider_id: str) -> str:
         # two free-form parts: quote both so that "a:b"+"c" and "a"+"b:c" differ
         return self._key("prov:", quote(provider, safe=""), ":", quote(provider_id, safe=""))
+
+    def _idempotency_key(self, account: str, key: str) -> str:
+        # two free-form parts, quoted like a provider key's
+        return self._key("idem:", quote(account, safe=""), ":", quote(key, safe=""))
 
     def _ttl(self) -> int:
         return max(1, int(self.final_ttl))

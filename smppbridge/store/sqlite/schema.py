@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 __all__ = ["ACCEPTED", "MIGRATIONS", "RECEIPT_LEASED", "SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 7
 #: next_at of a receipt leased to the running process's dispatcher (never due by time)
 RECEIPT_LEASED = 1e18
 #: ``final_detail`` of a message stored already final by ``accept(final_stat=...)``:
@@ -131,6 +131,20 @@ CREATE INDEX messages_state ON messages (state, submitted_at, id) WHERE state !=
 DROP INDEX messages_stat;
 CREATE INDEX messages_stat ON messages (stat, submitted_at, id)
   WHERE stat NOT IN ('', 'ENROUTE', 'ACCEPTD', 'DELIVRD');
+""",
+    6: "",  # 6: the callback outbox (another change)
+    # 7: the answers kept for the HTTP submit API's Idempotency-Key, a day each: a
+    # retry with the same key gets the first answer and never makes a second message,
+    # across a restart. status 0 marks a key whose first request is being answered;
+    # expires_at is steady time (core.clock), and an index on it lets the writer delete
+    # expired rows a few at a time.
+    7: """
+CREATE TABLE idempotency (
+    account TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,
+    status INTEGER NOT NULL, body TEXT NOT NULL, expires_at REAL NOT NULL,
+    PRIMARY KEY (account, key)
+) WITHOUT ROWID;
+CREATE INDEX idempotency_expiry ON idempotency (expires_at);
 """,
 }
 #: Every migration's SQL by version (read-only; tests build old files from it).

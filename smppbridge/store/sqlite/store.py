@@ -43,6 +43,7 @@ from smppbridge.core.history import (
     ReceiptView,
     TimelineEntry,
 )
+from smppbridge.core.idempotency import IdempotentAnswer
 from smppbridge.core.message import OutboundMessage
 from smppbridge.core.ports import FinalEntry, Leased, SentEntry
 from smppbridge.core.records import (
@@ -53,7 +54,7 @@ from smppbridge.core.records import (
 )
 from smppbridge.observability.metrics import METRICS
 from smppbridge.store.common import StoreHealth, settle
-from smppbridge.store.sqlite import history
+from smppbridge.store.sqlite import history, idempotency
 from smppbridge.store.sqlite.rows import (
     COLUMNS,
     INSERT_MESSAGE,
@@ -589,6 +590,21 @@ class SqliteStore:
         return await self._read(lambda db: int(db.execute(
             "SELECT count(*) FROM messages INDEXED BY messages_account "
             "WHERE account=? AND submitted_at>=?", (account, since)).fetchone()[0]))
+
+    # --- idempotency keys (store/sqlite/idempotency.py) ----------------------------------
+
+    async def claim_idempotency(self, account: str, key: str, request_hash: str,
+                                now: float, ttl: float) -> IdempotentAnswer | None:
+        return await self._call(partial(idempotency.claim, account=account, key=key,
+                                        request_hash=request_hash, now=now, ttl=ttl))
+
+    async def save_idempotency(self, account: str, key: str, answer: IdempotentAnswer,
+                               now: float, ttl: float) -> None:
+        await self._call(partial(idempotency.save, account=account, key=key,
+                                 answer=answer, now=now, ttl=ttl))
+
+    async def release_idempotency(self, account: str, key: str) -> None:
+        await self._call(partial(idempotency.release, account=account, key=key))
 
 
 _MARK_SENT = ("UPDATE messages SET state='sent', provider=?, provider_id=?, stat=?, "
