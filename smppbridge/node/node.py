@@ -50,6 +50,7 @@ from smppbridge.node.parts import build_provider_for, open_store
 from smppbridge.node.reload import mark_loaded, reload
 from smppbridge.node.stats import NodeStats
 from smppbridge.observability.metrics import METRICS
+from smppbridge.providers.smpp.provider import SmppProvider
 from smppbridge.providers.worker import WorkerProvider
 from smppbridge.server.admission import BindRegistry
 from smppbridge.server.connection import SmppConnection
@@ -151,6 +152,7 @@ class Node:
         for provider in self.providers.values():
             if isinstance(provider, WorkerProvider):
                 await provider.start()  # a child that cannot start stops the node here
+            self.start_provider(provider)
         restored = await self.content.restore(await self.store.load_parts(),
                                               self._restored_context)
         if restored:
@@ -226,6 +228,12 @@ class Node:
             return False
         conn.disconnect(min(UNBIND_GRACE, self.config.smpp.response_timeout))
         return True
+
+    def start_provider(self, provider: Provider) -> None:
+        """An smpp provider opens its upstream sessions; their receipts reach the
+        pipeline as statuses (the webhook path's ``on_statuses``)."""
+        if isinstance(provider, SmppProvider):
+            provider.start(self.pipeline.on_statuses)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``coro`` as a task of the node (cancelled at stop; a crash is logged)."""
