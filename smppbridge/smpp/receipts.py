@@ -226,7 +226,8 @@ def read_receipt(pdu: P.DeliverSm) -> UpstreamReceipt | None:
     if not message_id or stat is None:
         return None
     err = 0
-    if not text:
+    if not text and stat is not Stat.DELIVRD:
+        # The TLVs carry no err: read it from the text (a delivered one has none).
         body = pdu.short_message or b""
         text = parse_receipt(body.decode("latin-1")) if b"err:" in body.lower() else {}
     digits = text.get("err", "")

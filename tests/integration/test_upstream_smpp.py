@@ -81,10 +81,12 @@ async def submit_and_collect(peer: object, texts: list[bytes]) -> tuple[list[str
 
 async def test_messages_go_through_an_upstream_smppbridge_and_its_receipts_come_back(
         start_node: StartNode, open_peer: OpenPeer) -> None:
-    a, b = await two_nodes(start_node)
+    a, _b = await two_nodes(start_node)
     peer = await open_peer(a.smpp.addresses["smpp"])
     assert (await peer.bind()).command_status == CommandStatus.ESME_ROK
     ids, receipts = await submit_and_collect(peer, [f"hello {i}".encode() for i in range(5)])
     assert {r["stat"] for r in receipts if r["id"] in ids} == {"DELIVRD"}
     stored = await a.store.find(ids[0])
-    assert stored is not None and stored.provider == "up" and stored.provider_id
+    assert stored is not None
+    assert stored.provider == "up"
+    assert stored.provider_id

@@ -23,6 +23,8 @@ from smppbridge.smpp import client as CL
 from smppbridge.smpp import pdu as P
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from smppbridge.core.provider_settings import UpstreamSettings
 
 __all__ = ["Link", "LinkOwner"]
@@ -74,7 +76,7 @@ class Link(asyncio.Protocol):
         self.label = label
         self._up = METRICS.upstream_binds.labels(provider, label)
         self._window = METRICS.upstream_window.labels(provider, label)
-        self._answers: dict[int, object] = {}
+        self._answers: dict[int, Counter] = {}
 
     # --- state the provider reads -----------------------------------------------
 
@@ -204,10 +206,13 @@ class Link(asyncio.Protocol):
             if event is None:
                 break
             if isinstance(event, CL.SubmitAnswered | CL.SubmitTimedOut):
-                METRICS.upstream_submits.labels(
-                    self.provider, self.label,
-                    status_name(event.status) if isinstance(event, CL.SubmitAnswered)
-                    else "timeout").inc()
+                key = event.status if isinstance(event, CL.SubmitAnswered) else -1
+                counter = self._answers.get(key)
+                if counter is None:
+                    counter = self._answers[key] = METRICS.upstream_submits.labels(
+                        self.provider, self.label, status_name(key) if key >= 0
+                        else "timeout")
+                counter.inc()
                 self.owner.link_answer(self, event)
             elif isinstance(event, P.DeliverSm):
                 self.owner.link_deliver(self, event)

@@ -34,10 +34,10 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from smppbridge.core.errors import ProviderUnavailable, StoreUnavailable
-from smppbridge.core.outcomes import SendOutcome, StatusUpdate
+from smppbridge.core.outcomes import SendOutcome, SendResult, StatusUpdate
 from smppbridge.core.receipts import status_err
 from smppbridge.observability.metrics import METRICS, status_name
-from smppbridge.providers.smpp.correlate import Correlator
+from smppbridge.providers.smpp.correlate import Correlator, Tracked
 from smppbridge.providers.smpp.link import Link
 from smppbridge.providers.smpp.outbound import submit_pdus
 from smppbridge.smpp import client as CL
@@ -77,6 +77,8 @@ class _Job:
     pdu: P.SubmitSm
     future: asyncio.Future[tuple[int, str]]
     deadline: float
+    tracked: Tracked
+    part: int
     attempts: int = 0
 
 
@@ -182,41 +184,52 @@ class SmppProvider:
         for m in messages:
             self._sending[m.message_id] = []
         try:
-            outcomes = list(await asyncio.gather(*(self._send_one(m) for m in messages)))
+            # Every part of every message joins the queue at once; one future each and
+            # no task per message (the answers resolve them in the links' callbacks).
+            plans: list[tuple[OutboundMessage, Tracked | SendOutcome,
+                              list[asyncio.Future[tuple[int, str]]]]] = []
+            for m in messages:
+                self._reference = (self._reference + 1) & 0xFFFF
+                try:
+                    pdus = submit_pdus(m, self.up, self._reference)
+                except ContentError as exc:
+                    plans.append((m, SendOutcome.rejected(
+                        m.message_id, status_err(exc.status or 0x45),
+                        f"cannot encode for the upstream: {exc}"), []))
+                    continue
+                tracked = self.correlator.track(m.message_id, len(pdus))
+                plans.append((m, tracked, [self._submit(pdu, tracked, i)
+                                           for i, pdu in enumerate(pdus)]))
+            self._kick()
+            await asyncio.gather(*(f for _, _, fs in plans for f in fs))
+            outcomes = [self._outcome(m, t, fs) for m, t, fs in plans]
         finally:
             for m in messages:
                 parked = self._sending.pop(m.message_id, [])
                 for item in parked:
                     self._queue_status(*item)
+        if outcomes and all(o.result is SendResult.RETRY for o in outcomes):
+            raise ProviderUnavailable(f"{self.name}: {outcomes[0].detail}")
         return outcomes
 
-    async def _send_one(self, m: OutboundMessage) -> SendOutcome:
-        self._reference = (self._reference + 1) & 0xFFFF
-        try:
-            pdus = submit_pdus(m, self.up, self._reference)
-        except ContentError as exc:
-            return SendOutcome.rejected(m.message_id, status_err(exc.status or 0x45),
-                                        f"cannot encode for the upstream: {exc}")
-        tracked = self.correlator.track(m.message_id, len(pdus))
-        ids: list[str] = []
-        for part, pdu in enumerate(pdus):
-            status, upstream_id = await self._submit(pdu)
+    def _outcome(self, m: OutboundMessage, t: Tracked | SendOutcome,
+                 futures: list[asyncio.Future[tuple[int, str]]]) -> SendOutcome:
+        if isinstance(t, SendOutcome):
+            return t
+        answers = [f.result() for f in futures]
+        for part, (status, text) in enumerate(answers):
             if status == _S.ESME_ROK:
-                ids.append(upstream_id)
-                for update, key in self.correlator.sent(tracked, part, upstream_id,
-                                                        time.monotonic()):
-                    self._metric_receipts["early"].inc()
-                    self._status(update, self._held.pop(key, _Acks()), m.message_id)
                 continue
-            self.correlator.abandon(tracked)
+            self.correlator.abandon(t)
             if status in (_TIMEOUT, _UNAVAILABLE) or status in _THROTTLED:
-                return SendOutcome.retry(m.message_id, f"upstream: {upstream_id}")
+                return SendOutcome.retry(m.message_id, f"upstream: {text}")
             return SendOutcome.rejected(
                 m.message_id, status_err(status),
                 f"upstream answered 0x{status:08X} {status_name(status)}"
-                + (f" (part {part + 1} of {len(pdus)})" if len(pdus) > 1 else ""))
+                + (f" (part {part + 1} of {len(answers)})" if len(answers) > 1 else ""))
+        ids = [text for _, text in answers]
         detail = f"upstream id {ids[0]}" if len(ids) == 1 else f"upstream ids {','.join(ids)}"
-        return SendOutcome.accepted(m.message_id, tracked.provider_id, parts=len(pdus),
+        return SendOutcome.accepted(m.message_id, t.provider_id, parts=len(ids),
                                     detail=detail)
 
     async def poll(self, provider_ids: Sequence[str]) -> list[StatusUpdate]:
@@ -245,11 +258,12 @@ class SmppProvider:
     def _senders(self) -> list[Link]:
         return [lk for lk in self.links if lk.kind is not CL.BindKind.RECEIVER]
 
-    def _submit(self, pdu: P.SubmitSm) -> asyncio.Future[tuple[int, str]]:
+    def _submit(self, pdu: P.SubmitSm, tracked: Tracked, part: int
+                ) -> asyncio.Future[tuple[int, str]]:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[tuple[int, str]] = loop.create_future()
-        self._queue.append(_Job(pdu, future, time.monotonic() + self.settings.timeout))
-        self._kick()
+        self._queue.append(_Job(pdu, future, time.monotonic() + self.settings.timeout,
+                                tracked, part))
         return future
 
     def _kick(self) -> None:
@@ -323,6 +337,11 @@ class SmppProvider:
         else:
             if event.status == _S.ESME_ROK:
                 self._throttle_delay = _THROTTLE_PAUSE
+                t = job.tracked
+                for update, key in self.correlator.sent(t, job.part, event.message_id,
+                                                        time.monotonic()):
+                    self._metric_receipts["early"].inc()
+                    self._status(update, self._held.pop(key, _Acks()), t.message_id)
             job.future.set_result((event.status, event.message_id))
         self._kick()
 

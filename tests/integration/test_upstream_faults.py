@@ -1,0 +1,193 @@
+"""The smpp provider against a scripted upstream (tests/integration/upstream_fake.py):
+receipts before submit_sm_resp, 0x58/0x14 retried, other errors final with err:,
+receipts for unknown ids, garbage, and a drop with a full window."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from collections.abc import AsyncIterator
+
+import pytest
+
+from smppbridge.node.node import Node
+from smppbridge.observability.metrics import METRICS
+from smppbridge.providers.smpp.provider import SmppProvider
+from smppbridge.smpp import pdu as P
+from smppbridge.smpp.constants import CommandStatus
+from smppbridge.smpp.receipts import Stat
+from tests.integration.conftest import OpenPeer, Peer, StartNode, answer_unasked, build_config
+from tests.integration.test_upstream_smpp import forwarding_provider
+from tests.integration.upstream_fake import FakeSmsc, Upstream, deliver
+
+pytestmark = pytest.mark.integration
+WAIT = 15.0
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSmsc]:
+    smsc = FakeSmsc()
+    await smsc.start()
+    yield smsc
+    await smsc.close()
+
+
+async def node_to(start_node: StartNode, smsc: FakeSmsc, **keys: object) -> Node:
+    port = smsc._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    node = await start_node(config=build_config(
+        accounts=[{"system_id": "demo", "password": "demo", "providers": ["up"]}],
+        extra=forwarding_provider(port, **keys)), content_pipeline=True)
+    provider = node.providers["up"]
+    assert isinstance(provider, SmppProvider)
+    async with asyncio.timeout(5):
+        await provider._bound.wait()
+    return node
+
+
+async def send(peer: Peer, count: int, prefix: str = "m") -> list[str]:
+    ids = []
+    for i in range(count):
+        resp = await peer.request(P.SubmitSm(source_addr="Shop", destination_addr=f"7900{i:07d}",
+                                             short_message=f"{prefix} {i}".encode(),
+                                             registered_delivery=1))
+        assert resp.command_status == CommandStatus.ESME_ROK
+        assert isinstance(resp, P.SubmitSmResp)
+        ids.append(resp.message_id)
+    return ids
+
+
+async def receipts_for(peer: Peer, ids: list[str]) -> dict[str, dict[str, str]]:
+    got: list[dict[str, str]] = []
+    async with asyncio.timeout(WAIT):
+        while not set(ids) <= {r["id"] for r in got}:
+            answer_unasked(peer, await peer.read(timeout=WAIT), got)
+    return {r["id"]: r for r in got}
+
+
+async def bound_peer(node: Node, open_peer: OpenPeer) -> Peer:
+    peer = await open_peer(node.smpp.addresses["smpp"])
+    assert (await peer.bind()).command_status == CommandStatus.ESME_ROK
+    return peer
+
+
+def counter(name: str, **labels: str) -> float:
+    value = METRICS.registry.get_sample_value(name, labels)
+    return value or 0.0
+
+
+async def test_a_receipt_before_its_submit_sm_resp_is_kept_and_matched(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    def early(up: Upstream, submit: P.SubmitSm) -> None:
+        mid = up.smsc.next_id()
+        up.receipt(submit, mid)  # the receipt first, as some upstreams do
+        up.answer(submit, 0, mid)
+    fake.behaviour = early
+    before = counter("smppbridge_upstream_receipts_total", provider="up", result="early")
+    node = await node_to(start_node, fake)
+    peer = await bound_peer(node, open_peer)
+    ids = await send(peer, 3)
+    got = await receipts_for(peer, ids)
+    assert {got[i]["stat"] for i in ids} == {"DELIVRD"}
+    assert counter("smppbridge_upstream_receipts_total", provider="up",
+                   result="early") - before == 3
+    await fake.until(lambda: len(fake.receipt_answers) >= 3)
+    assert set(fake.receipt_answers) == {0}
+
+
+async def test_throttled_and_queue_full_answers_back_off_and_are_sent_again(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    refusals = [CommandStatus.ESME_RTHROTTLED, CommandStatus.ESME_RMSGQFUL]
+
+    def busy(up: Upstream, submit: P.SubmitSm) -> None:
+        if refusals:
+            up.answer(submit, refusals.pop(0))
+            return
+        deliver(up, submit)
+    fake.behaviour = busy
+    node = await node_to(start_node, fake)
+    peer = await bound_peer(node, open_peer)
+    ids = await send(peer, 1)
+    got = await receipts_for(peer, ids)
+    assert got[ids[0]]["stat"] == "DELIVRD"
+    assert len(fake.submits) == 3  # throttled, queue full, then taken
+
+
+async def test_other_upstream_errors_are_final_with_their_status_in_err(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    fake.behaviour = lambda up, submit: up.answer(submit, CommandStatus.ESME_RINVDSTADR)
+    node = await node_to(start_node, fake)
+    peer = await bound_peer(node, open_peer)
+    ids = await send(peer, 1)
+    got = await receipts_for(peer, ids)
+    assert got[ids[0]]["stat"] == "REJECTD"
+    assert got[ids[0]]["err"] == "011"  # ESME_RINVDSTADR 0x0B
+    assert len(fake.submits) == 1  # not retried
+
+
+async def test_a_receipt_for_an_unknown_id_is_counted_and_the_session_carries_on(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    node = await node_to(start_node, fake, early_receipt_ttl=0.2)
+    before = counter("smppbridge_upstream_receipts_total", provider="up", result="unmatched")
+    up = fake.connections[-1]
+    stray = P.SubmitSm(source_addr="x", destination_addr="y", short_message=b"stray")
+    up.receipt(stray, "DEADBEEF", Stat.UNDELIV, 1)
+    await fake.until(lambda: len(fake.receipt_answers) >= 1)
+    assert fake.receipt_answers == [0]  # answered, after the store lookup found nothing
+    assert counter("smppbridge_upstream_receipts_total", provider="up",
+                   result="unmatched") - before == 1
+    peer = await bound_peer(node, open_peer)
+    ids = await send(peer, 2)
+    got = await receipts_for(peer, ids)
+    assert {got[i]["stat"] for i in ids} == {"DELIVRD"}
+    assert fake.binds == 1  # the same session throughout
+
+
+async def test_garbage_from_the_upstream_drops_the_session_which_comes_back(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    sent_garbage = False
+
+    def garbage_once(up: Upstream, submit: P.SubmitSm) -> None:
+        nonlocal sent_garbage
+        if not sent_garbage:
+            sent_garbage = True
+            up.writer.write(struct.pack(">IIII", 7, 0x80000004, 0, submit.sequence_number))
+            return
+        deliver(up, submit)
+    fake.behaviour = garbage_once
+    before = counter("smppbridge_upstream_session_errors_total", provider="up",
+                     reason="garbage")
+    node = await node_to(start_node, fake)
+    peer = await bound_peer(node, open_peer)
+    ids = await send(peer, 2)
+    got = await receipts_for(peer, ids)
+    assert {got[i]["stat"] for i in ids} == {"DELIVRD"}
+    assert fake.binds >= 2
+    assert counter("smppbridge_upstream_session_errors_total", provider="up",
+                   reason="garbage") - before == 1
+
+
+async def test_an_upstream_drop_with_a_full_window_loses_nothing(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    window = 5
+    held: list[P.SubmitSm] = []
+    first = True
+
+    def hold_then_drop(up: Upstream, submit: P.SubmitSm) -> None:
+        nonlocal first
+        if first:
+            held.append(submit)
+            if len(held) == window:
+                first = False
+                up.drop()  # the window is full and nothing was answered
+            return
+        deliver(up, submit)
+    fake.behaviour = hold_then_drop
+    node = await node_to(start_node, fake, window=window)
+    peer = await bound_peer(node, open_peer)
+    ids = await send(peer, window + 3)
+    got = await receipts_for(peer, ids)
+    assert {got[i]["stat"] for i in ids} == {"DELIVRD"}
+    texts = {s.short_message for s in fake.submits}
+    assert texts == {f"m {i}".encode() for i in range(window + 3)}
+    assert counter("smppbridge_upstream_submits_total", provider="up", session="0",
+                   status="lost") >= window
