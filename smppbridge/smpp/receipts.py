@@ -187,7 +187,8 @@ _STAT_OF_STATE = {int(state): Stat(stat) for stat, state in STATES.items()}
 _STAT_ALIASES = {"DELIVERED": Stat.DELIVRD, "UNDELIVERABLE": Stat.UNDELIV,
                  "REJECTED": Stat.REJECTD, "ACCEPTED": Stat.ACCEPTD,
                  "ENROUTE": Stat.ENROUTE, "DELETED": Stat.DELETED,
-                 "EXPIRED": Stat.EXPIRED, "UNKNOWN": Stat.UNKNOWN}
+                 "EXPIRED": Stat.EXPIRED, "UNKNOWN": Stat.UNKNOWN,
+                 **{stat.value: stat for stat in Stat}}
 
 
 @dataclass(slots=True)
