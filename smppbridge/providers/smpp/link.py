@@ -38,6 +38,11 @@ class LinkOwner(Protocol):
     def link_bound(self, link: Link) -> None: ...
 
     def link_answer(self, link: Link, event: CL.SubmitAnswered | CL.SubmitTimedOut) -> None:
+        """One answer; the provider refills the windows on :meth:`link_read`."""
+        ...
+
+    def link_read(self, link: Link) -> None:
+        """A read's events are handed over: time to refill."""
         ...
 
     def link_deliver(self, link: Link, pdu: P.DeliverSm) -> None: ...
@@ -186,14 +191,16 @@ class Link(asyncio.Protocol):
         assert self.session is not None
         self.session.submit(pdu, time.monotonic())
 
-    def answer(self, pdu: P.DeliverSm, status: int = 0) -> None:
-        """Answer a deliver_sm, if this connection is still the one it came on."""
+    def answer(self, pdu: P.DeliverSm, status: int = 0, *, flush: bool = True) -> None:
+        """Answer a deliver_sm, if this connection is still the one it came on
+        (``flush=False``: the caller flushes once after many)."""
         session = self.session
         if session is None or session.closed or self.transport is None:
             return  # the upstream sends it again on the next session
         with contextlib.suppress(Exception):
             session.answer_deliver(pdu, status)
-        self._flush()
+        if flush:
+            self._flush()
 
     def flush(self) -> None:
         self._flush()
@@ -242,6 +249,7 @@ class Link(asyncio.Protocol):
                 if self.transport is not None:
                     self.transport.close()
                 self.owner.link_closed(self, event.unanswered)
+        self.owner.link_read(self)
         self._flush()
         self._arm(session)
 

@@ -31,6 +31,16 @@ _FINAL_RECEIPT = 1
 
 
 def upstream_data_coding(message: OutboundMessage, policy: str) -> int:
+    return _coding(message, policy)[0]
+
+
+def _coding(message: OutboundMessage, policy: str) -> tuple[int, bytes | None]:
+    """(data_coding, the text encoded in it where that was already done)."""
+    dc, whole = _choose(message, policy)
+    return dc, whole
+
+
+def _choose(message: OutboundMessage, policy: str) -> tuple[int, bytes | None]:
     """The data_coding the upstream gets for ``message``.
 
     ``pass``: what the ESME sent (UCS2 if the text no longer fits it); ``gsm`` /
@@ -42,29 +52,30 @@ def upstream_data_coding(message: OutboundMessage, policy: str) -> int:
     if policy == "pass":
         dc = message.data_coding
         try:
-            encode_text(text, dc)
+            return dc, encode_text(text, dc)
         except ContentError:
             dc = choose_data_coding(text)
-            return (_FLASH_UCS2 if dc == DataCoding.UCS2 else _FLASH_GSM) if flash else dc
-        return dc
+            return ((_FLASH_UCS2 if dc == DataCoding.UCS2 else _FLASH_GSM) if flash
+                    else dc), None
     if policy == "latin1":
         try:
-            encode_text(text, DataCoding.LATIN1)
-            return int(DataCoding.LATIN1)
+            return int(DataCoding.LATIN1), encode_text(text, DataCoding.LATIN1)
         except ContentError:
-            return _FLASH_UCS2 if flash else int(DataCoding.UCS2)
+            return (_FLASH_UCS2 if flash else int(DataCoding.UCS2)), None
     dc = choose_data_coding(text) if policy == "gsm" else int(DataCoding.UCS2)
     if flash:
-        return _FLASH_UCS2 if dc == DataCoding.UCS2 else _FLASH_GSM
-    return dc
+        return (_FLASH_UCS2 if dc == DataCoding.UCS2 else _FLASH_GSM), None
+    return dc, None
 
 
 def submit_pdus(message: OutboundMessage, s: UpstreamSettings, reference: int
                 ) -> list[P.SubmitSm]:
     """The submit_sm of ``message``: one, or one per part (``udh``: a concatenation UDH
     with 8-bit ``reference``; ``sar``: the sar_* TLVs), or one with message_payload."""
-    dc = upstream_data_coding(message, s.data_coding)
+    dc, whole = _coding(message, s.data_coding)
     text = message.content.text
+    if whole is None:
+        whole = encode_text(text, dc)
     src, dst = message.source, message.destination
 
     def pdu(short_message: bytes, esm_class: int = 0,
@@ -80,14 +91,11 @@ def submit_pdus(message: OutboundMessage, s: UpstreamSettings, reference: int
             registered_delivery=_FINAL_RECEIPT, data_coding=dc,
             short_message=short_message, tlvs=tlvs)
 
-    if s.long_messages == "payload":
-        whole = encode_text(text, dc)
-        if len(whole) > _single_limit(dc):
-            return [pdu(b"", tlvs=(P.Tlv(Tag.MESSAGE_PAYLOAD, whole),))]
+    if len(whole) <= _single_limit(dc):
         return [pdu(whole)]
+    if s.long_messages == "payload":
+        return [pdu(b"", tlvs=(P.Tlv(Tag.MESSAGE_PAYLOAD, whole),))]
     parts = split_text(text, dc)
-    if len(parts) == 1:
-        return [pdu(parts[0])]
     total = len(parts)
     ref = reference & 0xFF
     if s.long_messages == "sar":

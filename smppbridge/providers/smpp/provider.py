@@ -343,6 +343,8 @@ class SmppProvider:
                     self._metric_receipts["early"].inc()
                     self._status(update, self._held.pop(key, _Acks()), t.message_id)
             job.future.set_result((event.status, event.message_id))
+
+    def link_read(self, link: Link) -> None:
         self._kick()
 
     def link_closed(self, link: Link, unanswered: tuple[P.SubmitSm, ...]) -> None:
@@ -429,9 +431,13 @@ class SmppProvider:
             except Exception:
                 status = int(_S.ESME_RX_T_APPN)
                 _log.exception("upstream.receipts_failed", provider=self.name)
+        touched: dict[int, Link] = {}
         for _, acks in batch:
             for link, pdu in acks.items:
-                link.answer(pdu, status)
+                link.answer(pdu, status, flush=False)
+                touched[id(link)] = link
+        for link in touched.values():
+            link.flush()
 
     async def _sweep(self) -> None:
         """Held receipts past their time go to the store lookup; queued parts past
