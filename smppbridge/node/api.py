@@ -48,9 +48,11 @@ from smppbridge.node.models import (
     StatsBody,
     TimelineItem,
     UnbindBody,
+    UpstreamSessionItem,
     iso,
 )
 from smppbridge.node.stats import NodeStats, percentile, recent
+from smppbridge.providers.smpp.provider import SmppProvider
 from smppbridge.server.listener import SmppServer
 from smppbridge.smpp.receipts import Stat
 
@@ -433,8 +435,19 @@ def _providers(ctx: ApiContext) -> list[ProviderItem]:
             latency_p99_ms=None if p99 is None else round(p99 * 1000, 1),
             balance=balance[0] if balance else None,
             balance_currency=balance[1] if balance else None,
-            balance_at=iso(balance[2]) if balance else None))
+            balance_at=iso(balance[2]) if balance else None,
+            upstream_sessions=_upstream_sessions(runner.provider)))
     return items
+
+
+def _upstream_sessions(provider: object) -> list[UpstreamSessionItem] | None:
+    if not isinstance(provider, SmppProvider):
+        return None
+    return [UpstreamSessionItem(
+        session=s["session"], bind=s["bind"], state=s["state"],
+        since=iso(s["since"]) if s["since"] else None, window_in_use=s["window_in_use"],
+        window=s["window"], reconnects=s["reconnects"], last_error=s["last_error"])
+        for s in provider.sessions()]
 
 
 def _add_errors(app: FastAPI) -> None:

@@ -8,6 +8,7 @@ import asyncio
 import struct
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 
 from smppbridge.node.node import Node
@@ -16,7 +17,14 @@ from smppbridge.providers.smpp.provider import SmppProvider
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.smpp.receipts import Stat
-from tests.integration.conftest import OpenPeer, Peer, StartNode, answer_unasked, build_config
+from tests.integration.conftest import (
+    OpenPeer,
+    Peer,
+    StartNode,
+    answer_unasked,
+    build_config,
+    config_toml,
+)
 from tests.integration.test_upstream_smpp import forwarding_provider
 from tests.integration.upstream_fake import FakeSmsc, Upstream, deliver
 
@@ -191,3 +199,34 @@ async def test_an_upstream_drop_with_a_full_window_loses_nothing(
     assert texts == {f"m {i}".encode() for i in range(window + 3)}
     assert counter("smppbridge_upstream_submits_total", provider="up", session="0",
                    status="lost") >= window
+
+
+async def test_the_operator_api_and_metrics_show_each_upstream_session(
+        start_node: StartNode, fake: FakeSmsc) -> None:
+    port = fake._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    toml = config_toml(accounts=[{"system_id": "demo", "password": "demo",
+                                  "providers": ["up"]}],
+                       extra=forwarding_provider(port, binds=2, window=7))
+    toml = toml.replace('[http]\nlisten = ""', '[http]\nlisten = "127.0.0.1:0"\n'
+                        'admin_tokens = ["t0ken-for-the-tests-only"]')
+    from smppbridge.config import parse_config
+    node = await start_node(config=parse_config(toml, source="<test>", env={}),
+                            content_pipeline=True)
+    await fake.until(lambda: fake.binds == 2)
+    assert node.http_address is not None
+    host, http_port = node.http_address
+    async with httpx.AsyncClient(base_url=f"http://{host}:{http_port}", timeout=5) as client:
+        async def sessions() -> list[dict[str, object]]:
+            r = await client.get("/api/v1/providers",
+                                 headers={"authorization": "Bearer t0ken-for-the-tests-only"})
+            assert r.status_code == 200
+            (item,) = r.json()
+            assert item["type"] == "smpp"
+            return list(item["upstream_sessions"])
+        async with asyncio.timeout(5):
+            while [s["state"] for s in await sessions()] != ["bound", "bound"]:
+                await asyncio.sleep(0.05)
+        got = await sessions()
+    assert [(s["session"], s["bind"], s["window"]) for s in got] == [
+        ("0", "transceiver", 7), ("1", "transceiver", 7)]
+    assert counter("smppbridge_upstream_binds_up", provider="up", session="1") == 1
