@@ -7,7 +7,9 @@ from typing import TYPE_CHECKING
 
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import DataCoding, EsmClass, Tag
+from smppbridge.smpp.times import relative_smpp_time
 from smppbridge.text.concat import concat_udh, split_text
+from smppbridge.text.content import Kind
 from smppbridge.text.encoding import (
     Alphabet,
     ContentError,
@@ -28,6 +30,8 @@ _FLASH_UCS2 = 0x18
 _UDHI = int(EsmClass.UDHI)
 #: registered_delivery: always ask the upstream for the final receipt (our statuses)
 _FINAL_RECEIPT = 1
+#: protocol_id of a silent SMS (TP-PID "Short Message Type 0")
+_SILENT = 0x40
 
 
 def upstream_data_coding(message: OutboundMessage, policy: str) -> int:
@@ -68,11 +72,19 @@ def _choose(message: OutboundMessage, policy: str) -> tuple[int, bytes | None]:
     return dc, None
 
 
-def submit_pdus(message: OutboundMessage, s: UpstreamSettings, reference: int
-                ) -> list[P.SubmitSm]:
+def submit_pdus(message: OutboundMessage, s: UpstreamSettings, reference: int,
+                now: float = 0.0) -> list[P.SubmitSm]:
     """The submit_sm of ``message``: one, or one per part (``udh``: a concatenation UDH
-    with 8-bit ``reference``; ``sar``: the sar_* TLVs), or one with message_payload."""
+    with 8-bit ``reference``; ``sar``: the sar_* TLVs), or one with message_payload.
+
+    ``now`` is steady time (core.clock), the timeline of ``expire_at``: what is left of
+    the message's validity goes upstream as a relative validity_period. A ping (silent
+    SMS) goes with protocol_id 0x40 (GSM 03.40 §9.2.3.9, "Short Message Type 0")."""
     dc, whole = _coding(message, s.data_coding)
+    validity = ""
+    if message.expire_at is not None and now:
+        validity = relative_smpp_time(message.expire_at - now)
+    protocol_id = _SILENT if message.content.kind is Kind.PING else 0
     text = message.content.text
     if whole is None:
         whole = encode_text(text, dc)
@@ -87,8 +99,8 @@ def submit_pdus(message: OutboundMessage, s: UpstreamSettings, reference: int
             source_addr=src.addr,
             dest_addr_ton=dst.ton if s.dest_ton is None else s.dest_ton,
             dest_addr_npi=dst.npi if s.dest_npi is None else s.dest_npi,
-            destination_addr=dst.addr, esm_class=esm_class,
-            registered_delivery=_FINAL_RECEIPT, data_coding=dc,
+            destination_addr=dst.addr, esm_class=esm_class, protocol_id=protocol_id,
+            validity_period=validity, registered_delivery=_FINAL_RECEIPT, data_coding=dc,
             short_message=short_message, tlvs=tlvs)
 
     if len(whole) <= _single_limit(dc):

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from smppbridge.core.clock import steady
 from smppbridge.core.errors import ProviderUnavailable, StoreUnavailable
 from smppbridge.core.outcomes import SendOutcome, SendResult, StatusUpdate
 from smppbridge.core.receipts import status_err
@@ -191,7 +192,7 @@ class SmppProvider:
             for m in messages:
                 self._reference = (self._reference + 1) & 0xFFFF
                 try:
-                    pdus = submit_pdus(m, self.up, self._reference)
+                    pdus = submit_pdus(m, self.up, self._reference, steady())
                 except ContentError as exc:
                     plans.append((m, SendOutcome.rejected(
                         m.message_id, status_err(exc.status or 0x45),

@@ -204,3 +204,16 @@ def test_ton_npi_overrides_and_a_receipt_is_always_asked_for() -> None:
     assert (pdu.source_addr_ton, pdu.source_addr_npi, pdu.dest_addr_ton,
             pdu.dest_addr_npi) == (1, 0, 1, 9)
     assert pdu.registered_delivery == 1
+
+
+def test_what_is_left_of_the_validity_goes_upstream_and_a_ping_is_silent() -> None:
+    m = message("hi")
+    m.expire_at = 1000.0 + 2 * 86400 + 3600 + 61
+    (pdu,) = submit_pdus(m, UP, 1, now=1000.0)
+    assert pdu.validity_period == "000002010101000R"
+    assert pdu.protocol_id == 0
+    ping = message("")
+    ping.content = Content(Kind.PING, "")
+    (pdu,) = submit_pdus(ping, UP, 1, now=1000.0)
+    assert pdu.protocol_id == 0x40
+    assert pdu.validity_period == ""
