@@ -6,16 +6,20 @@ receipts (docs/providers.md, The smpp provider)."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
+import trustme
 
 from smppbridge.node.node import Node
+from smppbridge.observability.metrics import METRICS
 from smppbridge.providers.smpp.provider import SmppProvider
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus
 from tests.integration.conftest import (
     OpenPeer,
     StartNode,
+    _toml_value,
     answer_unasked,
     build_config,
 )
@@ -41,7 +45,7 @@ def forwarding_provider(port: int, **keys: object) -> str:
              f"port = {port}", 'system_id = "bridge"', 'password = "pw"',
              "reconnect_backoff = 0.05", "reconnect_backoff_max = 0.2", "timeout = 5.0"]
     for key, value in keys.items():
-        lines.append(f"{key} = {value!r}".replace("'", '"'))
+        lines.append(f"{key} = {_toml_value(value)}")
     return "\n".join(lines) + "\n"
 
 
@@ -90,3 +94,55 @@ async def test_messages_go_through_an_upstream_smppbridge_and_its_receipts_come_
     assert stored is not None
     assert stored.provider == "up"
     assert stored.provider_id
+
+
+async def test_tls_to_the_upstream_checks_its_certificate_against_the_ca_file(
+        start_node: StartNode, open_peer: OpenPeer, tmp_path: Path) -> None:
+    """tls = true with tls_ca_file: node A binds to node B's TLS listener when B's
+    certificate comes from that CA, and stays unbound (connect errors counted) when it
+    does not."""
+    ca, other = trustme.CA(), trustme.CA()
+    server = ca.issue_cert("127.0.0.1")
+    cert, key = tmp_path / "b.pem", tmp_path / "b.key"
+    cert.write_bytes(b"".join(blob.bytes() for blob in server.cert_chain_pems))
+    server.private_key_pem.write_to_path(str(key))
+    good, bad = tmp_path / "ca.pem", tmp_path / "other.pem"
+    ca.cert_pem.write_to_path(str(good))
+    other.cert_pem.write_to_path(str(bad))
+    b = await start_node(config=build_config(
+        smpp={"tls_listen": "127.0.0.1:0", "tls_cert": str(cert), "tls_key": str(key)},
+        accounts=[{"system_id": "bridge", "password": "pw", "providers": ["sim"]}],
+        extra=upstream_node_config()), content_pipeline=True)
+    port = b.smpp.addresses["smpp_tls"][1]
+    a = await start_node(config=build_config(
+        accounts=[{"system_id": "demo", "password": "demo", "providers": ["up"]}],
+        extra=forwarding_provider(port, tls=True, tls_ca_file=str(good))),
+        content_pipeline=True)
+    provider = a.providers["up"]
+    assert isinstance(provider, SmppProvider)
+    async with asyncio.timeout(5):
+        await provider._bound.wait()
+    peer = await open_peer(a.smpp.addresses["smpp"])
+    assert (await peer.bind()).command_status == CommandStatus.ESME_ROK
+    _, receipts = await submit_and_collect(peer, [b"over tls"])
+    assert receipts[0]["stat"] == "DELIVRD"
+
+    before = METRICS.registry.get_sample_value(
+        "smppbridge_upstream_session_errors_total", {"provider": "distrust",
+                                                     "reason": "connect"}) or 0.0
+    c = await start_node(config=build_config(
+        accounts=[{"system_id": "demo", "password": "demo", "providers": ["distrust"]}],
+        extra=forwarding_provider(port, tls=True, tls_ca_file=str(bad)).replace(
+            'name = "up"', 'name = "distrust"')), content_pipeline=True)
+    untrusting = c.providers["distrust"]
+    assert isinstance(untrusting, SmppProvider)
+
+    async def refused() -> None:
+        while (METRICS.registry.get_sample_value(
+                "smppbridge_upstream_session_errors_total",
+                {"provider": "distrust", "reason": "connect"}) or 0.0) <= before:
+            await asyncio.sleep(0.02)
+    async with asyncio.timeout(5):
+        await refused()
+    assert not await untrusting.ready()
+    assert "CERTIFICATE_VERIFY_FAILED" in untrusting.links[0].last_error
