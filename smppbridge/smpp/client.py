@@ -18,10 +18,12 @@ What the session decides alone:
 
 What it hands to the application: :class:`Bound` / :class:`BindRefused` (the answer to
 :meth:`bind`), :class:`SubmitAnswered` (a submit_sm_resp, or a generic_nack that names
-a submit's sequence_number), :class:`SubmitTimedOut`, the SMSC's :class:`P.DeliverSm`
-requests (answer them with :meth:`answer_deliver`), and :class:`Closed` with the
-submits still in the window (:attr:`Closed.unanswered`: the upstream may or may not
-have taken them — the application sends them again, SMPP's one place for a duplicate).
+a submit's sequence_number), :class:`SubmitTimedOut`, :class:`SubmitUnreadable` (an
+answer that did not decode), the SMSC's :class:`P.DeliverSm` requests (answer them with
+:meth:`answer_deliver`), and :class:`Closed` with the submits still in the window
+(:attr:`Closed.unanswered`). After a timeout, an unreadable answer or a close, the
+upstream may or may not have taken the message: the application sends it again —
+SMPP's one place for a duplicate.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from smppbridge.smpp.constants import MAX_SEQUENCE, CommandId, CommandStatus
 from smppbridge.smpp.errors import InvalidCommandLength, LocalProtocolError, RemoteProtocolError
 
 __all__ = ["BindKind", "BindRefused", "Bound", "ClientConfig", "Closed", "EsmeSession",
-           "EsmeState", "SubmitAnswered", "SubmitTimedOut"]
+           "EsmeState", "SubmitAnswered", "SubmitTimedOut", "SubmitUnreadable"]
 
 C = CommandId
 _S = CommandStatus
@@ -112,6 +114,15 @@ class SubmitTimedOut:
 
 
 @dataclass(frozen=True, slots=True)
+class SubmitUnreadable:
+    """The answer to one of our submit_sm did not decode (``reason``): whether the SMSC
+    took the message is unknown, as after a timeout."""
+
+    request: P.SubmitSm
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Closed:
     """The session is over: why, and the submits it never answered, in send order."""
 
@@ -119,7 +130,8 @@ class Closed:
     unanswered: tuple[P.SubmitSm, ...] = field(default=())
 
 
-Event = Bound | BindRefused | SubmitAnswered | SubmitTimedOut | P.DeliverSm | Closed
+Event = (Bound | BindRefused | SubmitAnswered | SubmitTimedOut | SubmitUnreadable
+         | P.DeliverSm | Closed)
 
 
 class EsmeSession:
@@ -307,11 +319,11 @@ class EsmeSession:
                                       command_status=_S.ESME_RINVCMDID))
             return
         if cls.command_id.is_response:
-            # A garbled answer to one of ours: the submit it names is answered with the
-            # error (not retried blindly), anything else is dropped.
+            # A garbled answer to one of ours: the submit it names is reported as
+            # unreadable (taken or not, nobody knows); anything else is dropped.
             submit = self._submits.pop(exc.sequence_number, None)
             if submit is not None:
-                self._events.append(SubmitAnswered(submit[0], status, ""))
+                self._events.append(SubmitUnreadable(submit[0], str(exc)))
             else:
                 self.stray_responses += 1
             return

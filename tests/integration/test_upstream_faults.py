@@ -174,6 +174,29 @@ async def test_garbage_from_the_upstream_drops_the_session_which_comes_back(
                    reason="garbage") - before == 1
 
 
+async def test_an_unreadable_submit_sm_resp_leaves_the_message_to_be_sent_again(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    garbled = False
+
+    def garble_once(up: Upstream, submit: P.SubmitSm) -> None:
+        nonlocal garbled
+        if not garbled:
+            garbled = True
+            # a message_id without its NUL: the body cannot be read
+            up.writer.write(struct.pack(">IIII", 18, 0x80000004, 0,
+                                        submit.sequence_number) + b"ab")
+            return
+        deliver(up, submit)
+    fake.behaviour = garble_once
+    node = await node_to(start_node, fake, backoff=0.05)
+    peer = await bound_peer(node, open_peer)
+    ids = await send(peer, 1)
+    got = await receipts_for(peer, ids)
+    assert got[ids[0]]["stat"] == "DELIVRD"
+    assert [s.short_message for s in fake.submits] == [b"m 0", b"m 0"]
+    assert fake.binds == 1  # the session survived it
+
+
 async def test_an_upstream_drop_with_a_full_window_loses_nothing(
         start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
     window = 5

@@ -37,7 +37,8 @@ class LinkOwner(Protocol):
 
     def link_bound(self, link: Link) -> None: ...
 
-    def link_answer(self, link: Link, event: CL.SubmitAnswered | CL.SubmitTimedOut) -> None:
+    def link_answer(self, link: Link, event: CL.SubmitAnswered | CL.SubmitTimedOut
+                    | CL.SubmitUnreadable) -> None:
         """One answer; the provider refills the windows on :meth:`link_read`."""
         ...
 
@@ -212,13 +213,15 @@ class Link(asyncio.Protocol):
             event = session.next_event()
             if event is None:
                 break
-            if isinstance(event, CL.SubmitAnswered | CL.SubmitTimedOut):
-                key = event.status if isinstance(event, CL.SubmitAnswered) else -1
+            if isinstance(event, CL.SubmitAnswered | CL.SubmitTimedOut
+                          | CL.SubmitUnreadable):
+                key = (event.status if isinstance(event, CL.SubmitAnswered)
+                       else -1 if isinstance(event, CL.SubmitTimedOut) else -2)
                 counter = self._answers.get(key)
                 if counter is None:
                     counter = self._answers[key] = METRICS.upstream_submits.labels(
                         self.provider, self.label, status_name(key) if key >= 0
-                        else "timeout")
+                        else "timeout" if key == -1 else "unreadable")
                 counter.inc()
                 self.owner.link_answer(self, event)
             elif isinstance(event, P.DeliverSm):

@@ -319,12 +319,15 @@ class SmppProvider:
             self._bound.set()
         self._kick()
 
-    def link_answer(self, link: Link, event: CL.SubmitAnswered | CL.SubmitTimedOut) -> None:
+    def link_answer(self, link: Link, event: CL.SubmitAnswered | CL.SubmitTimedOut
+                    | CL.SubmitUnreadable) -> None:
         job = self._inflight.pop(id(event.request), None)
         if job is None or job.future.done():
             return
         if isinstance(event, CL.SubmitTimedOut):
             job.future.set_result((_TIMEOUT, "no submit_sm_resp in time"))
+        elif isinstance(event, CL.SubmitUnreadable):
+            job.future.set_result((_TIMEOUT, f"unreadable submit_sm_resp: {event.reason}"))
         elif event.status in _THROTTLED:
             if job.attempts > self.up.throttle_retries:
                 job.future.set_result((event.status, f"{status_name(event.status)} "
