@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -28,6 +28,7 @@ from smppbridge.config import Config
 from smppbridge.core.clock import CLOCK, Clock, StepWatch
 from smppbridge.core.cluster import BindInfo
 from smppbridge.core.errors import StoreUnavailable
+from smppbridge.core.outcomes import StatusUpdate
 from smppbridge.core.ports import Provider, Store, SubmitHandler
 from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.records import DeliveryState, PartRecord
@@ -233,7 +234,17 @@ class Node:
         """An smpp provider opens its upstream sessions; their receipts reach the
         pipeline as statuses (the webhook path's ``on_statuses``)."""
         if isinstance(provider, SmppProvider):
-            provider.start(self.pipeline.on_statuses)
+            provider.start(self._pushed_statuses)
+
+    async def _pushed_statuses(self, provider: str, updates: Sequence[StatusUpdate]) -> None:
+        """Statuses a provider pushes (an smpp provider's receipts): the webhook path —
+        the pipeline, then the poller stops waiting for the messages made final (after
+        the pipeline, which holds a status until its message is written as sent, and
+        so followed)."""
+        await self.pipeline.on_statuses(provider, updates)
+        for update in updates:
+            if update.final:
+                self.poller.forget(provider, update.provider_id)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``coro`` as a task of the node (cancelled at stop; a crash is logged)."""

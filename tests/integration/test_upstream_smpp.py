@@ -93,6 +93,10 @@ async def test_messages_go_through_an_upstream_smppbridge_and_its_receipts_come_
     stored = await a.store.find(ids[0])
     assert stored is not None
     assert stored.provider == "up"
+    # final by receipt: the status poller no longer waits for their deadline
+    async with asyncio.timeout(5):
+        while any(key[0] == "up" for key in a.poller._items):
+            await asyncio.sleep(0.01)
     assert stored.provider_id
 
 
