@@ -7,10 +7,12 @@ from __future__ import annotations
 import asyncio
 import struct
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
 
+from smppbridge.config import load_config
 from smppbridge.node.node import Node
 from smppbridge.observability.metrics import METRICS
 from smppbridge.providers.smpp.provider import SmppProvider
@@ -253,3 +255,38 @@ async def test_the_operator_api_and_metrics_show_each_upstream_session(
     assert [(s["session"], s["bind"], s["window"]) for s in got] == [
         ("0", "transceiver", 7), ("1", "transceiver", 7)]
     assert counter("smppbridge_upstream_binds_up", provider="up", session="1") == 1
+
+
+async def test_a_reload_that_changes_an_smpp_provider_binds_the_new_one_and_unbinds_the_old(
+        tmp_path: Path, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    port = fake._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    path = tmp_path / "node.toml"
+
+    def write(window: int) -> None:
+        path.write_text(config_toml(
+            accounts=[{"system_id": "demo", "password": "demo", "providers": ["up"]}],
+            extra=forwarding_provider(port, window=window)))
+    write(5)
+    node = Node(load_config(str(path), env={}), str(path))
+    await node.start()
+    try:
+        old = node.providers["up"]
+        assert isinstance(old, SmppProvider)
+        async with asyncio.timeout(5):
+            await old._bound.wait()
+        write(6)
+        assert node.reload()
+        new = node.providers["up"]
+        assert isinstance(new, SmppProvider)
+        assert new is not old
+        async with asyncio.timeout(5):
+            await new._bound.wait()
+            while await old.ready():  # the retired one unbinds
+                await asyncio.sleep(0.01)
+        assert new.up.window == 6
+        peer = await bound_peer(node, open_peer)
+        ids = await send(peer, 1)
+        got = await receipts_for(peer, ids)
+        assert got[ids[0]]["stat"] == "DELIVRD"
+    finally:
+        await node.stop()
