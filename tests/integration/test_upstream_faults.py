@@ -290,3 +290,21 @@ async def test_a_reload_that_changes_an_smpp_provider_binds_the_new_one_and_unbi
         assert got[ids[0]]["stat"] == "DELIVRD"
     finally:
         await node.stop()
+
+
+async def test_throughput_paces_submit_sm_over_all_sessions(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    """throughput = 40 over 2 sessions: 20 messages reach the upstream over at least
+    (20 - burst) / 40 s, the burst being a twentieth of a second's worth (2)."""
+    arrivals: list[float] = []
+
+    def timed(up: Upstream, submit: P.SubmitSm) -> None:
+        arrivals.append(asyncio.get_running_loop().time())
+        deliver(up, submit)
+    fake.behaviour = timed
+    node = await node_to(start_node, fake, binds=2, throughput=40.0)
+    peer = await bound_peer(node, open_peer)
+    ids = await send(peer, 20)
+    await receipts_for(peer, ids)
+    assert len(arrivals) == 20
+    assert arrivals[-1] - arrivals[0] >= (20 - 2 - 1) / 40

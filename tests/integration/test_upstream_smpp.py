@@ -150,3 +150,22 @@ async def test_tls_to_the_upstream_checks_its_certificate_against_the_ca_file(
         await refused()
     assert not await untrusting.ready()
     assert "CERTIFICATE_VERIFY_FAILED" in untrusting.links[0].last_error
+
+
+async def test_transmitter_plus_receiver_sends_on_one_and_takes_receipts_on_the_other(
+        start_node: StartNode, open_peer: OpenPeer) -> None:
+    """bind = "transmitter+receiver": each session is a transmitter (submits) and a
+    receiver (receipts) at the upstream, which delivers the receipts to the receiver."""
+    a, b = await two_nodes(start_node, bind="transmitter+receiver")
+    provider = a.providers["up"]
+    assert isinstance(provider, SmppProvider)
+    async with asyncio.timeout(5):
+        while not all(link.bound for link in provider.links):
+            await asyncio.sleep(0.01)
+    kinds = sorted(info.bind_type for info in b.local_binds())
+    assert kinds == ["receiver", "transmitter"]
+    peer = await open_peer(a.smpp.addresses["smpp"])
+    assert (await peer.bind()).command_status == CommandStatus.ESME_ROK
+    ids, receipts = await submit_and_collect(peer, [b"split binds 1", b"split binds 2"])
+    assert {r["stat"] for r in receipts if r["id"] in ids} == {"DELIVRD"}
+    assert [s["session"] for s in provider.sessions()] == ["0", "0rx"]
