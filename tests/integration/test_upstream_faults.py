@@ -308,3 +308,33 @@ async def test_throughput_paces_submit_sm_over_all_sessions(
     await receipts_for(peer, ids)
     assert len(arrivals) == 20
     assert arrivals[-1] - arrivals[0] >= (20 - 2 - 1) / 40
+
+
+async def test_a_receipt_that_names_no_id_is_counted_answered_and_harmless(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    node = await node_to(start_node, fake)
+    before = counter("smppbridge_upstream_receipts_total", provider="up", result="invalid")
+    up = fake.connections[-1]
+    up.send(P.DeliverSm(sequence_number=4242, esm_class=4, short_message=b"\xff garbage"))
+    await fake.until(lambda: len(fake.receipt_answers) >= 1)
+    assert fake.receipt_answers == [0]
+    assert counter("smppbridge_upstream_receipts_total", provider="up",
+                   result="invalid") - before == 1
+    peer = await bound_peer(node, open_peer)
+    ids = await send(peer, 1)
+    assert (await receipts_for(peer, ids))[ids[0]]["stat"] == "DELIVRD"
+    assert fake.binds == 1
+
+
+async def test_a_deliver_sm_that_is_not_a_receipt_is_counted_and_acknowledged(
+        start_node: StartNode, fake: FakeSmsc) -> None:
+    """Mobile-originated deliver_sm are not routed yet (issue 19 part 2): acknowledged
+    so the upstream does not resend them forever, and counted."""
+    await node_to(start_node, fake)
+    before = counter("smppbridge_upstream_deliver_sm_total", provider="up")
+    up = fake.connections[-1]
+    up.send(P.DeliverSm(sequence_number=4343, source_addr="79001234567",
+                        destination_addr="1234", short_message=b"STOP"))
+    await fake.until(lambda: len(fake.receipt_answers) >= 1)
+    assert fake.receipt_answers == [0]
+    assert counter("smppbridge_upstream_deliver_sm_total", provider="up") - before == 1

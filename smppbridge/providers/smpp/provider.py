@@ -135,6 +135,9 @@ class SmppProvider:
         # statuses of messages whose send() has not returned yet
         self._sending: dict[str, list[tuple[StatusUpdate | None, _Acks]]] = {}
         self._reference = 0
+        #: receipts that named no id or status since the last sweep, and one of them
+        self._invalid = 0
+        self._invalid_sample = ""
         self._metric_receipts = {r: METRICS.upstream_receipts.labels(self.name, r)
                                  for r in ("matched", "early", "unmatched", "invalid")}
         self._metric_mo = METRICS.upstream_deliveries.labels(self.name)
@@ -369,9 +372,11 @@ class SmppProvider:
             return
         receipt = read_receipt(pdu)
         if receipt is None:
+            # Logged once a sweep with the count and one sample, never per receipt.
             self._metric_receipts["invalid"].inc()
-            _log.warning("upstream.receipt_invalid", provider=self.name,
-                         session=link.label, text=pdu.short_message[:80].decode("latin-1"))
+            if not self._invalid:
+                self._invalid_sample = pdu.short_message[:80].decode("latin-1")
+            self._invalid += 1
             link.answer(pdu)
             return
         update = self.correlator.receipt(receipt, time.monotonic())
@@ -449,6 +454,11 @@ class SmppProvider:
         while True:
             await asyncio.sleep(_SWEEP)
             now = time.monotonic()
+            if self._invalid:
+                _log.warning("upstream.receipts_invalid", provider=self.name,
+                             count=self._invalid, sample=self._invalid_sample,
+                             action="answered ESME_ROK, no status read")
+                self._invalid = 0
             expired = self.correlator.expire(now)
             if expired:
                 self._metric_receipts["unmatched"].inc(len(expired))
