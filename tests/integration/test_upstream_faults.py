@@ -338,3 +338,29 @@ async def test_a_deliver_sm_that_is_not_a_receipt_is_counted_and_acknowledged(
     await fake.until(lambda: len(fake.receipt_answers) >= 1)
     assert fake.receipt_answers == [0]
     assert counter("smppbridge_upstream_deliver_sm_total", provider="up") - before == 1
+
+
+async def test_a_long_message_goes_up_in_parts_and_is_final_when_every_part_is(
+        start_node: StartNode, open_peer: OpenPeer, fake: FakeSmsc) -> None:
+    """Two UCS2 parts from the ESME (UDH), reassembled by the node, go upstream as two
+    UDH parts in UCS2 (data_coding pass); each part's receipt comes back; the ESME gets
+    a receipt for each of its parts once both are in."""
+    node = await node_to(start_node, fake)
+    peer = await bound_peer(node, open_peer)
+    text = "привет мир " * 10  # 110 characters: two UCS2 parts
+    payload = text.encode("utf-16-be")
+    halves = [payload[:134], payload[134:]]
+    ids = []
+    for seq, half in enumerate(halves, 1):
+        resp = await peer.request(P.SubmitSm(
+            source_addr="Shop", destination_addr="79001234567", esm_class=0x40,
+            data_coding=8, registered_delivery=1,
+            short_message=bytes([5, 0, 3, 9, 2, seq]) + half))
+        assert resp.command_status == CommandStatus.ESME_ROK
+        assert isinstance(resp, P.SubmitSmResp)
+        ids.append(resp.message_id)
+    got = await receipts_for(peer, ids)
+    assert {got[i]["stat"] for i in ids} == {"DELIVRD"}
+    assert len(fake.submits) == 2
+    assert all(s.data_coding == 8 and s.esm_class & 0x40 for s in fake.submits)
+    assert b"".join(s.short_message[6:] for s in fake.submits).decode("utf-16-be") == text
