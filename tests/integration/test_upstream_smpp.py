@@ -6,6 +6,7 @@ receipts (docs/providers.md, The smpp provider)."""
 from __future__ import annotations
 
 import asyncio
+import socket
 from pathlib import Path
 
 import pytest
@@ -169,3 +170,26 @@ async def test_transmitter_plus_receiver_sends_on_one_and_takes_receipts_on_the_
     ids, receipts = await submit_and_collect(peer, [b"split binds 1", b"split binds 2"])
     assert {r["stat"] for r in receipts if r["id"] in ids} == {"DELIVRD"}
     assert [s["session"] for s in provider.sessions()] == ["0", "0rx"]
+
+
+async def test_an_upstream_that_is_down_fails_over_to_the_next_provider(
+        start_node: StartNode, open_peer: OpenPeer) -> None:
+    """Routing, failover and the breaker apply as to any provider: with no session
+    bound after connect_timeout the send fails as unavailable, the breaker counts it, and
+    the route's next provider (the simulator) delivers."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    a = await start_node(config=build_config(
+        accounts=[{"system_id": "demo", "password": "demo", "providers": ["up", "sim"]}],
+        extra=forwarding_provider(dead, connect_timeout=0.2, retries=0,
+                                  breaker_threshold=1) + upstream_node_config()),
+        content_pipeline=True)
+    peer = await open_peer(a.smpp.addresses["smpp"])
+    assert (await peer.bind()).command_status == CommandStatus.ESME_ROK
+    ids, receipts = await submit_and_collect(peer, [b"via the fallback"])
+    assert {r["stat"] for r in receipts if r["id"] in ids} == {"DELIVRD"}
+    stored = await a.store.find(ids[0])
+    assert stored is not None
+    assert stored.provider == "sim"
+    assert not a.router.runners["up"].available  # the breaker opened
