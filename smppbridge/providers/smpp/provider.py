@@ -68,6 +68,9 @@ _UNAVAILABLE = -2
 _STATUS_BATCH = 500
 _STATUS_LINGER = 0.01
 _THROTTLE_PAUSE = 0.05
+#: the pause doubles while the answers last, up to this (well under ``timeout``, the
+#: longest a part may wait for a session)
+_THROTTLE_PAUSE_MAX = 1.0
 _SWEEP = 0.25
 
 
@@ -338,8 +341,7 @@ class SmppProvider:
             else:
                 now = time.monotonic()
                 self._pause_until = max(self._pause_until, now + self._throttle_delay)
-                self._throttle_delay = min(self.settings.backoff_max or 1.0,
-                                           self._throttle_delay * 2)
+                self._throttle_delay = min(_THROTTLE_PAUSE_MAX, self._throttle_delay * 2)
                 self._queue.appendleft(job)
         else:
             if event.status == _S.ESME_ROK:
