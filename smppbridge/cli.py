@@ -86,6 +86,14 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
         return 2
     print(f"{config.source}: OK ({len(config.accounts)} accounts, "
           f"{len(config.providers)} providers)")
+    for p in config.providers:
+        up = p.upstream
+        if up is not None:  # the smpp type: which upstream, how it binds
+            print(f"  providers[{p.name}]: smpp upstream {up.host}:{up.port}"
+                  f"{' (tls)' if up.tls else ''} as {up.system_id!r}, {up.binds} "
+                  f"{up.bind} session(s), window {up.window}, throughput "
+                  f"{up.throughput:g}/s" + (" (no limit)" if not up.throughput else "")
+                  + f", data_coding {up.data_coding}, long messages {up.long_messages}")
     return 0
 
 

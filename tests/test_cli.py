@@ -22,6 +22,22 @@ def test_check_config_ok(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert "OK (1 accounts, 0 providers)" in capsys.readouterr().out
 
 
+def test_check_config_lists_each_smpp_upstream(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """An smpp provider is listed with its upstream, binds, window and policies; a
+    misspelt smpp key is named with its correction."""
+    f = tmp_path / "up.toml"
+    table = ('[[providers]]\nname = "up"\ntype = "smpp"\nhost = "smsc.example"\n'
+             'port = 2775\nsystem_id = "me"\npassword = "pw"\nbinds = 2\nwindow = 50\n')
+    f.write_text(table)
+    assert main(["check-config", str(f)]) == 0
+    assert ("providers[up]: smpp upstream smsc.example:2775 as 'me', 2 transceiver "
+            "session(s), window 50") in capsys.readouterr().out
+    f.write_text(table.replace("window = 50", "windw = 50"))
+    assert main(["check-config", str(f)]) == 2
+    assert "providers[up].windw: unknown key (did you mean window?)" in capsys.readouterr().err
+
+
 def test_check_config_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """An invalid file exits 2 and prints the key and the problem."""
     f = tmp_path / "bad.toml"

@@ -77,7 +77,8 @@ class SendOutcome:
     provider_id: str = ""
     parts: int = 1
     stat: Stat = Stat.ACCEPTD
-    err: Err = Err.OK
+    #: an :class:`Err`, or (smpp provider) the upstream's command_status as 3 digits
+    err: int = Err.OK
     detail: str = ""
     provider: str = ""
 
@@ -87,7 +88,7 @@ class SendOutcome:
         return cls(message_id, SendResult.ACCEPTED, provider_id, parts, detail=detail)
 
     @classmethod
-    def rejected(cls, message_id: str, err: Err, detail: str = "",
+    def rejected(cls, message_id: str, err: int, detail: str = "",
                  stat: Stat = Stat.REJECTD) -> SendOutcome:
         return cls(message_id, SendResult.REJECTED, stat=stat, err=err, detail=detail)
 
@@ -134,7 +135,8 @@ class StatusUpdate:
 
     provider_id: str
     stat: Stat
-    err: Err = Err.OK
+    #: an :class:`Err`, or (smpp provider) the err: digits of the upstream's receipt
+    err: int = Err.OK
     detail: str = ""
     done_at: float | None = None
     message_id: str = ""

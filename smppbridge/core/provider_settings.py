@@ -15,10 +15,54 @@ from typing import Any
 from smppbridge.core.net import IpNetwork
 from smppbridge.text.content import Kind
 
-__all__ = ["SMSFLY_MAX_TTL_MINUTES", "ProviderSettings"]
+__all__ = ["SMSFLY_MAX_TTL_MINUTES", "ProviderSettings", "UpstreamSettings"]
 
 #: SMS-fly's ``ttl`` takes 1..1440 minutes
 SMSFLY_MAX_TTL_MINUTES = 1440
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamSettings:
+    """The ``smpp`` provider type's own keys: the upstream SMSC we bind to as an ESME
+    (docs/providers.md, The smpp provider). The password is
+    :attr:`ProviderSettings.password`."""
+
+    host: str
+    port: int
+    system_id: str
+    system_type: str = ""
+    #: "transceiver", or "transmitter+receiver" (two connections per session)
+    bind: str = "transceiver"
+    #: sessions (binds) kept open to the upstream
+    binds: int = 1
+    #: submit_sm outstanding per session
+    window: int = 100
+    #: submit_sm per second over all sessions; 0 = no limit
+    throughput: float = 0.0
+    #: seconds between enquire_link probes of a silent upstream
+    enquire_link: float = 30.0
+    #: reconnect backoff: first delay, doubling up to the max (seconds)
+    reconnect_backoff: float = 1.0
+    reconnect_backoff_max: float = 30.0
+    tls: bool = False
+    #: CA bundle the upstream's certificate is checked against ("": the system's)
+    tls_ca_file: str = ""
+    #: TON/NPI overrides of source and destination (None: as the ESME sent them)
+    source_ton: int | None = None
+    source_npi: int | None = None
+    dest_ton: int | None = None
+    dest_npi: int | None = None
+    #: "pass" (the ESME's data_coding), "gsm", "ucs2", "latin1"
+    data_coding: str = "pass"
+    #: "udh", "sar" (parts, each its own submit_sm) or "payload" (one message_payload)
+    long_messages: str = "udh"
+    #: receipts for ids not (yet) known are held this long for their submit_sm_resp
+    early_receipt_ttl: float = 10.0
+    #: at most this many such receipts are held
+    early_receipts: int = 100_000
+    #: answers 0x58 throttled / 0x14 queue full: tries of one part before the runner
+    #: gets it back (RETRY)
+    throttle_retries: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,3 +133,5 @@ class ProviderSettings:
     #: HTTP, XML/JSON and status work; smppbridge.providers.worker). Default: on
     #: for the HTTP types, off for the in-process simulator (cheaper than the hop)
     worker: bool = False
+    #: smpp type: the upstream SMSC (None for every other type)
+    upstream: UpstreamSettings | None = None

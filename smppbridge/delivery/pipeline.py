@@ -112,6 +112,10 @@ class Pipeline:
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
         self._in_flight: set[str] = set()
+        #: statuses of messages whose send is still in progress (a provider that pushes
+        #: receipts — the smpp type — can be faster than our write of its answer):
+        #: applied once the send's outcome is written, and their callers wait till then
+        self._early: dict[str, list[tuple[str, StatusUpdate, asyncio.Future[None]]]] = {}
         #: messages accepted by a provider and not final yet, by id (bounded)
         self._sent: OrderedDict[str, ReceiptBasis] = OrderedDict()
         self.sent_cache_size = 200_000
@@ -340,6 +344,35 @@ class Pipeline:
             for stored in batch:
                 self._in_flight.discard(stored.message.message_id)
                 self._slots.release()
+            if self._early:
+                self._release_early(batch)
+
+    def _release_early(self, batch: Sequence[StoredMessage]) -> None:
+        """Statuses that waited for these messages' send outcomes, applied now (in one
+        store operation per provider, as the messages are known as sent)."""
+        waiting = [item for stored in batch
+                   for item in self._early.pop(stored.message.message_id, ())]
+        by_provider: dict[str, list[tuple[StatusUpdate, asyncio.Future[None]]]] = {}
+        for provider, update, future in waiting:
+            by_provider.setdefault(provider, []).append((update, future))
+        for provider, items in by_provider.items():
+            task = asyncio.get_running_loop().create_task(
+                self._apply_early(provider, items))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _apply_early(self, provider: str,
+                           items: Sequence[tuple[StatusUpdate, asyncio.Future[None]]]) -> None:
+        try:
+            await self.on_statuses(provider, [u for u, _ in items])
+        except Exception as exc:
+            for _, future in items:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        for _, future in items:
+            if not future.done():
+                future.set_result(None)
 
     async def _until_stored(self, write: Callable[[], Awaitable[None]]) -> None:
         delay = 0.1
@@ -451,7 +484,14 @@ class Pipeline:
         others: list[StatusUpdate] = []
         popped: dict[str, ReceiptBasis] = {}
         since = self.timer()
+        waits: list[asyncio.Future[None]] = []
         for update in updates:
+            mid = update.message_id
+            if mid and mid in self._in_flight and mid not in self._sent:
+                future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+                self._early.setdefault(mid, []).append((provider, update, future))
+                waits.append(future)
+                continue
             message = (self._sent.pop(update.message_id, None)
                        if update.final and update.message_id else None)
             if message is None:
@@ -482,6 +522,8 @@ class Pipeline:
             self._hand_over(leased, any(f[4] for f in finals))
         if others:
             await asyncio.gather(*(self.on_status(provider, u) for u in others))
+        if waits:
+            await asyncio.gather(*waits)
 
     async def on_status(self, provider: str, update: StatusUpdate) -> None:
         """A status from polling or a webhook."""

@@ -20,9 +20,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from smppbridge import __version__
 from smppbridge.delivery.webhooks import Webhooks
 from smppbridge.http.request import HttpRequest
-from smppbridge.node.api import PREFIX, ApiContext, add_api
+from smppbridge.node.api import PREFIX, add_api
 from smppbridge.node.compat import add_compat
 from smppbridge.node.console import add_console
+from smppbridge.node.context import ApiContext
 from smppbridge.node.submit_api import add_submit_api
 from smppbridge.observability.metrics import METRICS, Metrics
 

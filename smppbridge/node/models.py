@@ -154,6 +154,20 @@ class UnbindBody(BaseModel):
     id: str
 
 
+class UpstreamSessionItem(BaseModel):
+    """One connection of an smpp provider to its upstream SMSC."""
+
+    session: str = Field(description="the session's number; a receiver of a "
+                         "transmitter+receiver pair is <n>rx")
+    bind: str = Field(description="transceiver, transmitter or receiver")
+    state: str = Field(description="bound or connecting")
+    since: str | None = Field(description="when it bound; null while connecting")
+    window_in_use: int
+    window: int
+    reconnects: int
+    last_error: str
+
+
 class ProviderItem(BaseModel):
     name: str
     type: str
@@ -167,6 +181,8 @@ class ProviderItem(BaseModel):
     balance: float | None = Field(None, description="where the provider's API has one")
     balance_currency: str | None = None
     balance_at: str | None = None
+    upstream_sessions: list[UpstreamSessionItem] | None = Field(
+        None, description="type smpp: each session to the upstream SMSC")
 
 
 class AccountItem(BaseModel):

@@ -17,7 +17,7 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -28,6 +28,7 @@ from smppbridge.config import Config
 from smppbridge.core.clock import CLOCK, Clock, StepWatch
 from smppbridge.core.cluster import BindInfo
 from smppbridge.core.errors import StoreUnavailable
+from smppbridge.core.outcomes import StatusUpdate
 from smppbridge.core.ports import Provider, Store, SubmitHandler
 from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.records import DeliveryState, PartRecord
@@ -42,8 +43,8 @@ from smppbridge.http.serve import ServedApp, serve_app
 from smppbridge.ingest.flood import MemoryFloodState
 from smppbridge.ingest.ids import IdAllocator
 from smppbridge.ingest.submit import ContentHandler
-from smppbridge.node.api import ApiContext
 from smppbridge.node.auth import ApiAuth, is_loopback
+from smppbridge.node.context import ApiContext
 from smppbridge.node.doors import SubmitDoors
 from smppbridge.node.http import build_app, build_metrics_app
 from smppbridge.node.monitor import Monitor
@@ -51,6 +52,7 @@ from smppbridge.node.parts import build_provider_for, open_store
 from smppbridge.node.reload import mark_loaded, reload
 from smppbridge.node.stats import NodeStats
 from smppbridge.observability.metrics import METRICS
+from smppbridge.providers.smpp.provider import SmppProvider
 from smppbridge.providers.worker import WorkerProvider
 from smppbridge.server.admission import BindRegistry
 from smppbridge.server.connection import SmppConnection
@@ -152,6 +154,7 @@ class Node:
         for provider in self.providers.values():
             if isinstance(provider, WorkerProvider):
                 await provider.start()  # a child that cannot start stops the node here
+            self.start_provider(provider)
         restored = await self.content.restore(await self.store.load_parts(),
                                               self._restored_context)
         if restored:
@@ -230,6 +233,22 @@ class Node:
             return False
         conn.disconnect(min(UNBIND_GRACE, self.config.smpp.response_timeout))
         return True
+
+    def start_provider(self, provider: Provider) -> None:
+        """An smpp provider opens its upstream sessions; their receipts reach the
+        pipeline as statuses (the webhook path's ``on_statuses``)."""
+        if isinstance(provider, SmppProvider):
+            provider.start(self._pushed_statuses)
+
+    async def _pushed_statuses(self, provider: str, updates: Sequence[StatusUpdate]) -> None:
+        """Statuses a provider pushes (an smpp provider's receipts): the webhook path —
+        the pipeline, then the poller stops waiting for the messages made final (after
+        the pipeline, which holds a status until its message is written as sent, and
+        so followed)."""
+        await self.pipeline.on_statuses(provider, updates)
+        for update in updates:
+            if update.final:
+                self.poller.forget(provider, update.provider_id)
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
         """Run ``coro`` as a task of the node (cancelled at stop; a crash is logged)."""

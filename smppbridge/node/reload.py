@@ -42,6 +42,10 @@ class Reloadable(Protocol):
 
     def spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None: ...
 
+    def start_provider(self, provider: Provider) -> None:
+        """Start what a new adapter runs of its own (an smpp provider's sessions)."""
+        ...
+
 
 def reload(node: Reloadable) -> bool:
     """Apply the node's config file again; False when it was refused."""
@@ -68,6 +72,7 @@ def reload(node: Reloadable) -> bool:
         if current is not None:
             retired.append(current)
         runners[name] = ProviderRunner(build_provider_for(new, s), s)
+        node.start_provider(runners[name].provider)
     # Swap in place: the poller and the webhook handler hold these very dicts.
     node.providers.clear()
     node.providers.update({n: r.provider for n, r in runners.items()})

@@ -26,8 +26,9 @@ from smppbridge.core.accounts import Account
 from smppbridge.core.idempotency import IDEMPOTENCY_TTL, IdempotentAnswer
 from smppbridge.core.message import Extra
 from smppbridge.ingest.texts import TextMessage, TextResult
-from smppbridge.node.api import PREFIX, ApiContext
+from smppbridge.node.api import PREFIX
 from smppbridge.node.auth import Refused
+from smppbridge.node.context import ApiContext
 from smppbridge.node.doors import AddressProblem, SubmitDoors, destination, source
 from smppbridge.node.submit_models import (
     MAX_BATCH,

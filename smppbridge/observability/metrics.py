@@ -88,6 +88,31 @@ class Metrics:
         self.provider_balance = Gauge("smppbridge_provider_balance",
                                       "A provider account's balance, where its API tells it",
                                       ["provider"], registry=r)
+        # The smpp provider: one label set per configured upstream session (provider
+        # name, session number 0..binds-1), statuses by name (a closed set).
+        self.upstream_binds = Gauge("smppbridge_upstream_binds_up",
+                                    "1 while an upstream SMSC session is bound",
+                                    ["provider", "session"], registry=r)
+        self.upstream_submits = Counter("smppbridge_upstream_submits",
+                                        "submit_sm sent to an upstream SMSC, by answer "
+                                        "(a status name, timeout, lost)",
+                                        ["provider", "session", "status"], registry=r)
+        self.upstream_window = Gauge("smppbridge_upstream_window_in_use",
+                                     "submit_sm waiting for the upstream's answer",
+                                     ["provider", "session"], registry=r)
+        self.upstream_receipts = Counter("smppbridge_upstream_receipts",
+                                         "Receipts from an upstream SMSC: matched, early "
+                                         "(before submit_sm_resp, then matched), "
+                                         "unmatched (handed to the store lookup), invalid",
+                                         ["provider", "result"], registry=r)
+        self.upstream_deliveries = Counter("smppbridge_upstream_deliver_sm",
+                                           "deliver_sm from an upstream SMSC that are not "
+                                           "receipts (mobile-originated; acknowledged, "
+                                           "not routed yet)", ["provider"], registry=r)
+        self.upstream_errors = Counter("smppbridge_upstream_session_errors",
+                                       "Upstream sessions lost or refused, by reason "
+                                       "(connect, bind, closed, garbage)",
+                                       ["provider", "reason"], registry=r)
         self.queue_age = Gauge("smppbridge_queue_oldest_age_seconds",
                                "Age of the oldest message waiting to be sent (0: none)",
                                registry=r)

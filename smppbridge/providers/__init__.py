@@ -37,4 +37,7 @@ def build_provider(settings: ProviderSettings, *,
     if settings.type == "simulator":
         from smppbridge.providers.simulator.provider import SimulatorProvider
         return SimulatorProvider(settings)
+    if settings.type == "smpp":
+        from smppbridge.providers.smpp.provider import SmppProvider
+        return SmppProvider(settings)
     raise ValueError(f"providers[{settings.name}].type: unknown {settings.type!r}")

@@ -17,12 +17,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from smppbridge.core.provider_settings import SMSFLY_MAX_TTL_MINUTES, ProviderSettings
+from smppbridge.core.provider_settings import (
+    SMSFLY_MAX_TTL_MINUTES,
+    ProviderSettings,
+    UpstreamSettings,
+)
 from smppbridge.text.content import Kind
 
 __all__ = ["DEFAULT_KINDS", "PROVIDER_TYPES", "parse_provider"]
 
-PROVIDER_TYPES = ("mysmpp-xml", "mysmpp-json", "smsfly", "http-json", "simulator")
+PROVIDER_TYPES = ("mysmpp-xml", "mysmpp-json", "smsfly", "http-json", "simulator", "smpp")
 
 #: What each adapter type can carry (flash is an SMS with ``Content.flash``).
 DEFAULT_KINDS: dict[str, frozenset[Kind]] = {
@@ -31,6 +35,7 @@ DEFAULT_KINDS: dict[str, frozenset[Kind]] = {
     "smsfly": frozenset({Kind.SMS, Kind.VIBER}),
     "http-json": frozenset({Kind.MAIL, Kind.CALL, Kind.SOC, Kind.MMS, Kind.HLR}),
     "simulator": frozenset(Kind),
+    "smpp": frozenset({Kind.SMS, Kind.PING}),
 }
 
 #: The endpoints the mysmpp specs give; SMS-fly and http-json have none (the URL comes
@@ -42,7 +47,7 @@ _DEFAULT_URLS = {
 #: Messages per request. mysmpp takes many ``abonent`` entries per request; SMS-fly takes
 #: one recipient, so its "batch" is the number of requests run side by side.
 _DEFAULT_BATCH = {"mysmpp-xml": 100, "mysmpp-json": 100, "smsfly": 20, "http-json": 50,
-                  "simulator": 100}
+                  "simulator": 100, "smpp": 200}
 _DEFAULT_TZ = {"mysmpp-xml": "Europe/Moscow", "mysmpp-json": "Europe/Moscow",
                "smsfly": "Europe/Kyiv"}
 _SECRETS = ("password", "token", "key", "webhook_secret", "webhook_hmac_key")
@@ -70,8 +75,41 @@ _INTEGERS: dict[str, tuple[int, int | None]] = {
     "default_ttl": (1, SMSFLY_MAX_TTL_MINUTES),
 }
 _STRINGS = ("url", "status_url", "login", "sender", "viber_sender", "timezone", "webhook_url")
+#: The smpp type's own keys (UpstreamSettings): numbers (lo, hi), integers, strings.
+_SMPP_NUMBERS: dict[str, tuple[float, float | None]] = {
+    "throughput": (0.0, 1_000_000.0),
+    "enquire_link": (0.0, 86_400.0),
+    "reconnect_backoff": (0.0, 3600.0),
+    "reconnect_backoff_max": (0.0, 86_400.0),
+    "early_receipt_ttl": (0.0, 86_400.0),
+}
+_SMPP_INTEGERS: dict[str, tuple[int, int]] = {
+    "port": (1, 65_535),
+    "binds": (1, 64),
+    "window": (1, 10_000),
+    "early_receipts": (0, 10_000_000),
+    "throttle_retries": (0, 1000),
+    "source_ton": (0, 255),
+    "source_npi": (0, 255),
+    "dest_ton": (0, 255),
+    "dest_npi": (0, 255),
+}
+#: key → (max length, allowed values or None)
+_SMPP_STRINGS: dict[str, tuple[int, tuple[str, ...] | None]] = {
+    "host": (253, None),
+    "system_id": (15, None),
+    "system_type": (12, None),
+    "bind": (20, ("transceiver", "transmitter+receiver")),
+    "data_coding": (10, ("pass", "gsm", "ucs2", "latin1")),
+    "long_messages": (10, ("udh", "sar", "payload")),
+    "tls_ca_file": (4096, None),
+}
+_SMPP_KEYS = {*_SMPP_NUMBERS, *_SMPP_INTEGERS, *_SMPP_STRINGS, "tls"}
+#: SMPP 3.4 §4.1.1: password is at most 8 octets
+_SMPP_PASSWORD_MAX = 8
+
 _KNOWN = {"name", "type", "kinds", "simulator", "webhook_networks", "worker", *_NUMBERS,
-          *_INTEGERS,
+          *_INTEGERS, *_SMPP_KEYS,
           *_STRINGS,
           *_SECRETS, *(f"{s}_env" for s in _SECRETS), *(f"{s}_file" for s in _SECRETS)}
 
@@ -96,6 +134,10 @@ def parse_provider(raw: Mapping[str, Any], *,
     if unknown:
         close = difflib.get_close_matches(unknown[0], sorted(_KNOWN), n=1)
         raise fail(unknown[0], "unknown key" + (f" (did you mean {close[0]}?)" if close else ""))
+    if ptype != "smpp":
+        misplaced = sorted(set(raw) & _SMPP_KEYS)
+        if misplaced:
+            raise fail(misplaced[0], 'only for type = "smpp"')
 
     values: dict[str, Any] = {}
     for key in _STRINGS:
@@ -156,6 +198,13 @@ def parse_provider(raw: Mapping[str, Any], *,
         values["simulator"] = dict(raw["simulator"])
 
     default_url, default_status = _DEFAULT_URLS.get(ptype, ("", ""))
+    if ptype == "smpp":
+        values["upstream"] = _upstream(raw, values, fail)
+        if values.get("worker"):
+            raise fail("worker", "the smpp type runs in the node (its sessions push "
+                       "receipts); worker = true is not supported")
+        values["worker"] = False
+        values.setdefault("poll_interval", 0.0)  # statuses come as receipts
     values.setdefault("url", default_url)
     values.setdefault("status_url", default_status)
     values.setdefault("batch_size", _DEFAULT_BATCH[ptype])
@@ -187,6 +236,56 @@ def parse_provider(raw: Mapping[str, Any], *,
         except (zoneinfo.ZoneInfoNotFoundError, ValueError):
             raise fail("timezone", f"unknown time zone {values['timezone']!r}") from None
     return ProviderSettings(name=name, type=ptype, **values)
+
+
+def _upstream(raw: Mapping[str, Any], values: Mapping[str, Any],
+              fail: Any) -> UpstreamSettings:
+    """The smpp type's keys, each checked and named."""
+    out: dict[str, Any] = {}
+    for key, (lo, hi) in _SMPP_NUMBERS.items():
+        if key in raw:
+            v = raw[key]
+            if isinstance(v, bool) or not isinstance(v, int | float):
+                raise fail(key, "expected a number")
+            if v < lo or (hi is not None and v > hi):
+                raise fail(key, f"must be at least {lo:g}" + (f" and at most {hi:g}" if hi else ""))
+            out[key] = float(v)
+    for key, (ilo, ihi) in _SMPP_INTEGERS.items():
+        if key in raw:
+            v = raw[key]
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise fail(key, "expected an integer")
+            if v < ilo or v > ihi:
+                raise fail(key, f"must be at least {ilo} and at most {ihi}")
+            out[key] = v
+    for key, (longest, allowed) in _SMPP_STRINGS.items():
+        if key in raw:
+            v = raw[key]
+            if not isinstance(v, str):
+                raise fail(key, "expected a string")
+            if allowed is not None and v not in allowed:
+                raise fail(key, f"must be one of {', '.join(allowed)}, got {v!r}")
+            if len(v) > longest:
+                raise fail(key, f"at most {longest} characters")
+            out[key] = v
+    if "tls" in raw:
+        if not isinstance(raw["tls"], bool):
+            raise fail("tls", "expected true or false")
+        out["tls"] = raw["tls"]
+    for key in ("host", "port", "system_id"):
+        if key not in out or out[key] == "":
+            raise fail(key, 'required for type = "smpp"')
+    if len(values.get("password", "")) > _SMPP_PASSWORD_MAX:
+        raise fail("password", f"at most {_SMPP_PASSWORD_MAX} characters (SMPP 3.4 §4.1.1)")
+    ca = out.get("tls_ca_file", "")
+    if ca:
+        if not out.get("tls"):
+            raise fail("tls_ca_file", "only with tls = true")
+        if not Path(ca).is_file():
+            raise fail("tls_ca_file", f"no such file: {ca!r}")
+    if out.get("reconnect_backoff_max", 30.0) < out.get("reconnect_backoff", 1.0):
+        raise fail("reconnect_backoff_max", "must be at least reconnect_backoff")
+    return UpstreamSettings(**out)
 
 
 def _networks(raw: Any, fail: Any) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:

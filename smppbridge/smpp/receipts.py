@@ -22,8 +22,9 @@ from enum import StrEnum
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import EsmClass, MessageState, Tag
 
-__all__ = ["INTERMEDIATE_STATS", "STATES", "Receipt", "Stat", "format_receipt", "parse_receipt",
-           "receipt_deliver_sm"]
+__all__ = ["INTERMEDIATE_STATS", "STATES", "Receipt", "Stat", "UpstreamReceipt",
+           "format_receipt", "id_keys", "is_receipt", "normalise_id", "parse_receipt",
+           "read_receipt", "receipt_deliver_sm"]
 
 
 class Stat(StrEnum):
@@ -176,3 +177,93 @@ def receipt_deliver_sm(r: Receipt, *, source_addr: str, source_ton: int, source_
         dest_addr_ton=dest_ton, dest_addr_npi=dest_npi, destination_addr=dest_addr,
         esm_class=_INTERMEDIATE if intermediate else _RECEIPT,
         data_coding=0, short_message=format_receipt(r).encode("ascii"), tlvs=extra)
+
+
+# --- receipts from an upstream SMSC (the ``smpp`` provider) --------------------------
+
+_RECEIPT_BITS = _RECEIPT | _INTERMEDIATE
+_STAT_OF_STATE = {int(state): Stat(stat) for stat, state in STATES.items()}
+#: stat words upstreams write that are not in Table B-2 (seen in Kannel, Jasmin)
+_STAT_ALIASES = {"DELIVERED": Stat.DELIVRD, "UNDELIVERABLE": Stat.UNDELIV,
+                 "REJECTED": Stat.REJECTD, "ACCEPTED": Stat.ACCEPTD,
+                 "ENROUTE": Stat.ENROUTE, "DELETED": Stat.DELETED,
+                 "EXPIRED": Stat.EXPIRED, "UNKNOWN": Stat.UNKNOWN,
+                 **{stat.value: stat for stat in Stat}}
+
+
+@dataclass(slots=True)
+class UpstreamReceipt:
+    """What an upstream SMSC's receipt deliver_sm says: the upstream's message id (as
+    written), the stat and the err (the text's ``err:`` digits, else the
+    network_error_code's error, else 0)."""
+
+    message_id: str
+    stat: Stat
+    err: int = 0
+
+
+def is_receipt(pdu: P.DeliverSm) -> bool:
+    """esm_class says SMSC delivery receipt or intermediate notification (§5.2.12)."""
+    return bool(pdu.esm_class & _RECEIPT_BITS)
+
+
+def read_receipt(pdu: P.DeliverSm) -> UpstreamReceipt | None:
+    """The receipt a deliver_sm carries, or None when it names no id or no status.
+
+    The TLVs win where present (receipted_message_id, message_state; §5.3.2.12,
+    §5.3.2.35), the text (Appendix B) fills in the rest.
+    """
+    text: dict[str, str] = {}
+    raw_id = pdu.tlv(Tag.RECEIPTED_MESSAGE_ID)
+    message_id = raw_id.rstrip(b"\0").decode("ascii", "replace") if raw_id else ""
+    state = pdu.tlv(Tag.MESSAGE_STATE)
+    stat = _STAT_OF_STATE.get(state[0]) if state and len(state) == 1 else None
+    if not message_id or stat is None:
+        body = pdu.short_message or pdu.tlv(Tag.MESSAGE_PAYLOAD) or b""
+        text = parse_receipt(body.decode("latin-1"))
+        message_id = message_id or text.get("id", "")
+        if stat is None:
+            stat = _STAT_ALIASES.get(text.get("stat", "").upper())
+    if not message_id or stat is None:
+        return None
+    err = 0
+    if not text and stat is not Stat.DELIVRD:
+        # The TLVs carry no err: read it from the text (a delivered one has none).
+        body = pdu.short_message or b""
+        text = parse_receipt(body.decode("latin-1")) if b"err:" in body.lower() else {}
+    digits = text.get("err", "")
+    if digits.isdigit():
+        err = int(digits) % 1000
+    else:
+        nec = pdu.tlv(Tag.NETWORK_ERROR_CODE)
+        if nec and len(nec) == 3:
+            err = int.from_bytes(nec[1:], "big") % 1000
+    return UpstreamReceipt(message_id, stat, err)
+
+
+def normalise_id(message_id: str) -> str:
+    """An upstream message id as we keep it: trimmed, lower case, leading zeros
+    dropped (``"0000A1"`` → ``"a1"``; ``"000"`` → ``"0"``)."""
+    return message_id.strip().lower().lstrip("0") or "0"
+
+
+_HEX = frozenset("0123456789abcdef")
+_MAX_ID_DIGITS = 40
+
+
+def id_keys(message_id: str) -> tuple[str, ...]:
+    """The keys under which a receipt for ``message_id`` may name it, the exact one
+    first: the normalised id, then (for an id that reads as hex) its value in decimal,
+    then (for a decimal id) its value in hex. Upstreams answer submit_sm_resp in one
+    base and write the receipt in the other (docs/providers.md, the smpp provider)."""
+    norm = normalise_id(message_id)
+    keys = [norm]
+    if len(norm) <= _MAX_ID_DIGITS and set(norm) <= _HEX:
+        dec = str(int(norm, 16))
+        if dec not in keys:
+            keys.append(dec)
+        if norm.isdigit():
+            hx = format(int(norm), "x")
+            if hx not in keys:
+                keys.append(hx)
+    return tuple(keys)

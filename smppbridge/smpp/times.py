@@ -10,7 +10,7 @@ from __future__ import annotations
 import calendar
 import re
 
-__all__ = ["parse_smpp_time"]
+__all__ = ["parse_smpp_time", "relative_smpp_time"]
 
 _FORMAT = re.compile(r"^(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d{2})(\d)(\d{2})([+R-])$")
 _DAY = 86400
@@ -45,3 +45,18 @@ def parse_smpp_time(value: str, now: float) -> float | None:
     offset = nn * 900
     utc = local - offset if p == "+" else local + offset
     return utc + t / 10
+
+
+#: the largest relative period the format holds: 99 days, 23:59:59 (we write days, not
+#: months or years, whose lengths the spec leaves open)
+_MAX_RELATIVE = 99 * _DAY + 86399
+
+
+def relative_smpp_time(seconds: float) -> str:
+    """A relative SMPP time for a period of ``seconds`` (at least 1 s, at most 99 days
+    23:59:59): ``0000DDhhmmss000R``."""
+    total = min(_MAX_RELATIVE, max(1, int(seconds)))
+    days, rest = divmod(total, _DAY)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"0000{days:02d}{hours:02d}{minutes:02d}{secs:02d}000R"

@@ -40,3 +40,14 @@ def test_invalid(value: str) -> None:
     """Wrong length, unknown p, month 13, hour 25, offset over 12 h, letters → ValueError."""
     with pytest.raises(ValueError, match="SMPP time"):
         parse_smpp_time(value, 0.0)
+
+
+def test_relative_time_is_written_in_days_and_read_back() -> None:
+    """What is left of a validity goes upstream as a relative time that reads back as the
+    same period, capped at 99 days 23:59:59."""
+    from smppbridge.smpp.times import parse_smpp_time, relative_smpp_time
+
+    assert relative_smpp_time(90061) == "000001010101000R"
+    assert parse_smpp_time(relative_smpp_time(90061), 0.0) == 90061
+    assert relative_smpp_time(0.2) == "000000000001000R"
+    assert relative_smpp_time(10**9) == "000099235959000R"

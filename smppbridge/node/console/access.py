@@ -27,9 +27,9 @@ import base64
 from fastapi import Request
 
 from smppbridge.core.accounts import Account
-from smppbridge.node.api import ApiContext
 from smppbridge.node.auth import Principal, Refused
 from smppbridge.node.console.sessions import COOKIE, Kind, Session, SessionStore
+from smppbridge.node.context import ApiContext
 
 __all__ = ["Access", "client_ip"]
 

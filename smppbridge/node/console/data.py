@@ -10,14 +10,14 @@ from zoneinfo import ZoneInfo
 
 from smppbridge.core.cluster import Second
 from smppbridge.core.records import DeliveryState
-from smppbridge.node.api import (
+from smppbridge.node.auth import Principal
+from smppbridge.node.context import (
     ApiContext,
     account_items,
     bind_items,
     provider_items,
     unbind_bind,
 )
-from smppbridge.node.auth import Principal
 from smppbridge.node.models import AccountItem, BindItem, ProviderItem
 
 __all__ = ["accounts", "binds", "counts", "providers", "seconds", "unbind"]

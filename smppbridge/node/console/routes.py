@@ -25,7 +25,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from smppbridge import __version__
 from smppbridge.core.errors import StoreUnavailable
-from smppbridge.node.api import PREFIX, ApiContext, Filters, _ApiError, _detail, encode_cursor
+from smppbridge.node.api import PREFIX, Filters, _ApiError, _detail, encode_cursor
 from smppbridge.node.auth import Principal
 from smppbridge.node.console import data
 from smppbridge.node.console.access import Access, client_ip
@@ -45,6 +45,7 @@ from smppbridge.node.console.views import (
     stat_options,
     state_options,
 )
+from smppbridge.node.context import ApiContext
 from smppbridge.node.models import MessageItem
 
 __all__ = ["STATIC_PREFIX", "add_console"]
