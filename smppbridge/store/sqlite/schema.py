@@ -9,7 +9,7 @@ from types import MappingProxyType
 
 __all__ = ["ACCEPTED", "MIGRATIONS", "RECEIPT_LEASED", "SCHEMA_VERSION", "migrate"]
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: next_at of a receipt leased to the running process's dispatcher (never due by time)
 RECEIPT_LEASED = 1e18
 #: ``final_detail`` of a message stored already final by ``accept(final_stat=...)``:
@@ -131,6 +131,22 @@ CREATE INDEX messages_state ON messages (state, submitted_at, id) WHERE state !=
 DROP INDEX messages_stat;
 CREATE INDEX messages_stat ON messages (stat, submitted_at, id)
   WHERE stat NOT IN ('', 'ENROUTE', 'ACCEPTD', 'DELIVRD');
+""",
+    # 6: the status callback outbox (docs/http.md, Status callbacks). An event is
+    # written in the transaction of the status it reports and deleted once delivered,
+    # failed or expired (the last two leave a history row in the message's timeline).
+    # callbacks_due holds the events not leased, by due time; callbacks_message finds
+    # the oldest event of a message (one event of a message is sent at a time, in
+    # order). A lease is this process's (leased=1), cleared on open.
+    6: """
+CREATE TABLE callbacks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL, account TEXT NOT NULL, body TEXT NOT NULL,
+    expire_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0, leased INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX callbacks_due ON callbacks (next_at, seq) WHERE leased = 0;
+CREATE INDEX callbacks_message ON callbacks (message_id, seq);
 """,
 }
 #: Every migration's SQL by version (read-only; tests build old files from it).
