@@ -314,7 +314,7 @@ def build_request(ev: CallbackEvent, facts: MessageFacts, *, attempt: int, secre
 def retry_delay(attempts: int) -> float:
     """Seconds before the next attempt after ``attempts`` failed ones: 5, 10, 20 ...
     up to 900, then 900."""
-    return min(RETRY_MAX, RETRY_FIRST * 2 ** min(max(attempts - 1, 0), 20))
+    return min(RETRY_MAX, RETRY_FIRST * 2.0 ** min(max(attempts - 1, 0), 20))
 
 
 def parse_retry_after(value: str | None, now: float) -> float | None:
@@ -327,7 +327,7 @@ def parse_retry_after(value: str | None, now: float) -> float | None:
     if value.isdigit():
         return min(float(value), RETRY_AFTER_MAX)
     try:
-        when = parsedate_to_datetime(value).timestamp()
+        when = float(parsedate_to_datetime(value).timestamp())
     except (TypeError, ValueError, IndexError):
         return None
     return min(max(0.0, when - now), RETRY_AFTER_MAX)
