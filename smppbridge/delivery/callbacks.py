@@ -318,7 +318,12 @@ class CallbackDispatcher:
     def _spawn(self, coro: Awaitable[None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _log.error("callbacks.task_crashed", error=repr(task.exception()))
 
     def _dispatch(self, ev: CallbackEvent, now: float) -> None:
         if now >= ev.expire_at:
@@ -347,7 +352,13 @@ class CallbackDispatcher:
             except Exception as exc:  # a bug must not strand the event under its lease
                 _log.exception("callbacks.attempt_crashed", message_id=ev.message_id)
                 answer = Answer(None, error=f"{type(exc).__name__}")
-            await self._settle(ev, h, answer)
+            try:
+                await self._settle(ev, h, answer)
+            except Exception:
+                _log.exception("callbacks.settle_crashed", message_id=ev.message_id)
+                attempts = ev.attempts + 1
+                await self._store(partial(self.store.callback_retry, ev.seq,
+                                          self.timer() + retry_delay(attempts), attempts))
         finally:
             h.busy -= 1
 
@@ -372,7 +383,7 @@ class CallbackDispatcher:
             METRICS.callbacks.labels(ev.account, "sent").inc()
             if trace:
                 _log.debug("callback.delivered", message_id=ev.message_id,
-                           account=ev.account, event=ev.kind, status=status,
+                           account=ev.account, kind=ev.kind, status=status,
                            attempts=ev.attempts + 1)
             await self._store(partial(self.store.callback_done, ev, self.clock()))
             return

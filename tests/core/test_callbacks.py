@@ -55,15 +55,21 @@ def test_json_callback_has_exactly_the_documented_fields_and_a_valid_signature()
     assert set(body) == {"event_id", "attempt", "message_id", "client_ref", "account",
                          "from", "to", "status", "stat", "err", "parts", "provider",
                          "provider_message_id", "submitted_at", "done_at"}
-    assert body["event_id"] == ev.event_id and len(ev.event_id) == 32
+    assert body["event_id"] == ev.event_id
+    assert len(ev.event_id) == 32
     assert body["attempt"] == 3
-    assert body["status"] == "delivered" and body["stat"] == "DELIVRD"
+    assert body["status"] == "delivered"
+    assert body["stat"] == "DELIVRD"
     assert body["err"] == "000"
-    assert body["from"] == "Shop" and body["to"] == "0079001234567"
-    assert body["client_ref"] == "order-7" and body["parts"] == 2
+    assert body["from"] == "Shop"
+    assert body["to"] == "0079001234567"
+    assert body["client_ref"] == "order-7"
+    assert body["parts"] == 2
     assert body["provider_message_id"] == "P-9"
-    assert body["done_at"].endswith("Z") and body["done_at"].startswith("2026-")
-    assert req.method == "POST" and req.headers["Content-Type"] == "application/json"
+    assert body["done_at"].endswith("Z")
+    assert body["done_at"].startswith("2026-")
+    assert req.method == "POST"
+    assert req.headers["Content-Type"] == "application/json"
     assert req.headers[TIMESTAMP_HEADER] == str(int(NOW + 5))
     assert _verify("s3cret", req.headers[TIMESTAMP_HEADER], req.body,
                    req.headers[SIGNATURE_HEADER])
@@ -73,7 +79,8 @@ def test_json_callback_has_exactly_the_documented_fields_and_a_valid_signature()
 
 def test_unsigned_without_a_secret() -> None:
     req = build_request(_event(), FACTS, attempt=1, secret="", now=NOW)
-    assert SIGNATURE_HEADER not in req.headers and TIMESTAMP_HEADER not in req.headers
+    assert SIGNATURE_HEADER not in req.headers
+    assert TIMESTAMP_HEADER not in req.headers
 
 
 def test_json_carries_hlr_fields_of_an_hlr_message() -> None:
@@ -81,7 +88,8 @@ def test_json_carries_hlr_fields_of_an_hlr_message() -> None:
                     cn="RU", net="Beeline Moscow", rcn="", rnet="").receipt_fields()
     body = json.loads(build_request(_event(hlr=hlr), FACTS, attempt=1, secret="",
                                     now=NOW).body)
-    assert body["imsi"] == "250991234567890" and body["net"] == "Beeline Moscow"
+    assert body["imsi"] == "250991234567890"
+    assert body["net"] == "Beeline Moscow"
     assert {"imsi", "msc", "mcc", "mnc", "cn", "net", "rcn", "rnet"} <= set(body)
     assert hlr_dict(hlr)["mcc"] == "250"
 
@@ -126,11 +134,19 @@ def test_jasmin_level2_get_carries_jasmins_dlr_parameters_and_signs_the_query() 
     req = build_request(ev, facts, attempt=1, secret="k", now=NOW)
     parts = urllib.parse.urlsplit(req.url)
     q = dict(urllib.parse.parse_qsl(parts.query))
-    assert req.method == "GET" and req.body == b"" and q["k"] == "1"
-    assert q["id"] == "42" and q["level"] == "2" and q["message_status"] == "UNDELIV"
-    assert q["connector"] == "mysmpp" and q["id_smsc"] == "P-9"
-    assert q["sub"] == "001" and q["dlvrd"] == "000" and q["err"] == "005"
-    assert len(q["subdate"]) == 10 and len(q["donedate"]) == 10
+    assert req.method == "GET"
+    assert req.body == b""
+    assert q["k"] == "1"
+    assert q["id"] == "42"
+    assert q["level"] == "2"
+    assert q["message_status"] == "UNDELIV"
+    assert q["connector"] == "mysmpp"
+    assert q["id_smsc"] == "P-9"
+    assert q["sub"] == "001"
+    assert q["dlvrd"] == "000"
+    assert q["err"] == "005"
+    assert len(q["subdate"]) == 10
+    assert len(q["donedate"]) == 10
     assert q["text"] == "Your code is 1234 th"
     assert _verify("k", req.headers[TIMESTAMP_HEADER], parts.query.encode(),
                    req.headers[SIGNATURE_HEADER])
@@ -156,13 +172,22 @@ def test_kannel_escapes_are_replaced_url_encoded() -> None:
     assert q["s"] == "1"
     assert q["a"].startswith("id:42 sub:001 dlvrd:001 submit date:")
     assert "stat:DELIVRD err:000" in q["a"]
-    assert q["p"] == "0079001234567" and q["P"] == "Shop"
-    assert q["q"] == "+79001234567" and q["Q"] == "Shop"
-    assert q["i"] == "mysmpp" and q["I"] == "42" and q["F"] == "P-9"
-    assert q["T"] == str(int(NOW)) and len(q["t"]) == 16
-    assert q["n"] == "acme" and q["o"] == "acme" and q["c"] == "0"
-    assert q["b"] == "Your code is 1234 thanks" and q["k"] == "Your"
-    assert q["pct"] == "%" and q["x"] == "%z"  # unknown escapes are left as they are
+    assert q["p"] == "0079001234567"
+    assert q["P"] == "Shop"
+    assert q["q"] == "+79001234567"
+    assert q["Q"] == "Shop"
+    assert q["i"] == "mysmpp"
+    assert q["I"] == "42"
+    assert q["F"] == "P-9"
+    assert q["T"] == str(int(NOW))
+    assert len(q["t"]) == 16
+    assert q["n"] == "acme"
+    assert q["o"] == "acme"
+    assert q["c"] == "0"
+    assert q["b"] == "Your code is 1234 thanks"
+    assert q["k"] == "Your"
+    assert q["pct"] == "%"
+    assert q["x"] == "%z"
     nack = build_request(_event(EventKind.NACK, "REJECTD", 88, url="http://k/?s=%d&a=%A"),
                          facts, attempt=1, secret="", now=NOW)
     q = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(nack.url).query))

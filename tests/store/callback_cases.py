@@ -29,7 +29,8 @@ async def sent_then_final_in_order(store: Store) -> None:
     assert await store.count_callbacks() == 2
     first = await store.callbacks_due(T0 + 10, 10)
     assert [e.event_id for e in first] == [sent.event_id]
-    assert first[0].url == sent.url and first[0].kind == "sent"
+    assert first[0].url == sent.url
+    assert first[0].kind == "sent"
     assert await store.callbacks_due(T0 + 10, 10) == []  # leased; the final waits
     await store.callback_done(first[0], T0 + 11)
     second = await store.callbacks_due(T0 + 12, 10)
@@ -62,7 +63,8 @@ async def retry_waits_until_due(store: Store) -> None:
     await store.callback_retry(ev.seq, T0 + 5, 1)
     assert await store.callbacks_due(T0 + 4.9, 10) == []
     [again] = await store.callbacks_due(T0 + 5, 10)
-    assert again.event_id == ev.event_id and again.attempts == 1
+    assert again.event_id == ev.event_id
+    assert again.attempts == 1
 
 
 async def failed_and_expired_are_in_the_timeline(store: Store) -> None:
