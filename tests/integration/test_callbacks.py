@@ -1,0 +1,234 @@
+"""Status callbacks end to end on real sockets: SMPP-submitted messages of accounts
+with each ``receipts`` setting (smpplib binds), the JSON, Jasmin and Kannel shapes at a
+real HTTP receiver that checks every signature, a receiver outage of a few seconds,
+and the Redis store (docs/http.md, Status callbacks)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from smppbridge.config import parse_config
+from smppbridge.core.message import Address, Extra, OutboundMessage
+from smppbridge.node.node import Node
+from smppbridge.smpp.receipts import parse_receipt
+from smppbridge.text.content import Content, Kind
+from tests.integration.callback_receiver import CallbackReceiver
+from tests.integration.esme import Esme
+
+SECRET = "k3y"
+REDIS_URL = "redis://127.0.0.1:6379/15"
+
+
+def _config(store_url: str, receiver: CallbackReceiver) -> str:
+    accounts = ""
+    for name, receipts in (("smpp1", "smpp"), ("http1", "http"), ("both1", "both")):
+        url = f'receipt_url = "{receiver.url(name)}"' if receipts != "smpp" else ""
+        accounts += f"""
+[[accounts]]
+system_id = "{name}"
+password = "pw"
+providers = ["sim"]
+receipts = "{receipts}"
+{url}
+callback_secret = "{SECRET}"
+"""
+    return f"""
+[smpp]
+listen = "127.0.0.1:0"
+shutdown_grace = 1.0
+[http]
+listen = ""
+callback_allow_networks = ["127.0.0.0/8"]
+[store]
+url = "{store_url}"
+{accounts}
+[[providers]]
+name = "sim"
+type = "simulator"
+poll_interval = 0.1
+simulator = {{ deliver_after = 0.2 }}
+"""
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[CallbackReceiver]:
+    r = CallbackReceiver(SECRET)
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()
+
+
+@pytest.fixture
+async def node(tmp_path: Path, receiver: CallbackReceiver) -> AsyncIterator[Node]:
+    n = Node(parse_config(_config(f"sqlite:///{tmp_path}/cb.db", receiver), env={}))
+    n.callbacks.breaker_open = 1.0  # a test outage is seconds long
+    await n.start()
+    try:
+        yield n
+    finally:
+        await n.stop()
+
+
+async def _submit(port: int, account: str) -> tuple[Esme, str]:
+    esme = await asyncio.to_thread(Esme, port, account, "pw")
+    esme.thread.start()
+    await asyncio.to_thread(esme.client.send_message, source_addr_ton=5,
+                            source_addr="Shop", dest_addr_ton=1, dest_addr_npi=1,
+                            destination_addr="79001234567", short_message=b"hello",
+                            registered_delivery=1)
+    assert await asyncio.to_thread(esme.wait, lambda e: len(e.resps) == 1, 5)
+    assert esme.resps[0].status == 0
+    return esme, esme.resps[0].message_id.decode()
+
+
+async def _until(pred: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if await pred():  # type: ignore[operator]
+            return True
+        await asyncio.sleep(0.05)
+    return False
+
+
+async def test_each_receipts_setting_over_smpp(node: Node, receiver: CallbackReceiver) -> None:
+    """smpp: a deliver_sm receipt and no callback; http: a signed callback and no
+    receipt stored; both: both."""
+    port = node.smpp.addresses["smpp"][1]
+    sessions = {name: await _submit(port, name) for name in ("smpp1", "http1", "both1")}
+    try:
+        assert await receiver.wait(lambda r: len(r.delivered()) == 2, 15)
+        for name in ("smpp1", "both1"):
+            esme, mid = sessions[name]
+            assert await asyncio.to_thread(esme.wait, lambda e: len(e.receipts) == 1, 10)
+            assert parse_receipt(esme.receipts[0])["id"] == mid
+        assert await _until(lambda: _empty(node), 10)
+        by_path = {c.path: c for c in receiver.delivered()}
+        assert set(by_path) == {"/http1", "/both1"}  # none for the smpp account
+        for name in ("http1", "both1"):
+            body = by_path[f"/{name}"].fields
+            assert by_path[f"/{name}"].signed is True
+            assert body["message_id"] == sessions[name][1]
+            assert body["account"] == name
+            assert body["status"] == "delivered"
+            assert body["from"] == "Shop"
+            assert body["to"] == "79001234567"
+            assert body["provider"] == "sim"
+            assert body["provider_message_id"]
+            assert body["err"] == "000"
+            assert body["attempt"] == 1
+        assert await node.store.receipts_of(sessions["http1"][1]) == []
+        assert sessions["http1"][0].receipts == []
+    finally:
+        for esme, _ in sessions.values():
+            await asyncio.to_thread(esme.close)
+
+
+async def _empty(node: Node) -> bool:
+    return await node.store.count_callbacks() == 0
+
+
+def _message(i: int, account: str, **extra: str) -> OutboundMessage:
+    mid = f"cb{uuid.uuid4().hex[:8]}{i}"
+    return OutboundMessage(message_id=mid, part_ids=(mid,), account=account,
+                           source=Address("Shop", 5, 0), destination=Address("0079001112233"),
+                           content=Content(Kind.SMS, f"hello {i}"), submitted_at=time.time(),
+                           extra=dict(extra))
+
+
+async def test_a_receiver_outage_is_lived_through_in_order(node: Node,
+                                                           receiver: CallbackReceiver) -> None:
+    """The receiver answers 503 for three seconds: every event arrives once it is back,
+    each message's ``sent`` before its final status, with one event_id each."""
+    receiver.set_mode("fail")
+    messages = [_message(i, "http1", **{Extra.CALLBACK_LEVEL: "3",
+                                        Extra.CLIENT_REF: f"ref-{i}"}) for i in range(5)]
+    assert await node.pipeline.accept_many(messages) == [0] * 5
+    assert await receiver.wait(lambda r: r.arrivals >= 3, 10)
+    await asyncio.sleep(3)  # the outage
+    receiver.set_mode("ok")
+    assert await receiver.wait(lambda r: len(r.delivered()) >= 10, 40)
+    assert await _until(lambda: _empty(node), 10)
+    for m in messages:
+        mine = [c.fields for c in receiver.delivered(
+            lambda c, mid=m.message_id: c.fields["message_id"] == mid)]
+        assert [f["status"] for f in mine] == ["sent", "delivered"]
+        assert mine[0]["client_ref"] == f"ref-{m.message_id[-1]}"
+        assert len({f["event_id"] for f in mine}) == 2
+    assert all(c.signed for c in receiver.calls)
+    assert any(c.answered == 503 for c in receiver.calls)
+
+
+async def test_jasmin_and_kannel_shapes(node: Node, receiver: CallbackReceiver) -> None:
+    jasmin = _message(1, "smpp1", **{Extra.CALLBACK_URL: receiver.url("jasmin"),
+                                     Extra.CALLBACK_FORMAT: "jasmin",
+                                     Extra.CALLBACK_METHOD: "GET", Extra.CALLBACK_LEVEL: "3"})
+    kannel = _message(2, "smpp1", **{
+        Extra.CALLBACK_URL: receiver.url("kannel") + "?type=%d&to=%p&from=%P&id=%I&r=%A",
+        Extra.CALLBACK_FORMAT: "kannel", Extra.CALLBACK_LEVEL: "9"})
+    await node.pipeline.accept_many([jasmin, kannel])
+    assert await receiver.wait(lambda r: len(r.delivered()) == 4, 15)
+    j = [c for c in receiver.delivered() if c.path == "/jasmin"]
+    assert [c.method for c in j] == ["GET", "GET"]
+    assert [c.fields["level"] for c in j] == ["1", "2"]
+    assert j[0].fields["message_status"] == "ESME_ROK"
+    assert j[1].fields["message_status"] == "DELIVRD"
+    assert j[1].fields["id"] == jasmin.message_id
+    assert j[1].fields["dlvrd"] == "001"
+    assert j[1].fields["connector"] == "sim"
+    assert all(c.signed for c in j)  # smpp1 has a secret too: the query string is signed
+    k = [c.fields for c in receiver.delivered() if c.path == "/kannel"]
+    assert [f["type"] for f in k] == ["8", "1"]
+    assert k[1]["to"] == "0079001112233"
+    assert k[1]["from"] == "Shop"
+    assert k[1]["id"] == kannel.message_id
+    assert "stat:DELIVRD" in k[1]["r"]
+
+
+async def test_refused_address_fails_at_once_into_the_timeline(
+        node: Node, receiver: CallbackReceiver) -> None:
+    """A URL on a private address not allowed fails without a request; the message's
+    timeline says so."""
+    m = _message(1, "smpp1", **{Extra.CALLBACK_URL: "http://10.255.255.1:9/cb"})
+    await node.pipeline.accept_many([m])
+
+    async def failed() -> bool:
+        return any("callback failed" in e.detail for e in await node.store.timeline(
+            m.message_id))
+    assert await _until(failed, 10)
+    last = (await node.store.timeline(m.message_id))[-1]
+    assert "10.255.255.1 is a private address" in last.detail
+    assert receiver.arrivals == 0
+
+
+async def test_callbacks_with_the_redis_store(tmp_path: Path,
+                                              receiver: CallbackReceiver) -> None:
+    prefix = f"test:{uuid.uuid4().hex}:"
+    raw = aioredis.Redis.from_url(REDIS_URL, decode_responses=True)
+    n = Node(parse_config(_config(f"{REDIS_URL}?prefix={prefix}", receiver), env={}))
+    await n.start()
+    try:
+        port = n.smpp.addresses["smpp"][1]
+        esme, mid = await _submit(port, "http1")
+        try:
+            assert await receiver.wait(lambda r: len(r.delivered()) == 1, 15)
+            [call] = receiver.delivered()
+            assert call.fields["message_id"] == mid
+            assert call.signed is True
+            assert await _until(lambda: _empty(n), 10)
+        finally:
+            await asyncio.to_thread(esme.close)
+    finally:
+        await n.stop()
+        keys = [k async for k in raw.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()
