@@ -33,6 +33,8 @@ class Callback:
     fields: dict[str, Any]
     signed: bool | None  # None: unsigned
     answered: int
+    #: the receiver's epoch when the request arrived (a test moves it on at a kill)
+    epoch: int = 0
     at: float = field(default_factory=time.monotonic)
 
 
@@ -43,6 +45,7 @@ class CallbackReceiver:
         self.calls: list[Callback] = []
         #: requests that arrived (answered or not yet)
         self.arrivals = 0
+        self.epoch = 0
         self._arrived = asyncio.Event()
         self._released = asyncio.Event()
         self._server: uvicorn.Server | None = None
@@ -76,11 +79,13 @@ class CallbackReceiver:
         else:
             fields = dict(urllib.parse.parse_qsl(raw_query.decode()))
         self.arrivals += 1
+        epoch = self.epoch
         self._arrived.set()
         while self.mode == "hang":
             await self._released.wait()
         status = 200 if self.mode == "ok" else 503
-        self.calls.append(Callback(request.url.path, request.method, fields, signed, status))
+        self.calls.append(Callback(request.url.path, request.method, fields, signed, status,
+                                   epoch))
         self._arrived.set()
         return PlainTextResponse("ACK/Jasmin" if status == 200 else "down", status_code=status)
 
