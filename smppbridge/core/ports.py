@@ -18,6 +18,10 @@ each call and no caller probes an implementation for what it can do. Where a sto
 do less (the Redis store leases no receipts to a process and claims nothing on
 accept), the contract says how that is answered: an empty lease, ``claims_on_accept =
 False``, ``flood_state() is None`` for "keep the flood windows in this process".
+
+Size: just over 500 lines because every contract between the layers is here, as the
+architecture wants (one place to read them all); the Store alone, with its batch,
+history, receipt and status callback operations, is half of it.
 """
 
 from __future__ import annotations
