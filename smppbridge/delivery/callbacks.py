@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import ipaddress
 import socket
+import ssl
 import time
 import urllib.parse
 from collections import OrderedDict
@@ -112,9 +113,12 @@ class HttpCallbackSender:
     connection made for one name is never reused for another."""
 
     def __init__(self, allow: Callable[[], Sequence[IpNetwork]], *,
-                 resolve: Resolver = _resolve, clients: int = 256) -> None:
+                 resolve: Resolver = _resolve, clients: int = 256,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self.allow = allow
         self.resolve = resolve
+        #: how https servers are verified (the system's CAs; a test hands its own CA)
+        self.verify = verify
         self.max_clients = clients
         self._clients: OrderedDict[tuple[str, str, int], httpx.AsyncClient] = OrderedDict()
 
@@ -124,7 +128,7 @@ class HttpCallbackSender:
             self._clients.move_to_end(key)
             return client
         client = httpx.AsyncClient(
-            follow_redirects=False, trust_env=False,
+            follow_redirects=False, trust_env=False, verify=self.verify,
             timeout=httpx.Timeout(ATTEMPT_TIMEOUT, connect=CONNECT_TIMEOUT),
             limits=httpx.Limits(max_connections=32, max_keepalive_connections=8))
         self._clients[key] = client

@@ -13,14 +13,14 @@ import hmac
 import json
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 
@@ -33,9 +33,17 @@ class Callback:
     fields: dict[str, Any]
     signed: bool | None  # None: unsigned
     answered: int
+    host: str = ""
     #: the receiver's epoch when the request arrived (a test moves it on at a kill)
     epoch: int = 0
     at: float = field(default_factory=time.monotonic)
+
+
+async def _endless() -> AsyncIterator[bytes]:
+    chunk = b"x" * 65536
+    while True:
+        yield chunk
+        await asyncio.sleep(0)
 
 
 class CallbackReceiver:
@@ -46,6 +54,9 @@ class CallbackReceiver:
         #: requests that arrived (answered or not yet)
         self.arrivals = 0
         self.epoch = 0
+        #: path -> (status, body, headers) answered there whatever the mode; body None:
+        #: an answer that never ends
+        self.routes: dict[str, tuple[int, bytes | None, dict[str, str]]] = {}
         self._arrived = asyncio.Event()
         self._released = asyncio.Event()
         self._server: uvicorn.Server | None = None
@@ -61,7 +72,7 @@ class CallbackReceiver:
             self._released.set()
             self._released = asyncio.Event()
 
-    async def _handle(self, request: Request) -> PlainTextResponse:
+    async def _handle(self, request: Request) -> Response:
         body = await request.body()
         raw_query = request.scope.get("query_string", b"")
         signed_part = body if request.method == "POST" else raw_query
@@ -73,7 +84,7 @@ class CallbackReceiver:
                            hashlib.sha256).hexdigest()
             signed = hmac.compare_digest("v1=" + mac, sig)
         if request.headers.get("content-type", "").startswith("application/json"):
-            fields: dict[str, Any] = json.loads(body)
+            fields: dict[str, Any] = json.loads(body or b"{}")
         elif request.method == "POST":
             fields = dict(urllib.parse.parse_qsl(body.decode()))
         else:
@@ -81,18 +92,27 @@ class CallbackReceiver:
         self.arrivals += 1
         epoch = self.epoch
         self._arrived.set()
+        host = request.headers.get("host", "")
+        fixed = self.routes.get(request.url.path)
+        if fixed is not None:
+            status, content, headers = fixed
+            self.calls.append(Callback(request.url.path, request.method, fields, signed,
+                                       status, host, epoch))
+            if content is None:
+                return StreamingResponse(_endless(), status_code=status, headers=headers)
+            return PlainTextResponse(content, status_code=status, headers=headers)
         while self.mode == "hang":
             await self._released.wait()
         status = 200 if self.mode == "ok" else 503
         self.calls.append(Callback(request.url.path, request.method, fields, signed, status,
-                                   epoch))
+                                   host, epoch))
         self._arrived.set()
         return PlainTextResponse("ACK/Jasmin" if status == 200 else "down", status_code=status)
 
-    async def start(self, port: int = 0) -> None:
+    async def start(self, port: int = 0, **ssl: str) -> None:
         app = Starlette(routes=[Route("/{path:path}", self._handle, methods=["GET", "POST"])])
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                lifespan="off", access_log=False)
+                                lifespan="off", access_log=False, **ssl)  # type: ignore[arg-type]
         self._server = uvicorn.Server(config)
         self._task = asyncio.create_task(self._server.serve())
         while not self._server.started:

@@ -6,6 +6,8 @@ and the Redis store (docs/http.md, Status callbacks)."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -13,9 +15,12 @@ from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
+import trustme
 
 from smppbridge.config import parse_config
+from smppbridge.core.callbacks import CallbackRequest
 from smppbridge.core.message import Address, Extra, OutboundMessage
+from smppbridge.delivery.callbacks import HttpCallbackSender
 from smppbridge.node.node import Node
 from smppbridge.smpp.receipts import parse_receipt
 from smppbridge.text.content import Content, Kind
@@ -232,3 +237,86 @@ async def test_callbacks_with_the_redis_store(tmp_path: Path,
         if keys:
             await raw.delete(*keys)
         await raw.aclose()
+
+
+# --- the sender against real servers ---------------------------------------------------
+
+
+async def test_sender_connects_to_the_checked_address_keeping_the_name(
+        receiver: CallbackReceiver) -> None:
+    """A name that no DNS knows, resolved (once) by the injected resolver to 127.0.0.1:
+    the request reaches the receiver, with the name in Host — no second lookup."""
+    looked_up: list[str] = []
+
+    async def resolve(host: str, port: int) -> list[str]:
+        looked_up.append(host)
+        return ["127.0.0.1"]
+
+    sender = HttpCallbackSender(lambda: (ipaddress.ip_network("127.0.0.0/8"),),
+                                resolve=resolve)
+    try:
+        answer = await sender.send(CallbackRequest(
+            "POST", f"http://callbacks.invalid:{receiver.port}/named",
+            {"Content-Type": "application/json"}, b'{"x": 1}'))
+    finally:
+        await sender.aclose()
+    assert answer.status == 200
+    assert looked_up == ["callbacks.invalid"]
+    [call] = receiver.calls
+    assert call.path == "/named"
+    assert call.host == f"callbacks.invalid:{receiver.port}"
+
+
+async def test_sender_https_checks_the_certificate_of_the_name(tmp_path: Path) -> None:
+    """https to the checked address: SNI and the certificate check use the URL's name
+    (a certificate for another name fails the attempt)."""
+    ca = trustme.CA()
+    cert = ca.issue_cert("callbacks.test")
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.cert_chain_pems[0].write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    r = CallbackReceiver()
+    await r.start(ssl_certfile=str(cert_file), ssl_keyfile=str(key_file))
+    ctx = ssl.create_default_context()
+    ca.configure_trust(ctx)
+
+    async def resolve(host: str, port: int) -> list[str]:
+        return ["127.0.0.1"]
+
+    sender = HttpCallbackSender(lambda: (ipaddress.ip_network("127.0.0.0/8"),),
+                                resolve=resolve, verify=ctx)
+    try:
+        good = await sender.send(CallbackRequest(
+            "POST", f"https://callbacks.test:{r.port}/tls", {}, b"{}"))
+        bad = await sender.send(CallbackRequest(
+            "POST", f"https://other.test:{r.port}/tls", {}, b"{}"))
+    finally:
+        await sender.aclose()
+        await r.stop()
+    assert good.status == 200
+    assert bad.status is None
+    assert "certificate" in bad.error.lower() or "ssl" in bad.error.lower()
+    assert len(r.calls) == 1
+
+
+async def test_redirects_are_not_followed_and_big_answers_are_cut(
+        node: Node, receiver: CallbackReceiver) -> None:
+    """A 302 fails the callback (the Location is never asked); a 200 whose body never
+    ends is delivered at once: at most 64 KB of an answer is read (reading it all, the
+    attempt would time out after 15 s and be retried)."""
+    receiver.routes["/redirect"] = (302, b"", {"Location": receiver.url("elsewhere")})
+    receiver.routes["/big"] = (200, None, {})
+    moved = _message(1, "smpp1", **{Extra.CALLBACK_URL: receiver.url("redirect")})
+    big = _message(2, "smpp1", **{Extra.CALLBACK_URL: receiver.url("big")})
+    await node.pipeline.accept_many([moved, big])
+
+    async def settled() -> bool:
+        return (await node.store.count_callbacks() == 0
+                and len(receiver.calls) >= 2)
+    assert await _until(settled, 10)
+    assert [c.path for c in receiver.calls].count("/big") == 1
+    assert {c.path for c in receiver.calls} == {"/redirect", "/big"}
+    last = (await node.store.timeline(moved.message_id))[-1]
+    assert last.detail.startswith("final callback failed: HTTP 302")
+    assert not any("callback" in e.detail for e in await node.store.timeline(big.message_id))
+    assert node.callbacks.sent >= 1
