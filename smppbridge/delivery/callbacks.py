@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 __all__ = ["Answer", "CallbackDispatcher", "CallbackSender", "HttpCallbackSender"]
 
 _log = structlog.get_logger("smppbridge.callbacks")
+#: destination hosts remembered (attempts in flight, breaker) before idle ones are dropped
+_MAX_HOSTS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -274,6 +276,10 @@ class CallbackDispatcher:
         key = _host_of(url)
         h = self._hosts.get(key)
         if h is None:
+            if len(self._hosts) >= _MAX_HOSTS:
+                # forget the hosts with nothing to remember (idle and healthy)
+                self._hosts = {k: v for k, v in self._hosts.items()
+                               if v.busy or v.failures}
             h = self._hosts[key] = _Host()
         return h
 

@@ -2,9 +2,11 @@
 the writer's connection, run inside the store's transactions.
 
 One event of a message is handed out at a time, the oldest (``sent`` before the final
-status): :func:`lease_due` takes only events with no older event of their message
-still in the outbox. A lease is a flag of this process, cleared when the store opens
-(a process killed mid-attempt sends those events again, with the same event_id).
+status): an event added behind another of its message waits, due at :data:`BLOCKED`
+(never by time), until :func:`finish` of the one before makes it due at once; so the
+due index holds only what may go, and :func:`lease_due` reads nothing else (it checks
+for an older event all the same). A lease is a flag of this process, cleared when the
+store opens (a process killed mid-attempt sends those events again, same event_id).
 """
 
 from __future__ import annotations
@@ -15,14 +17,27 @@ from collections.abc import Collection, Sequence
 
 from smppbridge.core.callbacks import CallbackEvent, CallbackOutcome, callback_body
 
-__all__ = ["count", "finish", "insert", "lease_due", "reschedule"]
+__all__ = ["BLOCKED", "count", "finish", "insert", "lease_due", "reschedule"]
+
+#: next_at of an event waiting behind an older one of its message
+BLOCKED = 1e18
 
 
 def insert(db: sqlite3.Connection, events: Sequence[CallbackEvent],
            only: Collection[str] | None = None) -> None:
     """Add events to the outbox (those of messages in ``only`` when given)."""
-    rows = [(ev.message_id, ev.account, json.dumps(callback_body(ev)), ev.expire_at,
-             ev.next_at) for ev in events if only is None or ev.message_id in only]
+    rows = []
+    queued: set[str] = set()
+    for ev in events:
+        mid = ev.message_id
+        if only is not None and mid not in only:
+            continue
+        behind = mid in queued or db.execute(
+            "SELECT 1 FROM callbacks INDEXED BY callbacks_message WHERE message_id=? "
+            "LIMIT 1", (mid,)).fetchone() is not None
+        queued.add(mid)
+        rows.append((mid, ev.account, json.dumps(callback_body(ev)), ev.expire_at,
+                     BLOCKED if behind else ev.next_at))
     if rows:
         db.executemany("INSERT INTO callbacks (message_id, account, body, expire_at, "
                        "next_at) VALUES (?,?,?,?,?)", rows)
@@ -52,6 +67,11 @@ def finish(db: sqlite3.Connection, ev: CallbackEvent, outcome: CallbackOutcome,
     """The event leaves the outbox; a failed or expired one is a timeline entry of its
     message at the wall date ``at``."""
     cur = db.execute("DELETE FROM callbacks WHERE seq=?", (ev.seq,))
+    if cur.rowcount:
+        # the next event of the message is due now
+        db.execute("UPDATE callbacks SET next_at=0 WHERE seq=(SELECT min(seq) FROM "
+                   "callbacks INDEXED BY callbacks_message WHERE message_id=?) "
+                   "AND next_at>=?", (ev.message_id, BLOCKED))
     if cur.rowcount and outcome is not CallbackOutcome.DELIVERED:
         db.execute("INSERT INTO history SELECT id, ?, state, stat, err, ? FROM messages "
                    "WHERE id=?", (at, detail, ev.message_id))
