@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httpx
 import pytest
 import redis.asyncio as aioredis
 import trustme
@@ -320,3 +321,46 @@ async def test_redirects_are_not_followed_and_big_answers_are_cut(
     assert last.detail.startswith("final callback failed: HTTP 302")
     assert not any("callback" in e.detail for e in await node.store.timeline(big.message_id))
     assert node.callbacks.sent >= 1
+
+
+async def test_the_api_timeline_shows_a_failed_and_an_expired_callback(
+        tmp_path: Path, receiver: CallbackReceiver) -> None:
+    """GET /api/v1/messages/{id}: a callback refused (404) and one given up at its
+    TTL are entries of the message's timeline, after its final status."""
+    config = _config(f"sqlite:///{tmp_path}/api.db", receiver).replace(
+        'listen = ""', 'listen = "127.0.0.1:0"', 1).replace(
+        'receipt_url = "' + receiver.url("http1") + '"',
+        'receipt_url = "' + receiver.url("http1") + '"\ncallback_ttl = 2')
+    n = Node(parse_config(config, env={}))
+    await n.start()
+    receiver.routes["/gone"] = (404, b"no such hook", {})
+    receiver.set_mode("fail")
+    try:
+        gone = _message(1, "smpp1", **{Extra.CALLBACK_URL: receiver.url("gone")})
+        late = _message(2, "http1")
+        await n.pipeline.accept_many([gone, late])
+        assert n.http_address is not None
+        host, port = n.http_address
+
+        async def timelines() -> dict[str, list[str]]:
+            async with httpx.AsyncClient(base_url=f"http://{host}:{port}") as client:
+                out = {}
+                for m in (gone, late):
+                    r = await client.get(f"/api/v1/messages/{m.message_id}")
+                    assert r.status_code == 200
+                    out[m.message_id] = [e["detail"] for e in r.json()["timeline"]]
+                return out
+
+        async def both_ended() -> bool:
+            t = await timelines()
+            return all(any("callback" in d for d in v) for v in t.values())
+
+        # 503 at 0 s; the next attempt (5 s) is past the 2 s TTL: expired at once
+        assert await _until(both_ended, 15)
+        t = await timelines()
+        assert t[gone.message_id][-1] == (
+            f"final callback failed: HTTP 404 ({receiver.url('gone')})")
+        assert t[late.message_id][-1] == (
+            f"final callback expired after 1 attempt: HTTP 503 ({receiver.url('http1')})")
+    finally:
+        await n.stop()
