@@ -29,7 +29,7 @@ import socket
 import ssl
 import time
 import urllib.parse
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -66,6 +66,8 @@ if TYPE_CHECKING:
 __all__ = ["Answer", "CallbackDispatcher", "CallbackSender", "HttpCallbackSender"]
 
 _log = structlog.get_logger("smppbridge.callbacks")
+#: seconds an event may wait in memory for a slot of its host (a lease is 60 s)
+_WAIT_BUDGET = 20.0
 #: destination hosts remembered (attempts in flight, breaker) before idle ones are dropped
 _MAX_HOSTS = 10_000
 
@@ -204,14 +206,25 @@ def retryable(answer: Answer) -> bool:
 
 
 class _Host:
-    """One destination host: attempts in flight and its circuit breaker."""
+    """One destination host: attempts in flight, events leased and waiting for a slot,
+    and its circuit breaker."""
 
-    __slots__ = ("busy", "failures", "open_until")
+    __slots__ = ("busy", "failures", "latency", "open_until", "waiting")
 
     def __init__(self) -> None:
         self.busy = 0
         self.failures = 0
         self.open_until = 0.0
+        self.waiting: deque[CallbackEvent] = deque()
+        #: seconds an attempt takes here (moving average; a start guess of 0.25 s)
+        self.latency = 0.25
+
+    def room(self, per_host: int) -> int:
+        """Events that may wait for this host's slots: what its slots get through in
+        :data:`_WAIT_BUDGET` seconds at its latency (at least two rounds), so none
+        waits anywhere near a lease's end."""
+        rounds = min(1000.0, max(2.0, _WAIT_BUDGET / max(self.latency, 0.001)))
+        return int(per_host * rounds)
 
 
 def _host_of(url: str) -> str:
@@ -266,6 +279,8 @@ class CallbackDispatcher:
         self.expired = 0
         self._hosts: dict[str, _Host] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        #: events leased and waiting in memory for a slot of their host
+        self._waiting = 0
         self._wake = asyncio.Event()
 
     def notify(self) -> None:
@@ -316,7 +331,7 @@ class CallbackDispatcher:
     async def sweep(self) -> bool:
         """Lease what is due and start its attempts; True when it took a full batch
         (more may be due at once)."""
-        room = self.max_in_flight - len(self._tasks)
+        room = self.max_in_flight - len(self._tasks) - self._waiting
         if room <= 0:
             return False
         now = self.timer()
@@ -347,11 +362,40 @@ class CallbackDispatcher:
                                             ev.attempts)))
             return
         if h.busy >= self.per_host:
-            self._spawn(self._store(partial(self.store.callback_retry, ev.seq,
-                                            now + self.busy_delay, ev.attempts)))
+            if len(h.waiting) < h.room(self.per_host):
+                # Held under its lease for the next free slot (_Host.room).
+                h.waiting.append(ev)
+                self._waiting += 1
+            else:
+                self._spawn(self._store(partial(self.store.callback_retry, ev.seq,
+                                                now + self.busy_delay, ev.attempts)))
             return
+        self._start(ev, h)
+
+    def _start(self, ev: CallbackEvent, h: _Host) -> None:
         h.busy += 1
         self._spawn(self._attempt(ev, h))
+
+    def _next(self, h: _Host) -> None:
+        """A slot of ``h`` is free: its next waiting event goes, or, the host failing,
+        every waiting one goes back to the store until the host reopens."""
+        if not h.waiting:
+            return
+        now = self.timer()
+        if h.open_until > now:
+            while h.waiting:
+                ev = h.waiting.popleft()
+                self._waiting -= 1
+                self._spawn(self._store(partial(self.store.callback_retry, ev.seq,
+                                                h.open_until, ev.attempts)))
+            return
+        if h.busy < self.per_host and not (h.failures >= self.breaker_after and h.busy):
+            ev = h.waiting.popleft()
+            self._waiting -= 1
+            if now >= ev.expire_at:
+                self._spawn(self._expire(ev, "its TTL ended before another attempt"))
+            else:
+                self._start(ev, h)
 
     async def _attempt(self, ev: CallbackEvent, h: _Host) -> None:
         try:
@@ -371,6 +415,8 @@ class CallbackDispatcher:
                                           self.timer() + retry_delay(attempts), attempts))
         finally:
             h.busy -= 1
+            self._next(h)
+            self._wake.set()  # a slot is free: more may be leased
 
     async def _send(self, ev: CallbackEvent) -> Answer:
         stored = await self.store.find(ev.message_id)
@@ -380,7 +426,10 @@ class CallbackDispatcher:
                                 secret=secret, now=self.clock())
         started = self.timer()
         answer = await self.sender.send(request)
-        METRICS.callback_latency.observe(max(0.0, self.timer() - started))
+        took = max(0.0, self.timer() - started)
+        METRICS.callback_latency.observe(took)
+        h = self.host(ev.url)
+        h.latency = 0.8 * h.latency + 0.2 * took
         return answer
 
     async def _settle(self, ev: CallbackEvent, h: _Host, answer: Answer) -> None:

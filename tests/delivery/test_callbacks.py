@@ -223,11 +223,18 @@ async def test_a_dead_host_slows_no_other(store: SqliteStore) -> None:
     assert d.sent == 3
     hang.set()
     await d.drain()
-    # three failures: the breaker is open, the dead host's events wait without attempts
-    t.now += 10
-    await d.sweep()
-    await d.drain()
-    assert len([r for _, r in receiver.requests if "dead.example" in r.url]) == 3
+    # failures in a row: the breaker is open, the dead host's events wait without
+    # attempts (none while it is open, 600 s), the live host's are all delivered
+    def dead_attempts() -> int:
+        return sum("dead.example" in r.url for _, r in receiver.requests)
+    before = dead_attempts()
+    assert before >= 3
+    assert d.host("https://dead.example/cb").open_until > t.now
+    for _ in range(5):
+        t.now += 10
+        await d.sweep()
+        await d.drain()
+    assert dead_attempts() == before
     assert await store.count_callbacks() == 5
 
 
@@ -320,3 +327,20 @@ async def test_an_allowed_network_is_not_refused_but_others_still_are() -> None:
     assert answer.refused
     assert "192.168.0.1" in answer.error
     await sender.aclose()
+
+
+async def test_a_busy_host_takes_its_backlog_without_waiting_for_the_clock(
+        store: SqliteStore) -> None:
+    """Events beyond a host's slots wait in memory under their lease and go as slots
+    free up: 50 events through 2 slots in one sweep, no time passing (none goes back
+    to the store to wait a second)."""
+    t = Time()
+    receiver = Receiver(lambda _r: Answer(200))
+    d = _dispatcher(store, receiver, t, per_host=2)
+    for i in range(50):
+        await _final_with_events(store, i)
+    await d.sweep()
+    await d.drain()
+    assert len(receiver.requests) == 50
+    assert {at for at, _ in receiver.requests} == {T0}
+    assert await store.count_callbacks() == 0
