@@ -106,8 +106,9 @@ class Node:
     metrics_http: ServedApp | None = field(init=False, default=None)
     metrics_address: tuple[str, int] | None = field(init=False, default=None)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    #: the config the account index below was made from, and the index
     _accounts: tuple[Config | None, dict[str, Account]] = field(
-        init=False, default=(None, {}))
+        init=False, default_factory=lambda: (None, {}))
 
     def __post_init__(self) -> None:
         cfg = self.config
