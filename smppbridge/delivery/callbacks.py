@@ -18,6 +18,11 @@ attempt is its own task, bounded by ``max_in_flight`` for the whole process.
 Timers (due times, retries, TTLs, the breaker) are steady time (core.clock); the
 signature's timestamp and the event dates are wall time. A store outage makes the
 loop back off and go on; it never ends but by cancellation.
+
+Size: just over 500 lines because the dispatcher (leases, per-host slots and breaker,
+the outcome rules) and its HTTP edge (resolution, address checks, the request to the
+checked address) are one feature read together; the request shapes, signing and the
+schedule are already in core.callbacks.
 """
 
 from __future__ import annotations
