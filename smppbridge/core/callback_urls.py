@@ -4,7 +4,8 @@ attempt, on the addresses the name resolves to, so DNS cannot point it inward la
 
 Only ``http`` and ``https``; no credentials in the URL; an address in a loopback,
 private, link-local, shared (CGNAT), multicast, reserved or unspecified range is refused
-unless one of ``[http] callback_allow_networks`` holds it (docs/http.md, *Callbacks*).
+unless one of ``[http] callback_allow_networks`` holds it (docs/http.md, *Status
+callbacks → What a callback may reach*).
 """
 
 from __future__ import annotations

@@ -18,6 +18,10 @@ each call and no caller probes an implementation for what it can do. Where a sto
 do less (the Redis store leases no receipts to a process and claims nothing on
 accept), the contract says how that is answered: an empty lease, ``claims_on_accept =
 False``, ``flood_state() is None`` for "keep the flood windows in this process".
+
+Size: just over 500 lines because every contract between the layers is here, as the
+architecture wants (one place to read them all); the Store alone, with its batch,
+history, receipt and status callback operations, is half of it.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from smppbridge.core.history import ReceiptState
 
 if TYPE_CHECKING:
     from smppbridge.core.accounts import FloodRules
+    from smppbridge.core.callbacks import CallbackEvent, CallbackOutcome
     from smppbridge.core.cluster import NodeReport, Second
     from smppbridge.core.history import MessagePage, MessageQuery, ReceiptView, TimelineEntry
     from smppbridge.core.idempotency import IdempotentAnswer
@@ -267,10 +272,13 @@ class Store(Protocol):
                         receipts: Sequence[ReceiptRecord] = ()) -> None: ...
 
     async def mark_sent_many(self, sent: Sequence[SentEntry], *,
-                             lease: bool = False) -> Leased:
+                             lease: bool = False,
+                             callbacks: Sequence[CallbackEvent] = ()) -> Leased:
         """:meth:`mark_sent` for several messages in one operation. ``lease``: the
         receipts added are leased to this process's dispatcher (see
-        :meth:`mark_final_many`)."""
+        :meth:`mark_final_many`). ``callbacks``: status callback events (``sent``) of
+        these messages, added in the same operation for each message marked sent (none
+        for a message final meanwhile)."""
         ...
 
     async def mark_retry(self, message_id: str, next_at: float, attempts: int,
@@ -286,15 +294,19 @@ class Store(Protocol):
 
     async def mark_final(self, message_id: str, stat: str, err: int, now: float,
                          receipts: Sequence[ReceiptRecord] = (), provider: str = "",
-                         provider_id: str = "", detail: str = "") -> None:
+                         provider_id: str = "", detail: str = "",
+                         callbacks: Sequence[CallbackEvent] = ()) -> None:
         """End a message; one already final keeps its first final status (and its
-        receipts are not added). ``detail``: where the final status came from."""
+        receipts and ``callbacks`` are not added). ``detail``: where the final status
+        came from."""
         ...
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *,
-                              lease: bool = False) -> Leased:
+                              lease: bool = False,
+                              callbacks: Sequence[CallbackEvent] = ()) -> Leased:
         """:meth:`mark_final` for several messages in one operation; a message already
-        final keeps its first final status, and its receipts are not added.
+        final keeps its first final status, and its receipts and its events of
+        ``callbacks`` are not added.
 
         ``lease``: the receipts added are leased to this process's dispatcher, which is
         handed them in memory; :meth:`receipts_for` skips them until released
@@ -396,6 +408,34 @@ class Store(Protocol):
     async def count_receipts(self, account: str | None = None) -> int:
         """Receipts waiting in the outbox, of ``account`` or of all (a gauge read at
         scrape time; the operator API's "receipts pending")."""
+        ...
+
+    # status callbacks (docs/http.md, Status callbacks)
+
+    async def add_callbacks(self, events: Sequence[CallbackEvent]) -> None:
+        """Add events to the callback outbox on their own (not with a status)."""
+        ...
+
+    async def callbacks_due(self, now: float, limit: int) -> list[CallbackEvent]:
+        """Lease up to ``limit`` events due at ``now`` (steady time) to this process:
+        of each message only its oldest event in the outbox (a message's events go in
+        order). A lease ends with :meth:`callback_done`, :meth:`callback_retry`, the
+        process (SQLite: at the next open) or its time (Redis: ``callback_lease``,
+        when another node takes the event over)."""
+        ...
+
+    async def callback_done(self, event: CallbackEvent, at: float,
+                            outcome: CallbackOutcome = ..., detail: str = "") -> None:
+        """The event leaves the outbox; failed or expired, it is an entry (``detail``)
+        in its message's timeline at the wall date ``at``."""
+        ...
+
+    async def callback_retry(self, seq: int, next_at: float, attempts: int) -> None:
+        """Back to the outbox, due at ``next_at`` (steady), lease ended."""
+        ...
+
+    async def count_callbacks(self) -> int:
+        """Events in the callback outbox (a gauge read at scrape time)."""
         ...
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from smppbridge.core.message import OutboundMessage
+from smppbridge.core.message import Extra, OutboundMessage
 from smppbridge.core.records import FailedMessage, ReceiptRecord
 from smppbridge.smpp.constants import INTERMEDIATE_BIT, RECEIPT_MASK, RegisteredDelivery
 from smppbridge.smpp.receipts import INTERMEDIATE_STATS
@@ -35,23 +35,25 @@ def wants_receipt(registered_delivery: int, stat: str) -> bool:
 #: What a message's receipts are made of, kept for every message sent until its final
 #: status: ``(message_id, account, part_ids, registered_delivery,
 #: part_registered_delivery, submitted_at, text, source_addr, source_ton, source_npi,
-#: dest_addr, dest_ton, dest_npi)`` — the receipt's source is the message's destination
-#: and the other way round; ``part_registered_delivery`` is a long message's per-part
-#: values ("1,0,1") or "".
+#: dest_addr, dest_ton, dest_npi, callback_url, callback_format, callback_level)`` — the
+#: receipt's source is the message's destination and the other way round;
+#: ``part_registered_delivery`` is a long message's per-part values ("1,0,1") or "";
+#: the last three are the message's status callback extras (core.message.Extra) or "".
 #:
 #: An exact tuple of plain values, which the garbage collector drops from its lists after
 #: one look. The OutboundMessage it replaces is four tracked objects (message, two
 #: addresses, content), and with ~5,000 messages a second waiting a second or more for
 #: their status, every young collection walked them (docs/performance.md).
 ReceiptBasis = tuple[str, str, tuple[str, ...], int, str, float, str, str, int, int, str,
-                     int, int]
+                     int, int, str, str, str]
 
 
 def receipt_basis(m: OutboundMessage) -> ReceiptBasis:
-    d, s = m.destination, m.source
+    d, s, x = m.destination, m.source, m.extra
     return (m.message_id, m.account, m.part_ids, m.registered_delivery,
-            m.extra.get("part_registered_delivery", ""), m.submitted_at, m.content.text,
-            d.addr, d.ton, d.npi, s.addr, s.ton, s.npi)
+            x.get("part_registered_delivery", ""), m.submitted_at, m.content.text,
+            d.addr, d.ton, d.npi, s.addr, s.ton, s.npi, x.get(Extra.CALLBACK_URL, ""),
+            x.get(Extra.CALLBACK_FORMAT, ""), x.get(Extra.CALLBACK_LEVEL, ""))
 
 
 def make_receipts(message: OutboundMessage | ReceiptBasis, stat: str, err: int,
@@ -64,7 +66,7 @@ def make_receipts(message: OutboundMessage | ReceiptBasis, stat: str, err: int,
     ``since``, the steady instant now (core.clock; default ``done_at``)."""
     (_, account, all_ids, registered_delivery, per_part, submitted_at, text,
      source_addr, source_ton, source_npi, dest_addr, dest_ton, dest_npi) = (
-        message if isinstance(message, tuple) else receipt_basis(message))
+        message if isinstance(message, tuple) else receipt_basis(message))[:13]
     ids = all_ids if part_ids is None else part_ids
     asked = dict(zip(all_ids, (int(v) for v in per_part.split(",")), strict=False)) \
         if per_part else {}

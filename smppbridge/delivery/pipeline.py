@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from smppbridge.core.callbacks import CallbackEvent, EventKind, events_wanted, new_event
 from smppbridge.core.clock import steady_of, timer_for
 from smppbridge.core.errors import NoRoute, StoreUnavailable
 from smppbridge.core.outcomes import SendResult
@@ -54,6 +55,7 @@ from smppbridge.smpp.constants import (
 from smppbridge.smpp.receipts import STATES, Stat
 
 if TYPE_CHECKING:
+    from smppbridge.core.accounts import Account
     from smppbridge.core.message import OutboundMessage
     from smppbridge.core.outcomes import SendOutcome, StatusUpdate
     from smppbridge.core.ports import Store
@@ -86,6 +88,8 @@ class Pipeline:
                  poller: Callable[[OnUpdate, OnUpdates], StatusPoller] | None = None,
                  receipts_added: Callable[[], None] | None = None,
                  outbox: ReceiptOutbox | None = None,
+                 accounts: Callable[[str], Account | None] | None = None,
+                 callbacks_added: Callable[[], None] | None = None,
                  receipt_ttl: float = DEFAULT_RECEIPT_TTL,
                  concurrency: int = 1000, batch: int = 500,
                  retry_backoff: float = 1.0, retry_max: float = 300.0,
@@ -102,6 +106,11 @@ class Pipeline:
         #: write them are handed over in memory (a store that leases none hands none)
         self.outbox = outbox
         self.receipt_ttl = receipt_ttl
+        #: the account of a name (receipts = smpp|http|both, receipt_url, callback_ttl);
+        #: None: every account is "smpp" and only a message's own callback_url calls back
+        self.accounts = accounts or (lambda _name: None)
+        #: status callback events were stored (wakes the callback dispatcher)
+        self.callbacks_added = callbacks_added or (lambda: None)
         self.batch = batch
         self.retry_backoff = retry_backoff
         self.retry_max = retry_max
@@ -193,7 +202,7 @@ class Pipeline:
 
     async def failed(self, failure: FailedMessage) -> None:
         receipts = refused_receipts(failure, self.clock(), ttl=self.receipt_ttl,
-                                    since=self.timer())
+                                    since=self.timer()) if self._smpp(failure.account) else []
         await self.store.fail_parts(failure.part_ids, receipts)
         if receipts:
             self.receipts_added()
@@ -218,11 +227,14 @@ class Pipeline:
             return _S.ESME_RCANCELFAIL
         self._fresh.pop(stored.message.message_id, None)
         now = self.clock()
+        basis = receipt_basis(stored.message)
+        events = self._events(basis, EventKind.NACK, "DELETED", 0, now)
         await self.store.mark_final(stored.message.message_id, "DELETED", 0, now,
-                                    make_receipts(stored.message, "DELETED", 0, now,
-                                                  ttl=self.receipt_ttl, since=self.timer()),
-                                    detail="cancelled (cancel_sm)")
+                                    self._receipts(basis, "DELETED", 0, now),
+                                    detail="cancelled (cancel_sm)", callbacks=events)
         self.receipts_added()
+        if events:
+            self.callbacks_added()
         return _S.ESME_ROK
 
     async def ready(self) -> bool:
@@ -388,11 +400,15 @@ class Pipeline:
     async def _mark_sent(self, accepted: Sequence[tuple[StoredMessage, SendOutcome]]) -> None:
         """Messages providers accepted: sent (ENROUTE), followed from now on."""
         now, since = self.clock(), self.timer()
-        entries = [(s.message.message_id, o.provider, o.provider_id, "ENROUTE", now,
-                    make_receipts(s.message, "ENROUTE", 0, now, ttl=self.receipt_ttl,
-                                  since=since))
-                   for s, o in accepted]
-        leased = await self.store.mark_sent_many(entries, lease=self._lease())
+        bases = [receipt_basis(s.message) for s, _ in accepted]
+        entries = [(b[0], o.provider, o.provider_id, "ENROUTE", now,
+                    self._receipts(b, "ENROUTE", 0, now, since=since))
+                   for b, (_, o) in zip(bases, accepted, strict=True)]
+        events = [e for b in bases for e in self._events(b, EventKind.SENT, "ENROUTE", 0, now)]
+        leased = await self.store.mark_sent_many(entries, lease=self._lease(),
+                                                 callbacks=events)
+        if events:
+            self.callbacks_added()
         by_provider: dict[str, int] = {}
         for _, outcome in accepted:
             by_provider[outcome.provider] = by_provider.get(outcome.provider, 0) + 1
@@ -401,12 +417,12 @@ class Pipeline:
         self._hand_over(leased, any(e[5] for e in entries))
         poller = self.poller
         trace = _log.is_enabled_for(DEBUG)
-        for stored, outcome in accepted:
+        for i, (stored, outcome) in enumerate(accepted):
             message = stored.message
             if trace:
                 _trace("message.sent", message, provider=outcome.provider,
                        provider_id=outcome.provider_id)
-            self._sent[message.message_id] = receipt_basis(message)
+            self._sent[message.message_id] = bases[i]
             if poller is not None and outcome.provider in poller.settings:
                 poller.track(outcome.provider, outcome.provider_id, message.message_id,
                              sent_at=since, expire_at=message.expire_at)
@@ -421,7 +437,7 @@ class Pipeline:
             return
         if outcome.result is SendResult.REJECTED:
             await self._final(message, outcome.stat.value, int(outcome.err), now,
-                              provider=outcome.provider,
+                              provider=outcome.provider, kind=EventKind.NACK,
                               detail=_words("rejected by", outcome.provider, outcome.detail))
             _log.debug("send.rejected", message_id=message.message_id, err=int(outcome.err))
             return
@@ -441,7 +457,7 @@ class Pipeline:
             stat = "EXPIRED" if message.expire_at else (
                 outcome.stat.value if outcome is not None else "UNDELIV")
             err = int(outcome.err) if outcome is not None else 0
-            await self._final(message, stat, err, now,
+            await self._final(message, stat, err, now, kind=EventKind.NACK,
                               detail=_words("gave up:", "validity ends before the next try",
                                             outcome.detail if outcome else ""))
             return
@@ -451,18 +467,52 @@ class Pipeline:
 
     async def _final(self, message: OutboundMessage | ReceiptBasis, stat: str, err: int,
                      now: float, *, hlr_fields: str = "", provider: str = "",
-                     provider_id: str = "", detail: str = "") -> None:
-        message_id = message[0] if isinstance(message, tuple) else message.message_id
-        receipts = make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
-                                 hlr_fields=hlr_fields, since=self.timer())
+                     provider_id: str = "", detail: str = "",
+                     kind: EventKind = EventKind.FINAL) -> None:
+        basis = message if isinstance(message, tuple) else receipt_basis(message)
+        message_id = basis[0]
+        receipts = self._receipts(basis, stat, err, now, hlr_fields=hlr_fields)
+        events = self._events(basis, kind, stat, err, now, hlr_fields)
         await self.store.mark_final(message_id, stat, err, now, receipts,
                                     provider=provider, provider_id=provider_id,
-                                    detail=detail)
+                                    detail=detail, callbacks=events)
+        if events:
+            self.callbacks_added()
         _count_final(stat)
         if _log.is_enabled_for(DEBUG):
             _trace_final(message, stat, err, detail)
         if receipts:
             self.receipts_added()
+
+    def _smpp(self, account_name: str) -> bool:
+        """Does the account take SMPP receipts (``receipts`` smpp or both)?"""
+        account = self.accounts(account_name)
+        return account is None or account.receipts != "http"
+
+    def _receipts(self, basis: ReceiptBasis, stat: str, err: int, now: float, *,
+                  hlr_fields: str = "", since: float | None = None) -> list[ReceiptRecord]:
+        """The SMPP receipts of a status: none for an account with receipts = http."""
+        if not self._smpp(basis[1]):
+            return []
+        return make_receipts(basis, stat, err, now, ttl=self.receipt_ttl,
+                             hlr_fields=hlr_fields,
+                             since=self.timer() if since is None else since)
+
+    def _events(self, basis: ReceiptBasis, kind: EventKind, stat: str, err: int,
+                now: float, hlr_fields: str = "") -> list[CallbackEvent]:
+        """The status callback this status makes, if any: to the message's own
+        callback_url, else to the account's receipt_url when its ``receipts`` is http or
+        both; only events the format and level ask for (core.callbacks)."""
+        account = self.accounts(basis[1])
+        url = basis[13]
+        if not url and account is not None and account.receipts != "smpp":
+            url = account.receipt_url
+        if not url or not events_wanted(basis[14] or "json", basis[15], kind, stat):
+            return []
+        ttl = account.callback_ttl if account is not None else 86_400.0
+        return [new_event(kind, message_id=basis[0], account=basis[1], url=url, stat=stat,
+                          err=err, at=now, since=self.timer(), ttl=ttl,
+                          hlr_fields=hlr_fields)]
 
     def _lease(self) -> bool:
         return self.outbox is not None and self.outbox.accepting()
@@ -481,6 +531,7 @@ class Pipeline:
         sent are written in one store operation; everything else goes through
         :meth:`on_status`."""
         finals: list[FinalEntry] = []
+        events: list[CallbackEvent] = []
         others: list[StatusUpdate] = []
         popped: dict[str, ReceiptBasis] = {}
         since = self.timer()
@@ -502,12 +553,14 @@ class Pipeline:
             stat, err = update.stat.value, int(update.err)
             hlr = update.hlr.receipt_fields() if update.hlr is not None else ""
             finals.append((update.message_id, stat, err, now,
-                           make_receipts(message, stat, err, now, ttl=self.receipt_ttl,
-                                         hlr_fields=hlr, since=since),
+                           self._receipts(message, stat, err, now, hlr_fields=hlr,
+                                          since=since),
                            status_detail(update)))
+            events += self._events(message, EventKind.FINAL, stat, err, now, hlr)
         if finals:
             try:
-                leased = await self.store.mark_final_many(finals, lease=self._lease())
+                leased = await self.store.mark_final_many(finals, lease=self._lease(),
+                                                          callbacks=events)
             except StoreUnavailable:
                 # Not written: the messages stay known as sent, as with on_status.
                 for update in updates:
@@ -520,6 +573,8 @@ class Pipeline:
                 if trace:
                     _trace_final(popped[final[0]], final[1], final[2], final[5])
             self._hand_over(leased, any(f[4] for f in finals))
+            if events:
+                self.callbacks_added()
         if others:
             await asyncio.gather(*(self.on_status(provider, u) for u in others))
         if waits:
@@ -548,8 +603,7 @@ class Pipeline:
             await self._final(message, update.stat.value, int(update.err), now,
                               hlr_fields=hlr, detail=status_detail(update))
             return
-        receipts = make_receipts(message, update.stat.value, int(update.err), now,
-                                 ttl=self.receipt_ttl, since=self.timer())
+        receipts = self._receipts(message, update.stat.value, int(update.err), now)
         await self.store.record_status(message[0], update.stat.value, int(update.err), now,
                                        status_detail(update), receipts)
         if _log.is_enabled_for(DEBUG):

@@ -25,6 +25,7 @@ from typing import Any
 import structlog
 
 from smppbridge.config import Config
+from smppbridge.core.accounts import Account
 from smppbridge.core.clock import CLOCK, Clock, StepWatch
 from smppbridge.core.cluster import BindInfo
 from smppbridge.core.errors import StoreUnavailable
@@ -33,6 +34,7 @@ from smppbridge.core.ports import Provider, Store, SubmitHandler
 from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.records import DeliveryState, PartRecord
 from smppbridge.core.session import BindType, SessionContext
+from smppbridge.delivery.callbacks import CallbackDispatcher, HttpCallbackSender
 from smppbridge.delivery.pipeline import Pipeline
 from smppbridge.delivery.poller import StatusPoller
 from smppbridge.delivery.receipts import ReceiptDispatcher
@@ -89,6 +91,8 @@ class Node:
     provider_settings: dict[str, ProviderSettings] = field(init=False)
     router: Router = field(init=False)
     dispatcher: ReceiptDispatcher = field(init=False)
+    #: status callbacks to HTTP customers (docs/http.md, Status callbacks)
+    callbacks: CallbackDispatcher = field(init=False)
     pipeline: Pipeline = field(init=False)
     poller: StatusPoller = field(init=False)
     content: ContentHandler = field(init=False)
@@ -105,6 +109,9 @@ class Node:
     metrics_http: ServedApp | None = field(init=False, default=None)
     metrics_address: tuple[str, int] | None = field(init=False, default=None)
     _tasks: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    #: the config the account index below was made from, and the index
+    _accounts: tuple[Config | None, dict[str, Account]] = field(
+        init=False, default_factory=lambda: (None, {}))
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -120,12 +127,17 @@ class Node:
             self.store, binds.receivers, bound_accounts=binds.receiver_accounts,
             retry_backoff=cfg.receipts.retry_backoff, retry_max=cfg.receipts.retry_max,
             clock=wall, timer=steady)
+        self.callbacks = CallbackDispatcher(
+            self.store,
+            HttpCallbackSender(lambda: self.config.http.callback_allow_networks),
+            accounts=self.account, clock=wall, timer=steady)
         self.pipeline = Pipeline(
             self.store, self.router,
             poller=partial(StatusPoller, self.providers, self.provider_settings,
                            clock=wall, timer=steady),
             receipts_added=self.dispatcher.notify, outbox=self.dispatcher,
-            receipt_ttl=cfg.receipts.ttl_hours * 3600, clock=wall, timer=steady)
+            receipt_ttl=cfg.receipts.ttl_hours * 3600, accounts=self.account,
+            callbacks_added=self.callbacks.notify, clock=wall, timer=steady)
         assert self.pipeline.poller is not None
         self.poller = self.pipeline.poller
         # A shared store shares the flood windows too: the rules hold across nodes.
@@ -163,6 +175,7 @@ class Node:
         self.spawn(self.pipeline.run(), "pipeline")
         self.spawn(self.poller.run(), "status poller")
         self.spawn(self.dispatcher.run(), "receipt dispatcher")
+        self.spawn(self.callbacks.run(), "callback dispatcher")
         self.spawn(self._expire_parts(), "long-message expiry")
         self.spawn(self._retention(), "retention")
         self.spawn(self._watch_clock(), "clock steps")
@@ -211,6 +224,14 @@ class Node:
             return None
         return SessionContext(0, account, BindType.TRANSMITTER, part.system_type,
                               part.interface_version, "restored")
+
+    def account(self, system_id: str) -> Account | None:
+        """The account of that name in the config now (follows a reload)."""
+        config, by_id = self._accounts
+        if config is not self.config:
+            by_id = self.config.accounts_by_id()
+            self._accounts = (self.config, by_id)
+        return by_id.get(system_id)
 
     def local_binds(self) -> list[BindInfo]:
         """The binds open on this node, as the operator API lists them."""
@@ -313,6 +334,7 @@ class Node:
         for state in DeliveryState:
             METRICS.messages.labels(state.value).set(await self.store.count(state))
         METRICS.receipts_waiting.set(await self.store.count_receipts())
+        METRICS.callbacks_waiting.set(await self.store.count_callbacks())
         oldest = await self.store.oldest_queued()
         METRICS.queue_age.set(0.0 if oldest is None else max(0.0, time.time() - oldest))
         for name, runner in self.router.runners.items():
@@ -336,6 +358,7 @@ class Node:
         if self.metrics_http is not None:
             await self.metrics_http.close()
         await self.router.aclose()  # flushes batches and closes each provider
+        await self.callbacks.sender.aclose()
         await self.store.close()
 
 

@@ -128,6 +128,17 @@ class Metrics:
                                 ["event"], registry=r)
         self.receipts_waiting = Gauge("smppbridge_receipts_waiting",
                                       "Receipts stored, not yet delivered", registry=r)
+        self.callbacks = Counter("smppbridge_callbacks",
+                                 "Status callback attempts' outcomes by account: sent "
+                                 "(2xx), retried, failed (given up at once), expired "
+                                 "(callback_ttl ended)", ["account", "outcome"], registry=r)
+        self.callbacks_waiting = Gauge("smppbridge_callbacks_waiting",
+                                       "Status callbacks in the outbox (not yet delivered, "
+                                       "failed or expired)", registry=r)
+        self.callback_latency = Histogram("smppbridge_callback_seconds",
+                                          "Status callback attempt latency (resolve, "
+                                          "connect, request, answer)",
+                                          buckets=_HTTP_BUCKETS, registry=r)
         self.flood_refusals = Counter("smppbridge_flood_refusals",
                                       "Messages refused by a flood rule", ["rule"],
                                       registry=r)

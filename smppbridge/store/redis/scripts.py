@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 
+from smppbridge.store.redis.callbacks_lua import CALLBACK_COMMON, CALLBACK_LUA
 from smppbridge.store.redis.history_lua import HISTORY_LUA
 
 __all__ = ["BUCKET_SECONDS", "SCRIPTS", "SHAS"]
@@ -187,7 +188,8 @@ local function finish_receipt(seq, code, at)
   redis.call('DEL', rkey)
   return 1
 end
-""".replace("TOKEN_TTL_MS", str(_TOKEN_TTL_MS)).replace("BUCKET_SECONDS", str(BUCKET_SECONDS))
+""".replace("TOKEN_TTL_MS", str(_TOKEN_TTL_MS)).replace("BUCKET_SECONDS", str(BUCKET_SECONDS)) \
+    + CALLBACK_COMMON
 
 _LUA: dict[str, str] = {
     # ARGV[4..]: tok, message id, state, next_at ('' = due now), final ttl, JSON [field,
@@ -342,7 +344,7 @@ else
 end
 redis.call('HINCRBY', mkey, 'attempts', 1)
 redis.call('SADD', P .. 'sent', mid)
-add_receipts(12, mid, nil)
+add_callbacks(add_receipts(12, mid, nil), mid)
 return 1
 """,
     # ARGV[4..]: tok, message id, next_at, attempts, now, detail
@@ -405,7 +407,7 @@ f[#f + 1] = 'err'; f[#f + 1] = err
 f[#f + 1] = 'done_at'; f[#f + 1] = now
 if detail ~= '' then f[#f + 1] = 'fd'; f[#f + 1] = detail end
 redis.call('HSET', mkey, unpack(f))
-add_receipts(13, mid, h[4])
+add_callbacks(add_receipts(13, mid, h[4]), mid)
 redis.call('INCR', P .. 'finals')
 ended(mid, now, h[4], h[5], h[6])
 expire_final(mkey, mid, ttl, h[7], pkey, h[8])
@@ -506,6 +508,7 @@ end
 return out
 """,
     **HISTORY_LUA,
+    **CALLBACK_LUA,
 }
 
 #: every script's full source, by name

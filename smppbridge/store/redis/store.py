@@ -85,6 +85,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
+from smppbridge.core.callbacks import CallbackEvent, CallbackOutcome, callback_body
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.history import (
     DEFAULT_HISTORY_DAYS,
@@ -181,6 +182,7 @@ class RedisStore:
                  claim_after: float = 30.0, final_ttl: float | None = None,
                  history_days: float = DEFAULT_HISTORY_DAYS,
                  receipt_lease: float = 120.0, history_cap: int = 32,
+                 callback_lease: float = 60.0,
                  min_replicas: int = 0, replica_timeout: float = 1.0,
                  retries: int = 3, connect_timeout: float = 1.0,
                  socket_timeout: float = 5.0, max_connections: int = 64) -> None:
@@ -198,6 +200,9 @@ class RedisStore:
         self.final_ttl = final_ttl
         self.history_days = history_days
         self.receipt_lease = receipt_lease
+        #: seconds a status callback handed to a node stays hidden from the others;
+        #: above the longest attempt (15 s)
+        self.callback_lease = callback_lease
         self.history_cap = history_cap
         self.min_replicas = min_replicas
         self.replica_timeout = replica_timeout
@@ -482,20 +487,25 @@ class RedisStore:
 
     async def mark_sent(self, message_id: str, provider: str, provider_id: str,
                         stat: str, now: float,
-                        receipts: Sequence[ReceiptRecord] = ()) -> None:
+                        receipts: Sequence[ReceiptRecord] = (), *,
+                        callbacks: Sequence[CallbackEvent] = ()) -> None:
         """As in SQLite, except that a message another node finalised meanwhile (a
         cancel_sm racing the send) stays final; its provider id is still recorded."""
         self._held.pop(message_id, None)
         await self._batch.script("mark_sent", token(), message_id, provider, provider_id,
                                  self._provider_key(provider, provider_id), str(stat),
                                  self._ttl(), num(now), *receipt_args(receipts, message_id),
-                                 durable=True)
+                                 *_callback_args(callbacks), durable=True)
 
     async def mark_sent_many(self, sent: Sequence[SentEntry], *,
-                             lease: bool = False) -> Leased:
+                             lease: bool = False,
+                             callbacks: Sequence[CallbackEvent] = ()) -> Leased:
         """:meth:`mark_sent` for each, in one pipeline; receipts are never leased (every
-        node's dispatcher reads them from Redis)."""
-        await _all(self.mark_sent(*entry) for entry in sent)
+        node's dispatcher reads them from Redis). Each message's callbacks go in its
+        own script."""
+        events = _by_message(callbacks)
+        await _all(self.mark_sent(*entry, callbacks=events.get(entry[0], ()))
+                   for entry in sent)
         return []
 
     async def mark_retry(self, message_id: str, next_at: float, attempts: int,
@@ -517,18 +527,23 @@ class RedisStore:
 
     async def mark_final(self, message_id: str, stat: str, err: int, now: float,
                          receipts: Sequence[ReceiptRecord] = (), provider: str = "",
-                         provider_id: str = "", detail: str = "") -> None:
+                         provider_id: str = "", detail: str = "",
+                         callbacks: Sequence[CallbackEvent] = ()) -> None:
         self._held.pop(message_id, None)
         pkey = self._provider_key(provider, provider_id) if provider else ""
         # int()/str(): redis-py would send an IntEnum by its repr()
         await self._batch.script("mark_final", message_id, str(stat), int(err), num(now),
                                  self._ttl(), provider, provider_id, pkey, detail,
-                                 *receipt_args(receipts, message_id), durable=True)
+                                 *receipt_args(receipts, message_id),
+                                 *_callback_args(callbacks), durable=True)
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *,
-                              lease: bool = False) -> Leased:
+                              lease: bool = False,
+                              callbacks: Sequence[CallbackEvent] = ()) -> Leased:
         """:meth:`mark_final` for each, in one pipeline; nothing is leased."""
-        await _all(self.mark_final(mid, stat, err, now, receipts, detail=detail)
+        events = _by_message(callbacks)
+        await _all(self.mark_final(mid, stat, err, now, receipts, detail=detail,
+                                   callbacks=events.get(mid, ()))
                    for mid, stat, err, now, receipts, detail in finals)
         return []
 
@@ -696,6 +711,42 @@ class RedisStore:
             self._batch.call(("ZCARD", self._key("rw:", account))))
         return int(ready) + int(deferred)
 
+    # --- status callbacks (callbacks_lua.py) ---------------------------------------------
+
+    async def add_callbacks(self, events: Sequence[CallbackEvent]) -> None:
+        """Events added alone (not with a status): one script per message."""
+        for mid, evs in _by_message(events).items():
+            await self._batch.script("add_callbacks", token(), mid, *_callback_args(evs),
+                                     durable=True)
+
+    async def callbacks_due(self, now: float, limit: int) -> list[CallbackEvent]:
+        """Events due at ``now``, the oldest of each message only, leased to this node
+        for ``callback_lease`` seconds (until done or retried)."""
+        out = await self._batch.script("callbacks_due", num(now), int(limit),
+                                       num(now + self.callback_lease),
+                                       num(now - _CALLBACK_TTL_MARGIN), durable=True)
+        events = []
+        for i in range(0, len(out), 4):
+            seq, body, attempts, next_at = out[i:i + 4]
+            fields = json.loads(body)
+            fields.update(seq=int(seq), attempts=int(attempts), next_at=float(next_at))
+            events.append(CallbackEvent(**fields))
+        return events
+
+    async def callback_done(self, event: CallbackEvent, at: float,
+                            outcome: CallbackOutcome = CallbackOutcome.DELIVERED,
+                            detail: str = "") -> None:
+        note = "" if outcome is CallbackOutcome.DELIVERED else (detail or outcome.value)
+        await self._batch.script("callback_done", int(event.seq), event.message_id, note,
+                                 num(at), self._ttl(), durable=True)
+
+    async def callback_retry(self, seq: int, next_at: float, attempts: int) -> None:
+        await self._batch.script("callback_retry", int(seq), num(next_at), int(attempts),
+                                 durable=True)
+
+    async def count_callbacks(self) -> int:
+        return int(await self._batch.call(("ZCARD", self._key("cb:all"))))
+
     # --- keys --------------------------------------------------------------------------
 
     def _key(self, *parts: str) -> str:
@@ -718,8 +769,28 @@ class RedisStore:
 _URL_OPTIONS: dict[str, Callable[[str], Any]] = {
     "prefix": str, "node_id": str, "claim_after": float, "final_ttl": float,
     "history_days": float, "receipt_lease": float, "min_replicas": int,
-    "replica_timeout": float,
+    "replica_timeout": float, "callback_lease": float,
 }
+
+
+#: an event's keys outlive its TTL by this much (then Redis drops what was left)
+_CALLBACK_TTL_MARGIN = 3600.0
+
+
+def _callback_args(events: Sequence[CallbackEvent]) -> list[Any]:
+    """count, then (body, key ttl, next_at) per event (callbacks_lua.add_callbacks)."""
+    args: list[Any] = [len(events)]
+    for ev in events:
+        ttl = max(60, int(ev.expire_at - ev.at + _CALLBACK_TTL_MARGIN))
+        args += [json.dumps(callback_body(ev)), ttl, num(ev.next_at)]
+    return args
+
+
+def _by_message(events: Sequence[CallbackEvent]) -> dict[str, list[CallbackEvent]]:
+    out: dict[str, list[CallbackEvent]] = {}
+    for ev in events:
+        out.setdefault(ev.message_id, []).append(ev)
+    return out
 
 
 async def _all(calls: Iterable[Awaitable[None]]) -> None:

@@ -177,7 +177,8 @@ def _owner(db: sqlite3.Connection, message_id: str) -> str | None:
 #: retry only while queued, the sent entry only before final, a status only before
 #: final), so entries are sorted by it, then by when they were written; times from
 #: different clocks (a retry's is the store's own) cannot reorder them.
-_ACCEPTED, _RETRY, _SENT, _STATUS, _FINAL = range(5)
+#: _AFTER: a note written once the message was final (a status callback failed)
+_ACCEPTED, _RETRY, _SENT, _STATUS, _FINAL, _AFTER = range(6)
 
 
 def timeline(db: sqlite3.Connection, message_id: str) -> list[TimelineEntry]:
@@ -203,7 +204,8 @@ def timeline(db: sqlite3.Connection, message_id: str) -> list[TimelineEntry]:
     for n, (at, h_state, h_stat, h_err, detail) in enumerate(db.execute(
             "SELECT at, state, stat, err, detail FROM history WHERE message_id=? "
             "ORDER BY rowid", (owner,))):
-        rank = _RETRY if h_state == "queued" else _STATUS
+        rank = (_RETRY if h_state == "queued" else _AFTER if h_state == "final"
+                else _STATUS)
         ranked.append((rank, n, TimelineEntry(at, h_state, h_stat, h_err, detail)))
     ranked.sort(key=lambda r: r[:2])
     return [r[2] for r in ranked]

@@ -132,7 +132,22 @@ DROP INDEX messages_stat;
 CREATE INDEX messages_stat ON messages (stat, submitted_at, id)
   WHERE stat NOT IN ('', 'ENROUTE', 'ACCEPTD', 'DELIVRD');
 """,
-    6: "",  # 6: the callback outbox (another change)
+    # 6: the status callback outbox (docs/http.md, Status callbacks). An event is
+    # written in the transaction of the status it reports and deleted once delivered,
+    # failed or expired (the last two leave a history row in the message's timeline).
+    # callbacks_due holds the events not leased, by due time; callbacks_message finds
+    # the oldest event of a message (one event of a message is sent at a time, in
+    # order). A lease is this process's (leased=1), cleared on open.
+    6: """
+CREATE TABLE callbacks (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    message_id TEXT NOT NULL, account TEXT NOT NULL, body TEXT NOT NULL,
+    expire_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    next_at REAL NOT NULL DEFAULT 0, leased INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX callbacks_due ON callbacks (next_at, seq) WHERE leased = 0;
+CREATE INDEX callbacks_message ON callbacks (message_id, seq);
+""",
     # 7: the answers kept for the HTTP submit API's Idempotency-Key, a day each: a
     # retry with the same key gets the first answer and never makes a second message,
     # across a restart. status 0 marks a key whose first request is being answered;

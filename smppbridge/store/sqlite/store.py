@@ -35,6 +35,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from smppbridge.core.callbacks import CallbackEvent, CallbackOutcome
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.history import (
     MessagePage,
@@ -54,6 +55,7 @@ from smppbridge.core.records import (
 )
 from smppbridge.observability.metrics import METRICS
 from smppbridge.store.common import StoreHealth, settle
+from smppbridge.store.sqlite import callbacks as outbox
 from smppbridge.store.sqlite import history, idempotency
 from smppbridge.store.sqlite.rows import (
     COLUMNS,
@@ -179,6 +181,8 @@ class SqliteStore:
         # Receipts leased to the last process's dispatcher are due again.
         db.execute("UPDATE receipts SET next_at=0 WHERE state='pending' AND next_at>=?",
                    (RECEIPT_LEASED,))
+        # ... and so are the callbacks it was sending (same event_id: a duplicate at most).
+        db.execute("UPDATE callbacks SET leased=0 WHERE leased=1")
         return db
 
     def _run(self, ready: asyncio.Future[None]) -> None:
@@ -380,14 +384,21 @@ class SqliteStore:
         await self.mark_sent_many([(message_id, provider, provider_id, stat, now, receipts)])
 
     async def mark_sent_many(self, sent: Sequence[SentEntry], *,
-                             lease: bool = False) -> Leased:
+                             lease: bool = False,
+                             callbacks: Sequence[CallbackEvent] = ()) -> Leased:
         """:meth:`mark_sent` for several messages in one operation; each entry is
         (message_id, provider, provider_id, stat, now, receipts). ``lease``: see
-        :meth:`mark_final_many`. The row is the timeline's ``sent`` entry (sent_at)."""
+        :meth:`mark_final_many`. The row is the timeline's ``sent`` entry (sent_at).
+        ``callbacks``: events of messages marked sent here."""
         def op(db: sqlite3.Connection) -> Leased:
             # A message final meanwhile (cancelled, or a webhook faster than this
             # write) stays final.
-            db.executemany(_MARK_SENT, [(e[1], e[2], e[3], e[4], e[0]) for e in sent])
+            if callbacks:
+                moved = {e[0] for e in sent
+                         if db.execute(_MARK_SENT, (e[1], e[2], e[3], e[4], e[0])).rowcount}
+                outbox.insert(db, callbacks, moved)
+            else:
+                db.executemany(_MARK_SENT, [(e[1], e[2], e[3], e[4], e[0]) for e in sent])
             return insert_receipts(db, [r for e in sent for r in e[5]], lease=lease)
         return await self._call(op)
 
@@ -419,7 +430,8 @@ class SqliteStore:
 
     async def mark_final(self, message_id: str, stat: str, err: int, now: float,
                          receipts: Sequence[ReceiptRecord] = (), provider: str = "",
-                         provider_id: str = "", detail: str = "") -> None:
+                         provider_id: str = "", detail: str = "",
+                         callbacks: Sequence[CallbackEvent] = ()) -> None:
         def op(db: sqlite3.Connection) -> None:
             if provider:
                 cur = db.execute(
@@ -430,10 +442,12 @@ class SqliteStore:
                 cur = db.execute(_MARK_FINAL, (stat, err, now, detail, message_id))
             if cur.rowcount:
                 insert_receipts(db, receipts)
+                outbox.insert(db, callbacks)
         await self._call(op)
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *,
-                              lease: bool = False) -> Leased:
+                              lease: bool = False,
+                              callbacks: Sequence[CallbackEvent] = ()) -> Leased:
         """:meth:`mark_final` for several messages in one operation: each entry is
         (message_id, stat, err, done_at, receipts, detail); a message already final
         keeps its first final status, and its receipts are not added.
@@ -444,9 +458,12 @@ class SqliteStore:
         (seq, receipt) of each receipt added (empty without ``lease``)."""
         def op(db: sqlite3.Connection) -> Leased:
             receipts: list[ReceiptRecord] = []
+            ended: set[str] = set()
             for message_id, stat, err, now, recs, detail in finals:
                 if db.execute(_MARK_FINAL, (stat, err, now, detail, message_id)).rowcount:
                     receipts.extend(recs)
+                    ended.add(message_id)
+            outbox.insert(db, callbacks, ended)
             return insert_receipts(db, receipts, lease=lease)
         return await self._call(op)
 
@@ -567,6 +584,27 @@ class SqliteStore:
                                  "WHERE state='pending' AND account=?", (account,))
             return int(row.fetchone()[0])
         return await self._read(op)
+
+    # --- status callbacks -------------------------------------------------------------
+
+    async def add_callbacks(self, events: Sequence[CallbackEvent]) -> None:
+        await self._call(lambda db: outbox.insert(db, events))
+
+    async def callbacks_due(self, now: float, limit: int) -> list[CallbackEvent]:
+        """Lease events due at ``now``, the oldest of each message only
+        (store/sqlite/callbacks.py)."""
+        return await self._call(lambda db: outbox.lease_due(db, now, limit))
+
+    async def callback_done(self, event: CallbackEvent, at: float,
+                            outcome: CallbackOutcome = CallbackOutcome.DELIVERED,
+                            detail: str = "") -> None:
+        await self._call(lambda db: outbox.finish(db, event, outcome, at, detail))
+
+    async def callback_retry(self, seq: int, next_at: float, attempts: int) -> None:
+        await self._call(lambda db: outbox.reschedule(db, seq, next_at, attempts))
+
+    async def count_callbacks(self) -> int:
+        return await self._read(outbox.count)
 
     async def oldest_queued(self) -> float | None:
         """submitted_at of the oldest message waiting to be sent (queued: a few rows)."""
