@@ -145,22 +145,7 @@ def parse_provider(raw: Mapping[str, Any], *,
             if not isinstance(raw[key], str):
                 raise fail(key, "expected a string")
             values[key] = raw[key]
-    for key, (lo, hi) in _NUMBERS.items():
-        if key in raw:
-            v = raw[key]
-            if isinstance(v, bool) or not isinstance(v, int | float):
-                raise fail(key, "expected a number")
-            if v < lo or (hi is not None and v > hi):
-                raise fail(key, f"must be at least {lo:g}" + (f" and at most {hi:g}" if hi else ""))
-            values[key] = float(v)
-    for key, (ilo, ihi) in _INTEGERS.items():
-        if key in raw:
-            v = raw[key]
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise fail(key, "expected an integer")
-            if v < ilo or (ihi is not None and v > ihi):
-                raise fail(key, f"must be at least {ilo}" + (f" and at most {ihi}" if ihi else ""))
-            values[key] = v
+    _read_numbers(raw, _NUMBERS, _INTEGERS, values, fail)
     for key in _SECRETS:
         values[key] = _secret(raw, key, env, fail)
     if "webhook_networks" in raw:
@@ -238,26 +223,36 @@ def parse_provider(raw: Mapping[str, Any], *,
     return ProviderSettings(name=name, type=ptype, **values)
 
 
-def _upstream(raw: Mapping[str, Any], values: Mapping[str, Any],
-              fail: Any) -> UpstreamSettings:
-    """The smpp type's keys, each checked and named."""
-    out: dict[str, Any] = {}
-    for key, (lo, hi) in _SMPP_NUMBERS.items():
+def _read_numbers(raw: Mapping[str, Any], numbers: Mapping[str, tuple[float, float | None]],
+                  integers: Mapping[str, tuple[int, int | None]], out: dict[str, Any],
+                  fail: Any) -> None:
+    """Check the number and integer keys present in ``raw`` against their (lowest,
+    highest or None) bounds and put them into ``out``."""
+    for key, (lo, hi) in numbers.items():
         if key in raw:
             v = raw[key]
             if isinstance(v, bool) or not isinstance(v, int | float):
                 raise fail(key, "expected a number")
             if v < lo or (hi is not None and v > hi):
-                raise fail(key, f"must be at least {lo:g}" + (f" and at most {hi:g}" if hi else ""))
+                raise fail(key, f"must be at least {lo:g}"
+                           + (f" and at most {hi:g}" if hi is not None else ""))
             out[key] = float(v)
-    for key, (ilo, ihi) in _SMPP_INTEGERS.items():
+    for key, (ilo, ihi) in integers.items():
         if key in raw:
             v = raw[key]
             if isinstance(v, bool) or not isinstance(v, int):
                 raise fail(key, "expected an integer")
-            if v < ilo or v > ihi:
-                raise fail(key, f"must be at least {ilo} and at most {ihi}")
+            if v < ilo or (ihi is not None and v > ihi):
+                raise fail(key, f"must be at least {ilo}"
+                           + (f" and at most {ihi}" if ihi is not None else ""))
             out[key] = v
+
+
+def _upstream(raw: Mapping[str, Any], values: Mapping[str, Any],
+              fail: Any) -> UpstreamSettings:
+    """The smpp type's keys, each checked and named."""
+    out: dict[str, Any] = {}
+    _read_numbers(raw, _SMPP_NUMBERS, _SMPP_INTEGERS, out, fail)
     for key, (longest, allowed) in _SMPP_STRINGS.items():
         if key in raw:
             v = raw[key]

@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import pytest
 
 from smppbridge.config import Config, parse_config
@@ -30,6 +31,7 @@ from smppbridge.smpp.codec import decode, encode
 from smppbridge.smpp.constants import HEADER_LENGTH
 from smppbridge.smpp.receipts import parse_receipt
 from smppbridge.testing import MemoryHandler
+from tests.integration.callback_receiver import CallbackReceiver
 
 #: The account every test binds with unless it configures its own.
 DEMO_ACCOUNT: dict[str, Any] = {"system_id": "demo", "password": "demo"}
@@ -294,3 +296,24 @@ def answer_unasked(peer: Peer, pdu: P.Pdu, receipts: list[dict[str, str]]) -> No
         peer.send(P.DeliverSmResp(sequence_number=pdu.sequence_number))
     elif isinstance(pdu, P.EnquireLink):
         peer.send(P.EnquireLinkResp(sequence_number=pdu.sequence_number))
+
+
+@pytest.fixture
+async def receiver(request: pytest.FixtureRequest) -> AsyncIterator[CallbackReceiver]:
+    """A real callback receiver (tests/integration/callback_receiver.py) that checks
+    signatures with the test module's ``SECRET``."""
+    r = CallbackReceiver(getattr(request.module, "SECRET", ""))
+    await r.start()
+    try:
+        yield r
+    finally:
+        await r.stop()
+
+
+@pytest.fixture
+async def http(node: Node) -> AsyncIterator[httpx.AsyncClient]:
+    """An HTTP client on the test's ``node`` (the module's own fixture)."""
+    assert node.http_address is not None
+    host, port = node.http_address
+    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client:
+        yield client

@@ -73,14 +73,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         await n.stop()
 
 
-@pytest.fixture
-async def http(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    assert node.http_address is not None
-    host, port = node.http_address
-    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=5) as client:
-        yield client
-
-
 def _admin() -> dict[str, str]:
     return {"authorization": f"Bearer {ADMIN}"}
 

@@ -64,16 +64,6 @@ simulator = {{ deliver_after = 0.2 }}
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[CallbackReceiver]:
-    r = CallbackReceiver(SECRET)
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.stop()
-
-
-@pytest.fixture
 async def node(tmp_path: Path, receiver: CallbackReceiver) -> AsyncIterator[Node]:
     n = Node(parse_config(_config(f"sqlite:///{tmp_path}/cb.db", receiver), env={}))
     n.callbacks.breaker_open = 1.0  # a test outage is seconds long

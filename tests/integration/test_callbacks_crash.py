@@ -48,16 +48,6 @@ simulator = {{ deliver_after = 0.2 }}
 """
 
 
-@pytest.fixture
-async def receiver() -> AsyncIterator[CallbackReceiver]:
-    r = CallbackReceiver(SECRET)
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.stop()
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
     if request.param == "sqlite":

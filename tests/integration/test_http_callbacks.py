@@ -48,16 +48,6 @@ simulator = {{ deliver_after = 0.2 }}
 
 
 @pytest.fixture
-async def receiver() -> AsyncIterator[CallbackReceiver]:
-    r = CallbackReceiver(SECRET)
-    await r.start()
-    try:
-        yield r
-    finally:
-        await r.stop()
-
-
-@pytest.fixture
 async def node(tmp_path: Path, receiver: CallbackReceiver) -> AsyncIterator[Node]:
     n = Node(parse_config(_config(tmp_path, receiver), env={}))
     await n.start()
@@ -65,14 +55,6 @@ async def node(tmp_path: Path, receiver: CallbackReceiver) -> AsyncIterator[Node
         yield n
     finally:
         await n.stop()
-
-
-@pytest.fixture
-async def http(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    assert node.http_address is not None
-    host, port = node.http_address
-    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client:
-        yield client
 
 
 async def test_a_json_api_message_gets_its_signed_callback(

@@ -60,14 +60,6 @@ async def node(tmp_path: Path) -> AsyncIterator[Node]:
         await n.stop()
 
 
-@pytest.fixture
-async def http(node: Node) -> AsyncIterator[httpx.AsyncClient]:
-    assert node.http_address is not None
-    host, port = node.http_address
-    async with httpx.AsyncClient(base_url=f"http://{host}:{port}", timeout=10) as client:
-        yield client
-
-
 _JASMIN = {"username": "acme", "password": "pw", "to": "79001112233", "from": "Shop",
            "content": "hello jasmin"}
 _KANNEL = {"username": "acme", "password": "pw", "to": "79001112233", "from": "Shop",
