@@ -35,6 +35,7 @@ from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.records import DeliveryState, PartRecord
 from smppbridge.core.session import BindType, SessionContext
 from smppbridge.delivery.callbacks import CallbackDispatcher, HttpCallbackSender
+from smppbridge.delivery.mo import MoIntake
 from smppbridge.delivery.pipeline import Pipeline
 from smppbridge.delivery.poller import StatusPoller
 from smppbridge.delivery.receipts import ReceiptDispatcher
@@ -93,6 +94,8 @@ class Node:
     dispatcher: ReceiptDispatcher = field(init=False)
     #: status callbacks to HTTP customers (docs/http.md, Status callbacks)
     callbacks: CallbackDispatcher = field(init=False)
+    #: mobile-originated messages from the providers: routed and stored (delivery/mo.py)
+    mo: MoIntake = field(init=False)
     pipeline: Pipeline = field(init=False)
     poller: StatusPoller = field(init=False)
     content: ContentHandler = field(init=False)
@@ -138,6 +141,11 @@ class Node:
             receipts_added=self.dispatcher.notify, outbox=self.dispatcher,
             receipt_ttl=cfg.receipts.ttl_hours * 3600, accounts=self.account,
             callbacks_added=self.callbacks.notify, clock=wall, timer=steady)
+        self.mo = MoIntake(self.store, routes=lambda: self.config.mo_routes,
+                           accounts=self.account,
+                           receipt_ttl=cfg.receipts.ttl_hours * 3600,
+                           receipts_added=self.dispatcher.notify,
+                           callbacks_added=self.callbacks.notify, clock=wall, timer=steady)
         assert self.pipeline.poller is not None
         self.poller = self.pipeline.poller
         # A shared store shares the flood windows too: the rules hold across nodes.
@@ -259,7 +267,7 @@ class Node:
         """An smpp provider opens its upstream sessions; their receipts reach the
         pipeline as statuses (the webhook path's ``on_statuses``)."""
         if isinstance(provider, SmppProvider):
-            provider.start(self._pushed_statuses)
+            provider.start(self._pushed_statuses, self.mo.take)
 
     async def _pushed_statuses(self, provider: str, updates: Sequence[StatusUpdate]) -> None:
         """Statuses a provider pushes (an smpp provider's receipts): the webhook path —
