@@ -55,6 +55,7 @@ from smppbridge.node.parts import build_provider_for, open_store
 from smppbridge.node.reload import mark_loaded, reload
 from smppbridge.node.stats import NodeStats
 from smppbridge.observability.metrics import METRICS
+from smppbridge.providers.http_json import parse_mo_webhook
 from smppbridge.providers.smpp.provider import SmppProvider
 from smppbridge.providers.worker import WorkerProvider
 from smppbridge.server.admission import BindRegistry
@@ -209,7 +210,9 @@ class Node:
                             info=self._provider_health, refresh=self._refresh_gauges,
                             webhooks=Webhooks(self.providers, self.pipeline.on_status,
                                               poller=self.poller,
-                                              settings=self.provider_settings),
+                                              settings=self.provider_settings,
+                                              on_mo=self.mo.take,
+                                              mo_parsers={"http-json": parse_mo_webhook}),
                             serve_metrics=http.metrics_listen is None, api=api)
             _log.info("http.auth", mode=self.auth.describe())
             self.http = await serve_app(app, http.listen.host, http.listen.port,

@@ -70,6 +70,13 @@ system_id = "bridge"
 password = "pw"
 reconnect_backoff = 0.05
 reconnect_backoff_max = 0.2
+
+[[providers]]
+name = "hj"
+type = "http-json"
+url = "http://127.0.0.1:9/send"
+webhook_secret = "hook-s3cret"
+worker = false
 """
 
 
@@ -258,3 +265,32 @@ async def test_mo_not_stored_is_answered_retry_so_the_upstream_sends_it_again(
     mo(fake, "79001112233", "5555", b"lost?")
     assert await answers(fake, 1) == [CommandStatus.ESME_RX_T_APPN]
 
+
+
+async def test_http_json_mo_webhook_stores_then_answers_and_routes_to_the_receiver(
+        node: Node, receiver: CallbackReceiver) -> None:
+    """POST /webhooks/hj/mo with the provider's webhook secret: 401 without it; with it
+    the MO is stored before the 200 and reaches shop's receiver in UCS2 (the text does
+    not fit GSM 7-bit), and another one web's mo_url; a body without from/to is 400."""
+    assert node.http_address is not None
+    host, port = node.http_address
+    url = f"http://{host}:{port}/webhooks/hj/mo"
+    esme = await bind(node, "shop")
+    try:
+        async with httpx.AsyncClient() as client:
+            body = {"messages": [{"from": "79001112233", "to": "1234", "text": "shop ёлка"},
+                                 {"from": "79004445566", "to": "5555", "text": "hi"}]}
+            assert (await client.post(url, json=body)).status_code == 401
+            r = await client.post(url, json=body, headers={"X-Webhook-Secret": "hook-s3cret"})
+            assert r.status_code == 200, r.text
+            bad = await client.post(url, json={"to": "1"},
+                                    headers={"X-Webhook-Secret": "hook-s3cret"})
+            assert bad.status_code == 400
+        pdu = (await delivered(esme, 1))[0]
+        assert pdu.data_coding == 8  # type: ignore[attr-defined]
+        assert pdu.short_message == "shop ёлка".encode("utf-16-be")  # type: ignore[attr-defined]
+        assert await receiver.wait(lambda r: bool(r.delivered()), WAIT)
+        f = receiver.delivered()[0].fields
+        assert (f["provider"], f["text"], f["to"]) == ("hj", "hi", "5555")
+    finally:
+        await asyncio.to_thread(esme.close)
