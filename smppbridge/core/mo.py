@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from smppbridge.core.message import Address
+from smppbridge.text.encoding import choose_data_coding, encode_text
 
 __all__ = ["DIRECTION", "MO_CHANNELS", "MO_KIND", "MO_RECORD", "InboundMo", "MoRoute",
-           "mo_channels", "mo_payload", "route_mo"]
+           "mo_channels", "mo_of_text", "mo_payload", "route_mo"]
 
 #: ``OutboundMessage.extra`` key of an MO record, and its value
 DIRECTION = "direction"
@@ -75,6 +76,17 @@ class InboundMo:
     received_at: float
     concat: tuple[int, int, int] | None = None
     encoding: str = "gsm7"
+
+
+def mo_of_text(provider: str, source: str, destination: str, text: str,
+               received_at: float) -> InboundMo:
+    """An MO given as text (an HTTP provider's, the simulator's): kept as GSM 7-bit
+    when it fits, else UCS2 — the data_coding of its deliver_sm."""
+    coding = int(choose_data_coding(text))
+    return InboundMo(provider=provider, source=Address(source, 1, 1),
+                     destination=Address(destination), data_coding=coding,
+                     payload=encode_text(text, coding), text=text, received_at=received_at,
+                     encoding="gsm7" if coding == 0 else "ucs2")
 
 
 def mo_channels(mo: str, mo_url: str) -> tuple[bool, bool]:

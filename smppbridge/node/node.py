@@ -56,6 +56,7 @@ from smppbridge.node.reload import mark_loaded, reload
 from smppbridge.node.stats import NodeStats
 from smppbridge.observability.metrics import METRICS
 from smppbridge.providers.http_json import parse_mo_webhook
+from smppbridge.providers.simulator.provider import SimulatorProvider
 from smppbridge.providers.smpp.provider import SmppProvider
 from smppbridge.providers.worker import WorkerProvider
 from smppbridge.server.admission import BindRegistry
@@ -212,7 +213,8 @@ class Node:
                                               poller=self.poller,
                                               settings=self.provider_settings,
                                               on_mo=self.mo.take,
-                                              mo_parsers={"http-json": parse_mo_webhook}),
+                                              mo_parsers={"http-json": parse_mo_webhook,
+                                                          "simulator": parse_mo_webhook}),
                             serve_metrics=http.metrics_listen is None, api=api)
             _log.info("http.auth", mode=self.auth.describe())
             self.http = await serve_app(app, http.listen.host, http.listen.port,
@@ -271,6 +273,8 @@ class Node:
         pipeline as statuses (the webhook path's ``on_statuses``)."""
         if isinstance(provider, SmppProvider):
             provider.start(self._pushed_statuses, self.mo.take)
+        elif isinstance(provider, SimulatorProvider) and provider.engine.config.mo_every:
+            provider.start_mo(self.mo.take)
 
     async def _pushed_statuses(self, provider: str, updates: Sequence[StatusUpdate]) -> None:
         """Statuses a provider pushes (an smpp provider's receipts): the webhook path —

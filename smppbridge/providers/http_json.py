@@ -33,12 +33,11 @@ from typing import TYPE_CHECKING, Any
 import httpx
 
 from smppbridge.core.errors import ProviderRejected, ProviderUnavailable
-from smppbridge.core.message import Address, OutboundMessage
-from smppbridge.core.mo import InboundMo
+from smppbridge.core.message import OutboundMessage
+from smppbridge.core.mo import InboundMo, mo_of_text
 from smppbridge.core.outcomes import Err, HlrResult, SendOutcome, StatusUpdate
 from smppbridge.providers.base import HttpProvider, map_httpx_errors, raise_for_http_status
 from smppbridge.smpp.receipts import Stat
-from smppbridge.text.encoding import choose_data_coding, encode_text
 
 if TYPE_CHECKING:
     from smppbridge.core.provider_settings import ProviderSettings
@@ -124,11 +123,7 @@ def parse_mo_webhook(provider: str, body: bytes, now: float) -> list[InboundMo]:
                                             ).timestamp()
             except ValueError:
                 raise ValueError("received_at must be an ISO 8601 date") from None
-        coding = choose_data_coding(text)
-        out.append(InboundMo(provider=provider, source=Address(source, 1, 1),
-                             destination=Address(dest), data_coding=int(coding),
-                             payload=encode_text(text, coding), text=text, received_at=at,
-                             encoding="gsm7" if coding == 0 else "ucs2"))
+        out.append(mo_of_text(provider, source, dest, text, at))
     return out
 
 

@@ -16,7 +16,9 @@ from smppbridge.config import parse_config
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.node.node import Node
 from smppbridge.observability.metrics import METRICS
+from smppbridge.providers.simulator.settings import SimConfig
 from smppbridge.providers.smpp.provider import SmppProvider
+from smppbridge.simulator.app import Simulator
 from smppbridge.smpp import pdu as P
 from smppbridge.smpp.constants import CommandStatus, Tag
 from smppbridge.text.encoding import gsm_encode
@@ -77,6 +79,10 @@ type = "http-json"
 url = "http://127.0.0.1:9/send"
 webhook_secret = "hook-s3cret"
 worker = false
+
+[[providers]]
+name = "sim"
+type = "simulator"
 """
 
 
@@ -294,3 +300,44 @@ async def test_http_json_mo_webhook_stores_then_answers_and_routes_to_the_receiv
         assert (f["provider"], f["text"], f["to"]) == ("hj", "hi", "5555")
     finally:
         await asyncio.to_thread(esme.close)
+
+
+async def test_standalone_simulator_sends_an_mo_on_request_to_the_node(
+        node: Node, receiver: CallbackReceiver) -> None:
+    """The simulator's POST /mo sends one MO to its mo_url — the node's
+    /webhooks/hj/mo, the secret in the query — and answers with the node's 200; the
+    MO reaches web's mo_url. Without mo_url it is a 409."""
+    assert node.http_address is not None
+    host, port = node.http_address
+    sim = Simulator(SimConfig(mo_to="5555", mo_text="sim says hi"))
+    sim_host, sim_port = await sim.start(webhook_interval=None)
+    try:
+        async with httpx.AsyncClient() as client:
+            r = await client.post(f"http://{sim_host}:{sim_port}/mo", json={})
+            assert r.status_code == 409
+            await client.post(f"http://{sim_host}:{sim_port}/control", json={
+                "mo_url": f"http://{host}:{port}/webhooks/hj/mo?secret=hook-s3cret"})
+            r = await client.post(f"http://{sim_host}:{sim_port}/mo",
+                                  json={"from": "79009990000"})
+            assert r.status_code == 200, r.text
+            assert r.json()["status"] == 200
+        assert await receiver.wait(lambda r: bool(r.delivered()), WAIT)
+        f = receiver.delivered()[0].fields
+        assert (f["from"], f["to"], f["text"], f["provider"]) == (
+            "79009990000", "5555", "sim says hi", "hj")
+    finally:
+        await sim.aclose()
+
+
+async def test_in_process_simulator_takes_an_mo_on_request(
+        node: Node, receiver: CallbackReceiver) -> None:
+    """POST /webhooks/sim/mo (the in-process simulator's webhook, http-json's MO shape)
+    stores the MO as the simulator's and routes it."""
+    assert node.http_address is not None
+    host, port = node.http_address
+    async with httpx.AsyncClient() as client:
+        r = await client.post(f"http://{host}:{port}/webhooks/sim/mo",
+                              json={"from": "79001230000", "to": "5555", "text": "ping"})
+    assert r.status_code == 200, r.text
+    assert await receiver.wait(lambda r: bool(r.delivered()), WAIT)
+    assert receiver.delivered()[0].fields["provider"] == "sim"
