@@ -6,11 +6,13 @@ gets another at the account's ``mo_url``; an unroutable one is kept and counted.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from smppbridge.config import parse_config
 from smppbridge.core.errors import StoreUnavailable
@@ -40,7 +42,7 @@ shutdown_grace = 1.0
 listen = "127.0.0.1:0"
 callback_allow_networks = ["127.0.0.0/8"]
 [store]
-url = "sqlite:///{db}"
+url = "{db}"
 
 [[accounts]]
 system_id = "shop"
@@ -108,7 +110,8 @@ async def receiver() -> AsyncIterator[CallbackReceiver]:
 async def node(tmp_path: Path, fake: FakeSmsc, receiver: CallbackReceiver
                ) -> AsyncIterator[Node]:
     port = fake._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    n = Node(parse_config(_config(str(tmp_path / "mo.db"), port, receiver), env={}))
+    n = Node(parse_config(_config(f"sqlite:///{tmp_path / 'mo.db'}", port, receiver),
+                          env={}))
     await n.start()
     provider = n.providers["up"]
     assert isinstance(provider, SmppProvider)
@@ -341,3 +344,40 @@ async def test_in_process_simulator_takes_an_mo_on_request(
     assert r.status_code == 200, r.text
     assert await receiver.wait(lambda r: bool(r.delivered()), WAIT)
     assert receiver.delivered()[0].fields["provider"] == "sim"
+
+
+async def test_mo_with_the_redis_store(fake: FakeSmsc, receiver: CallbackReceiver) -> None:
+    """The same paths on the cluster store: an MO kept while shop is unbound reaches
+    its receiver when it binds, one for web its mo_url, an unroutable one is in the
+    history."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    url = "redis://127.0.0.1:6379/15"
+    raw = aioredis.Redis.from_url(url, decode_responses=True)
+    port = fake._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    n = Node(parse_config(_config(f"{url}?prefix={prefix}", port, receiver), env={}))
+    await n.start()
+    try:
+        provider = n.providers["up"]
+        assert isinstance(provider, SmppProvider)
+        async with asyncio.timeout(5):
+            await provider._bound.wait()
+        mo(fake, "79001112233", "1234", b"shop in redis")
+        mo(fake, "79004445566", "5555", b"web in redis")
+        mo(fake, "79004445566", "0000", b"nobody")
+        assert await answers(fake, 3) == [CommandStatus.ESME_ROK] * 3
+        esme = await bind(n, "shop")
+        try:
+            pdu = (await delivered(esme, 1))[0]
+            assert pdu.short_message == b"shop in redis"  # type: ignore[attr-defined]
+        finally:
+            await asyncio.to_thread(esme.close)
+        assert await receiver.wait(lambda r: bool(r.delivered()), WAIT)
+        assert receiver.delivered()[0].fields["text"] == "web in redis"
+        items = await api_messages(n, stat="REJECTD")
+        assert [(i["direction"], i["to"]) for i in items] == [("mo", "0000")]
+    finally:
+        await n.stop()
+        keys = [k async for k in raw.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()
