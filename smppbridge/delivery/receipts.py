@@ -327,14 +327,17 @@ class ReceiptDispatcher:
 
 def mo_deliver_sm(record: ReceiptRecord) -> P.DeliverSm:
     """The deliver_sm of an MO outbox record: its octets as they came (a payload over
-    254 octets in message_payload), a long MO's part with its 8-bit concat UDH."""
+    254 octets in message_payload), a long MO's part with its concat UDH (8-bit
+    reference, 16-bit for one over 255)."""
     x = record.extra
     payload = bytes.fromhex(x.get("mo_payload", ""))
     esm = 0
     if x.get("mo_total"):
         esm = int(EsmClass.UDHI)
-        payload = bytes((5, 0, 3, int(x["mo_ref"]) & 0xFF, int(x["mo_total"]),
-                         int(x["mo_seq"]))) + payload
+        ref, total, seq = int(x["mo_ref"]), int(x["mo_total"]), int(x["mo_seq"])
+        udh = (bytes((5, 0, 3, ref, total, seq)) if ref <= 0xFF
+               else bytes((6, 8, 4, ref >> 8, ref & 0xFF, total, seq)))
+        payload = udh + payload
     tlvs: tuple[P.Tlv, ...] = ()
     short = payload
     if len(payload) > 254:

@@ -270,7 +270,8 @@ class Node:
 
     def start_provider(self, provider: Provider) -> None:
         """An smpp provider opens its upstream sessions; their receipts reach the
-        pipeline as statuses (the webhook path's ``on_statuses``)."""
+        pipeline as statuses (the webhook path's ``on_statuses``), their MO the MO
+        intake. An in-process simulator with ``mo_every`` hands its MO to the intake."""
         if isinstance(provider, SmppProvider):
             provider.start(self._pushed_statuses, self.mo.take)
         elif isinstance(provider, SimulatorProvider) and provider.engine.config.mo_every:
