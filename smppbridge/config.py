@@ -34,6 +34,7 @@ from typing import Any, TypeVar
 
 from smppbridge.core.accounts import RECEIPT_CHANNELS, Account, FloodRules
 from smppbridge.core.history import DEFAULT_HISTORY_DAYS
+from smppbridge.core.mo import MO_CHANNELS, MoRoute
 from smppbridge.core.net import HostPort, IpNetwork
 from smppbridge.core.passwords import check_hash_format, is_hashed
 from smppbridge.core.provider_settings import ProviderSettings
@@ -68,8 +69,9 @@ _ENV_PREFIX = "SMPPBRIDGE_"
 #: the tables whose scalar keys SMPPBRIDGE_<SECTION>_<KEY> overrides
 _ENV_SECTIONS = ("smpp", "http", "store", "log")
 _SECTIONS = ("smpp", "http", "store", "log", "content", "receipts")
-_ARRAYS = ("accounts", "providers", "routes")
+_ARRAYS = ("accounts", "providers", "routes", "mo_routes")
 _ROUTE_KEYS = ("account", "prefix", "kind", "providers")
+_MO_ROUTE_KEYS = ("to", "prefix", "keyword", "account")
 #: parse_config's source when the text is not a file: its problems name no file
 _NO_SOURCE = "<string>"
 _MAX_PORT = 65535
@@ -145,6 +147,8 @@ class Config:
     accounts: tuple[Account, ...] = ()
     providers: tuple[ProviderSettings, ...] = ()
     routes: tuple[Route, ...] = ()
+    #: ``[[mo_routes]]``, in file order (the first match wins: core.mo)
+    mo_routes: tuple[MoRoute, ...] = ()
     source: str = "<defaults>"
     #: SHA-256 of the file's text (``smppbridge_config_info``: every node runs the same?)
     sha256: str = ""
@@ -502,6 +506,13 @@ def _account(t: _Table, provider_names: Sequence[str]) -> Account:
     callback_ttl = t.number("callback_ttl", 86_400.0)
     if callback_ttl <= 0:
         t.fail("callback_ttl", "must be more than 0 seconds")
+    mo_url = _http_url(t, "mo_url")
+    mo = t.get("mo", str, "http" if mo_url else "smpp")
+    if mo not in MO_CHANNELS:
+        t.fail("mo", f"must be one of {', '.join(MO_CHANNELS)}, got {mo!r}")
+    elif mo in ("http", "both") and not mo_url:
+        t.fail("mo_url", f"required with mo = {mo!r} (where mobile-originated "
+                         "messages are POSTed)")
     providers = t.get("providers", list, [])
     if not all(isinstance(p, str) for p in providers):
         t.fail("providers", "expected a list of provider names")
@@ -533,6 +544,8 @@ def _account(t: _Table, provider_names: Sequence[str]) -> Account:
         receipt_url=receipt_url,
         callback_secret=t.get("callback_secret", str, ""),
         callback_ttl=callback_ttl,
+        mo=mo,
+        mo_url=mo_url,
     )
     t.finish()
     return account
@@ -723,11 +736,18 @@ def parse_config(text: str, *, source: str = _NO_SOURCE,
         except ConfigError as exc:
             for line in exc.problems:
                 problems.add(line)
+    mo_routes: list[MoRoute] = []
+    for i, raw in _tables(data, "mo_routes", problems):
+        try:
+            mo_routes.append(parse_mo_route(raw, i, [a.system_id for a in accounts]))
+        except ConfigError as exc:
+            for line in exc.problems:
+                problems.add(line)
     if problems.lines:
         raise problems.error(source)
     return Config(smpp=smpp, http=http, store=store, log=log, content=content,
                   receipts=receipts, accounts=tuple(accounts), providers=providers,
-                  routes=tuple(routes), source=source,
+                  routes=tuple(routes), mo_routes=tuple(mo_routes), source=source,
                   sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
@@ -767,6 +787,33 @@ def parse_route(raw: Mapping[str, Any], index: int, provider_names: Sequence[str
     if problems:
         raise ConfigError(*problems)
     return Route(providers or (), accounts, prefixes, kinds)
+
+
+def parse_mo_route(raw: Mapping[str, Any], index: int, accounts: Sequence[str]) -> MoRoute:
+    """Validate one ``[[mo_routes]]`` table (``to`` or ``prefix``, optional ``keyword``,
+    each a string or a list; ``account`` required, a known system_id); raises
+    ``ConfigError("mo_routes[<i>].<key>: ...")`` with every problem of the table."""
+    where = f"mo_routes[{index}]"
+    problems = [f"{where}.{key}: unknown key{_did_you_mean(key, _MO_ROUTE_KEYS)}"
+                for key in raw if key not in _MO_ROUTE_KEYS]
+    account = raw.get("account", "")
+    if not isinstance(account, str) or not account:
+        problems.append(f"{where}.account: required (the system_id the MO goes to)")
+        account = ""
+    elif account not in accounts:
+        problems.append(f"{where}.account: unknown account {account!r}"
+                        f"{_did_you_mean(account, accounts)}")
+    to = frozenset(a.lstrip("+") for a in _strings(raw, "to", where, problems) or ())
+    prefixes = tuple(p.lstrip("+") for p in _strings(raw, "prefix", where, problems) or ())
+    if to and prefixes:
+        problems.append(f"{where}.prefix: give to (exact numbers) or prefix, not both")
+    keywords = frozenset(k.upper() for k in _strings(raw, "keyword", where, problems) or ())
+    for k in keywords:
+        if len(k.split()) != 1:
+            problems.append(f"{where}.keyword: {k!r} is not one word")
+    if problems:
+        raise ConfigError(*problems)
+    return MoRoute(account, to, prefixes, keywords)
 
 
 def load_config(path: str | None, *, env: Mapping[str, str] | None = None) -> Config:

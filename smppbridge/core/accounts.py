@@ -67,6 +67,11 @@ class Account:
     callback_secret: str = field(default="", repr=False)
     #: seconds a callback is retried before it is given up as expired
     callback_ttl: float = 86_400.0
+    #: where this account's mobile-originated messages go: "smpp" (deliver_sm to its
+    #: receiver binds), "http" (POST to ``mo_url``) or "both" (core.mo)
+    mo: str = "smpp"
+    #: the account's MO callback URL (signed with ``callback_secret``)
+    mo_url: str = ""
 
     def allows(self, ip: str) -> bool:
         return not self.allowed_networks or ip_in_networks(ip, self.allowed_networks)

@@ -17,10 +17,12 @@ import json
 import time
 import urllib.parse
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
+
+from smppbridge.core.mo import MO_KIND, mo_payload
 
 __all__ = ["CallbackEvent", "CallbackOutcome", "CallbackRequest", "EventKind", "MessageFacts",
            "build_request", "callback_body", "events_wanted", "hlr_dict", "json_status",
@@ -49,6 +51,8 @@ class EventKind(StrEnum):
     SENT = "sent"
     FINAL = "final"
     NACK = "nack"
+    #: a mobile-originated message posted to the account's mo_url (core.mo)
+    MO = "mo"
 
 
 #: the JSON ``status`` of each final stat; any other (UNKNOWN, DELETED) is ``failed``
@@ -163,6 +167,8 @@ class MessageFacts:
     fmt: str = "json"
     method: str = "POST"
     level: str = ""
+    #: the message's extra (an MO's fields: core.mo)
+    extra: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +197,12 @@ def hlr_dict(fields: str) -> dict[str, str]:
 
 
 def json_payload(ev: CallbackEvent, facts: MessageFacts, attempt: int) -> dict[str, Any]:
-    """Our JSON callback (docs/http.md, *Status callbacks*)."""
+    """Our JSON callback (docs/http.md, *Status callbacks*; an MO's: *MO callbacks*)."""
+    if ev.kind == MO_KIND:
+        return mo_payload(event_id=ev.event_id, attempt=attempt, mo_id=ev.message_id,
+                          account=ev.account, source=facts.source,
+                          destination=facts.destination, text=facts.text,
+                          extra=facts.extra, received_at=iso(facts.submitted_at))
     body: dict[str, Any] = {
         "event_id": ev.event_id, "attempt": attempt, "message_id": ev.message_id,
         "client_ref": facts.client_ref or None, "account": ev.account,

@@ -246,6 +246,13 @@ class Store(Protocol):
         already final (refused after a partial ack) with its receipts."""
         ...
 
+    async def accept_mo(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord],
+                        callbacks: Sequence[CallbackEvent], *, stat: str) -> None:
+        """Store a mobile-originated message (core.mo), final at once with ``stat``,
+        with its deliver_sm in the receipt outbox and its events in the callback outbox,
+        in one operation: once it returns the MO may be acknowledged upstream."""
+        ...
+
     async def accept_many(self, messages: Sequence[OutboundMessage], *,
                           claim: bool = False) -> list[Exception | None]:
         """Store queued messages; one entry per message, in order: None when it is

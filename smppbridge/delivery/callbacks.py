@@ -251,7 +251,7 @@ def _facts(stored: StoredMessage | None) -> MessageFacts:
         submitted_at=m.submitted_at, done_at=stored.done_at, text=m.content.text,
         data_coding=m.data_coding, fmt=x.get(Extra.CALLBACK_FORMAT, "") or "json",
         method=x.get(Extra.CALLBACK_METHOD, "") or "POST",
-        level=x.get(Extra.CALLBACK_LEVEL, ""))
+        level=x.get(Extra.CALLBACK_LEVEL, ""), extra=x)
 
 
 class CallbackDispatcher:

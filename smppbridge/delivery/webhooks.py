@@ -1,6 +1,9 @@
 """Provider webhooks: ``POST /webhooks/<provider>`` authenticated as the provider's
 settings ask, parsed by the provider's own adapter, each status handed to the pipeline
-(the same path as a polled status)."""
+(the same path as a polled status). ``POST /webhooks/<provider>/mo`` takes
+mobile-originated messages of the provider types that have an MO parser (http-json),
+with the same authentication: each is stored (the MO intake, delivery/mo.py) before
+the 200; 503 when the store could not take one."""
 
 from __future__ import annotations
 
@@ -8,6 +11,7 @@ import asyncio
 import dataclasses
 import hashlib
 import hmac
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -18,6 +22,7 @@ from smppbridge.core.net import ip_in_networks
 from smppbridge.http.request import HttpRequest, HttpResponse
 
 if TYPE_CHECKING:
+    from smppbridge.core.mo import InboundMo
     from smppbridge.core.ports import Provider
     from smppbridge.core.provider_settings import ProviderSettings
     from smppbridge.delivery.poller import OnUpdate, StatusPoller
@@ -26,6 +31,8 @@ __all__ = ["WEBHOOK_SECRET_HEADER", "WEBHOOK_SECRET_QUERY", "WEBHOOK_SIGNATURE_H
            "Webhooks", "webhook_handler", "webhook_refusal"]
 
 _log = structlog.get_logger("smppbridge.webhooks")
+#: a provider type's MO webhook parser: (provider name, body, now) -> the MO in it
+MoParser = Callable[[str, bytes, float], "list[InboundMo]"]
 
 
 #: Where a webhook call carries its credentials (see :func:`webhook_refusal`): names of
@@ -82,13 +89,21 @@ class Webhooks:
 
     def __init__(self, providers: Mapping[str, Provider], on_update: OnUpdate, *,
                  poller: StatusPoller | None = None,
-                 settings: Mapping[str, ProviderSettings] | None = None) -> None:
+                 settings: Mapping[str, ProviderSettings] | None = None,
+                 on_mo: Callable[[InboundMo], Awaitable[object]] | None = None,
+                 mo_parsers: Mapping[str, MoParser] | None = None) -> None:
         self.providers = providers
         self.on_update = on_update
         self.poller = poller
         self.settings = settings if settings is not None else {}
+        self.on_mo = on_mo
+        #: by provider type
+        self.mo_parsers = mo_parsers if mo_parsers is not None else {}
 
     async def handle(self, name: str, request: HttpRequest) -> HttpResponse:
+        mo = name.endswith("/mo") and name not in self.providers
+        if mo:
+            name = name[:-3]
         provider = self.providers.get(name)
         if provider is None:
             return HttpResponse.text("unknown provider\n", status=404)
@@ -100,6 +115,8 @@ class Webhooks:
                          client=request.client[0])
             return HttpResponse.text("unauthorized\n" if status == _HTTP_UNAUTHORIZED
                                      else "forbidden\n", status=status)
+        if mo:
+            return await self._mo(name, s, request)
         try:
             updates = provider.parse_webhook(request)
         except ValueError as exc:
@@ -117,6 +134,27 @@ class Webhooks:
             raise next(r for r in failed if not isinstance(r, StoreUnavailable))
         if failed:
             # Not (all) written: 503 asks the provider to send the call again later.
+            return HttpResponse.text("store unavailable, try again later\n", status=503)
+        return HttpResponse.text("OK")
+
+    async def _mo(self, name: str, s: ProviderSettings | None,
+                  request: HttpRequest) -> HttpResponse:
+        parser = self.mo_parsers.get(s.type) if s is not None else None
+        if parser is None or self.on_mo is None:
+            return HttpResponse.text("this provider takes no MO webhook\n", status=404)
+        try:
+            mos = parser(name, request.body, time.time())
+        except ValueError as exc:
+            _log.warning("mo.webhook_invalid", provider=name, error=str(exc))
+            return HttpResponse.text(f"invalid: {exc}\n", status=400)
+        results = await asyncio.gather(*(self.on_mo(m) for m in mos),
+                                       return_exceptions=True)
+        failed = [r for r in results if isinstance(r, BaseException)]
+        if any(not isinstance(r, StoreUnavailable) for r in failed):
+            raise next(r for r in failed if not isinstance(r, StoreUnavailable))
+        if failed:
+            # Some stored, some not: the provider sends the call again (a duplicate
+            # of the stored ones, never a loss).
             return HttpResponse.text("store unavailable, try again later\n", status=503)
         return HttpResponse.text("OK")
 

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from smppbridge.core.cluster import BindInfo
 from smppbridge.core.history import ReceiptView, TimelineEntry
+from smppbridge.core.mo import DIRECTION
 from smppbridge.core.records import StoredMessage
 from smppbridge.text.encoding import InvalidDataCoding, parse_data_coding
 
@@ -67,6 +68,9 @@ class MessageItem(BaseModel):
     provider_id: str
     submitted_at: str
     done_at: str | None
+    direction: str = Field("mt", description="mt (submitted by an account) or mo "
+                           "(mobile-originated, from a provider: submitted_at is when it "
+                           "arrived; stat ACCEPTD routed, REJECTD unroutable)")
 
     @classmethod
     def of(cls, stored: StoredMessage) -> MessageItem:
@@ -77,7 +81,8 @@ class MessageItem(BaseModel):
                    comment=m.content.comment, parts=len(m.part_ids),
                    state=stored.state.value, stat=stored.stat, err=stored.err,
                    provider=stored.provider, provider_id=stored.provider_id,
-                   submitted_at=iso(m.submitted_at) or "", done_at=iso(stored.done_at))
+                   submitted_at=iso(m.submitted_at) or "", done_at=iso(stored.done_at),
+                   direction=m.extra.get(DIRECTION, "mt"))
 
 
 def _encoding(data_coding: int) -> str:

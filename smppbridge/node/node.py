@@ -35,6 +35,7 @@ from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.records import DeliveryState, PartRecord
 from smppbridge.core.session import BindType, SessionContext
 from smppbridge.delivery.callbacks import CallbackDispatcher, HttpCallbackSender
+from smppbridge.delivery.mo import MoIntake
 from smppbridge.delivery.pipeline import Pipeline
 from smppbridge.delivery.poller import StatusPoller
 from smppbridge.delivery.receipts import ReceiptDispatcher
@@ -54,6 +55,8 @@ from smppbridge.node.parts import build_provider_for, open_store
 from smppbridge.node.reload import mark_loaded, reload
 from smppbridge.node.stats import NodeStats
 from smppbridge.observability.metrics import METRICS
+from smppbridge.providers.http_json import parse_mo_webhook
+from smppbridge.providers.simulator.provider import SimulatorProvider
 from smppbridge.providers.smpp.provider import SmppProvider
 from smppbridge.providers.worker import WorkerProvider
 from smppbridge.server.admission import BindRegistry
@@ -93,6 +96,8 @@ class Node:
     dispatcher: ReceiptDispatcher = field(init=False)
     #: status callbacks to HTTP customers (docs/http.md, Status callbacks)
     callbacks: CallbackDispatcher = field(init=False)
+    #: mobile-originated messages from the providers: routed and stored (delivery/mo.py)
+    mo: MoIntake = field(init=False)
     pipeline: Pipeline = field(init=False)
     poller: StatusPoller = field(init=False)
     content: ContentHandler = field(init=False)
@@ -138,6 +143,11 @@ class Node:
             receipts_added=self.dispatcher.notify, outbox=self.dispatcher,
             receipt_ttl=cfg.receipts.ttl_hours * 3600, accounts=self.account,
             callbacks_added=self.callbacks.notify, clock=wall, timer=steady)
+        self.mo = MoIntake(self.store, routes=lambda: self.config.mo_routes,
+                           accounts=self.account,
+                           receipt_ttl=cfg.receipts.ttl_hours * 3600,
+                           receipts_added=self.dispatcher.notify,
+                           callbacks_added=self.callbacks.notify, clock=wall, timer=steady)
         assert self.pipeline.poller is not None
         self.poller = self.pipeline.poller
         # A shared store shares the flood windows too: the rules hold across nodes.
@@ -201,7 +211,10 @@ class Node:
                             info=self._provider_health, refresh=self._refresh_gauges,
                             webhooks=Webhooks(self.providers, self.pipeline.on_status,
                                               poller=self.poller,
-                                              settings=self.provider_settings),
+                                              settings=self.provider_settings,
+                                              on_mo=self.mo.take,
+                                              mo_parsers={"http-json": parse_mo_webhook,
+                                                          "simulator": parse_mo_webhook}),
                             serve_metrics=http.metrics_listen is None, api=api)
             _log.info("http.auth", mode=self.auth.describe())
             self.http = await serve_app(app, http.listen.host, http.listen.port,
@@ -257,9 +270,12 @@ class Node:
 
     def start_provider(self, provider: Provider) -> None:
         """An smpp provider opens its upstream sessions; their receipts reach the
-        pipeline as statuses (the webhook path's ``on_statuses``)."""
+        pipeline as statuses (the webhook path's ``on_statuses``), their MO the MO
+        intake. An in-process simulator with ``mo_every`` hands its MO to the intake."""
         if isinstance(provider, SmppProvider):
-            provider.start(self._pushed_statuses)
+            provider.start(self._pushed_statuses, self.mo.take)
+        elif isinstance(provider, SimulatorProvider) and provider.engine.config.mo_every:
+            provider.start_mo(self.mo.take)
 
     async def _pushed_statuses(self, provider: str, updates: Sequence[StatusUpdate]) -> None:
         """Statuses a provider pushes (an smpp provider's receipts): the webhook path —

@@ -107,8 +107,12 @@ class Metrics:
                                          ["provider", "result"], registry=r)
         self.upstream_deliveries = Counter("smppbridge_upstream_deliver_sm",
                                            "deliver_sm from an upstream SMSC that are not "
-                                           "receipts (mobile-originated; acknowledged, "
-                                           "not routed yet)", ["provider"], registry=r)
+                                           "receipts (mobile-originated; see "
+                                           "smppbridge_mo_total)", ["provider"], registry=r)
+        self.mo = Counter("smppbridge_mo", "mobile-originated messages received, by "
+                          "outcome: routed (stored for an account), unroutable (stored, "
+                          "no route), not_stored (store error; the provider is asked to "
+                          "send it again)", ["provider", "outcome"], registry=r)
         self.upstream_errors = Counter("smppbridge_upstream_session_errors",
                                        "Upstream sessions lost or refused, by reason "
                                        "(connect, bind, closed, garbage)",

@@ -34,6 +34,7 @@ import httpx
 
 from smppbridge.core.errors import ProviderRejected, ProviderUnavailable
 from smppbridge.core.message import OutboundMessage
+from smppbridge.core.mo import InboundMo, mo_of_text
 from smppbridge.core.outcomes import Err, HlrResult, SendOutcome, StatusUpdate
 from smppbridge.providers.base import HttpProvider, map_httpx_errors, raise_for_http_status
 from smppbridge.smpp.receipts import Stat
@@ -94,6 +95,35 @@ def build_message(m: OutboundMessage, s: ProviderSettings) -> dict[str, Any]:
         out["expire_at"] = _iso(m.expire_at)
     if s.webhook_url:
         out["callback"] = s.webhook_url
+    return out
+
+
+def parse_mo_webhook(provider: str, body: bytes, now: float) -> list[InboundMo]:
+    """``POST /webhooks/<provider>/mo``: one MO ``{"from": ..., "to": ..., "text": ...,
+    "received_at": ISO 8601 (optional)}``, a list of them, or ``{"messages": [...]}``
+    (docs/providers.md, *The http-json API*). The text is kept as GSM 7-bit when it
+    fits, else UCS2 (its deliver_sm's data_coding). Raises ValueError for a body that
+    is not that."""
+    data = json.loads(body)
+    if isinstance(data, dict) and isinstance(data.get("messages"), list):
+        data = data["messages"]
+    out = []
+    for item in data if isinstance(data, list) else [data]:
+        if not isinstance(item, dict):
+            raise ValueError("an MO must be a JSON object")
+        source, dest, text = item.get("from"), item.get("to"), item.get("text", "")
+        if not (isinstance(source, str) and source and isinstance(dest, str) and dest):
+            raise ValueError("an MO needs from and to (strings)")
+        if not isinstance(text, str):
+            raise ValueError("text must be a string")
+        at = now
+        if isinstance(item.get("received_at"), str):
+            try:
+                at = datetime.fromisoformat(item["received_at"].replace("Z", "+00:00")
+                                            ).timestamp()
+            except ValueError:
+                raise ValueError("received_at must be an ISO 8601 date") from None
+        out.append(mo_of_text(provider, source, dest, text, at))
     return out
 
 

@@ -12,6 +12,10 @@ Endpoints (paths as on the real services where they have one; handlers in
 - ``POST /http-json/send`` and ``POST /http-json/status`` — smppbridge's generic API
 - ``GET /control`` — settings and counters; ``POST /control`` — change them (JSON with
   SimConfig keys plus ``fail_next``, ``down_for``, ``up``, ``reset``)
+- ``POST /mo`` — send one mobile-originated message now (JSON ``from``, ``to``,
+  ``text``, each defaulting to ``mo_from``/``mo_to``/``mo_text``) to ``mo_url`` (a
+  node's ``/webhooks/<provider>/mo``), answered with the node's status; with
+  ``mo_every`` set the pusher sends one every that many seconds
 
 The fault switches apply to every API request: ``latency`` delays the answer,
 ``fail_rate``/``fail_next`` answer ``fail_status``, ``down_for`` drops the connection
@@ -133,6 +137,38 @@ class Simulator:
         while True:
             await asyncio.sleep(interval)
             await self.deliver_webhooks()
+            due = self.engine.due_mo()  # made (and counted) even with no mo_url yet
+            if self.engine.config.mo_url:
+                for mo in due:
+                    await self.send_mo(mo)
+
+    async def send_mo(self, mo: dict[str, str]) -> int | None:
+        """POST one MO to ``mo_url``: the node's HTTP status, or None when it could
+        not be reached (logged; a scheduled MO is not sent again)."""
+        url = self.engine.config.mo_url
+        if self._client is None:
+            self._client = httpx.AsyncClient(timeout=5.0)
+        try:
+            r = await self._client.post(url, json=mo)
+        except httpx.HTTPError as exc:
+            _log.warning("simulator.mo_failed", url=url, error=str(exc))
+            return None
+        return r.status_code
+
+    async def mo(self, request: Request) -> Response:
+        """``POST /mo``: one MO now (see the module docstring)."""
+        if not self.engine.config.mo_url:
+            return JSONResponse({"error": "no mo_url set (POST /control {\"mo_url\": ...})"},
+                                409)
+        try:
+            raw = json.loads(await request.body() or b"{}")
+            if not isinstance(raw, dict):
+                raise ValueError("expected a JSON object")
+            mo = self.engine.mo(raw)
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        status = await self.send_mo(mo)
+        return JSONResponse({"mo": mo, "status": status}, 200 if status == 200 else 502)
 
     async def deliver_webhooks(self) -> int:
         """POST the final status of every http-json message that is due and has a
@@ -192,6 +228,7 @@ def build_router(sim: Simulator) -> Starlette:
               for path, handler, failure in sim.apis.routes()]
     # One route for both methods, so that a 405 there allows GET and POST.
     routes.append(Route("/control", sim.control, methods=["GET", "POST"]))
+    routes.append(Route("/mo", sim.mo, methods=["POST"]))
     return Starlette(routes=routes)
 
 

@@ -19,6 +19,8 @@ class Esme:
                                             allow_unknown_opt_params=True)
         self.resps: list[Any] = []
         self.receipts: list[str] = []
+        #: every deliver_sm as smpplib read it (receipts and mobile-originated)
+        self.delivered: list[Any] = []
         self.lock = threading.Lock()
         self.client.set_message_sent_handler(self._sent)
         self.client.set_message_received_handler(self._received)
@@ -36,7 +38,9 @@ class Esme:
 
     def _received(self, pdu: Any, **_: Any) -> int:
         with self.lock:
-            self.receipts.append(pdu.short_message.decode("ascii"))
+            self.delivered.append(pdu)
+            if pdu.esm_class & 0x3C:  # a receipt (a mobile-originated one is not text)
+                self.receipts.append(pdu.short_message.decode("ascii"))
         return 0
 
     def _loop(self) -> None:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
-from smppbridge.core.errors import ProviderUnavailable
+from smppbridge.core.errors import ProviderUnavailable, StoreUnavailable
+from smppbridge.core.mo import InboundMo
 from smppbridge.core.outcomes import Err, SendResult
+from smppbridge.providers.simulator.engine import SimEngine
 from smppbridge.providers.simulator.provider import SimulatorProvider
+from smppbridge.providers.simulator.settings import SimConfig
 from smppbridge.smpp.receipts import Stat
 from smppbridge.text.content import Kind
 from tests.providers.helpers import FakeClock, RecordingSleep, message, settings
@@ -61,3 +66,55 @@ async def test_faults_latency_and_outage() -> None:
     assert await p.ready()
     with pytest.raises(ValueError, match="no webhooks"):
         p.parse_webhook(None)  # type: ignore[arg-type]
+
+
+def test_engine_makes_scheduled_mo_one_per_mo_every() -> None:
+    """mo_every = 2: none before 2 s, then one per 2 s passed (from mo_from to mo_to with
+    mo_text), counted; 0 makes none."""
+    clock = FakeClock()
+    engine = SimEngine(SimConfig.from_dict({"mo_every": 2, "mo_to": "5555"}), clock)
+    clock.advance(1.9)
+    assert engine.due_mo() == []
+    clock.advance(4.2)  # 6.1 s: three
+    assert engine.due_mo() == [{"from": "79000000001", "to": "5555",
+                                "text": "hello from the simulator"}] * 3
+    assert engine.counters["mo"] == 3
+    engine.control({"mo_every": 0})
+    clock.advance(10)
+    assert engine.due_mo() == []
+    with pytest.raises(ValueError, match="mo_every: expected a number"):
+        SimConfig.from_dict({"mo_every": "often"})
+
+
+async def test_in_process_schedule_hands_mo_to_the_intake_and_retries_a_refused_one() -> None:
+    """start_mo: the scheduled MO go to on_mo as InboundMo of this provider (GSM 7-bit
+    octets); one the intake could not store is handed again at the next tick."""
+    clock = FakeClock()
+
+    async def tick(delay: float) -> None:
+        clock.advance(delay)
+        await asyncio.sleep(0)
+
+    p = SimulatorProvider(settings("simulator", simulator={"mo_every": 1.0}), clock=clock,
+                          sleep=tick)
+    got: list[InboundMo] = []
+    refused = 0
+    three = asyncio.Event()
+
+    async def on_mo(mo: InboundMo) -> None:
+        nonlocal refused
+        if not refused:
+            refused += 1
+            raise StoreUnavailable("full")
+        got.append(mo)
+        if len(got) == 3:
+            three.set()
+
+    p.start_mo(on_mo, interval=0.5)
+    async with asyncio.timeout(5):
+        await three.wait()
+    await p.aclose()
+    assert refused == 1
+    assert {(m.provider, m.destination.addr, m.data_coding) for m in got} == {
+        (p.name, "1234", 0)}
+    assert got[0].payload == b"hello from the simulator"

@@ -3,9 +3,13 @@ tests/store/redis call these with their own store)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from smppbridge.core.callbacks import CallbackEvent, CallbackOutcome, EventKind, new_event
+from smppbridge.core.mo import DIRECTION, MO_RECORD
 from smppbridge.core.ports import Store
-from tests.store.samples import sample_message
+from smppbridge.core.records import DeliveryState
+from tests.store.samples import sample_message, sample_receipt
 
 T0 = 5000.0
 
@@ -93,3 +97,22 @@ async def delivered_leaves_no_timeline_entry(store: Store) -> None:
     [ev] = await store.callbacks_due(T0, 10)
     await store.callback_done(ev, T0 + 1)
     assert await store.timeline(m.message_id) == before
+
+
+async def an_mo_is_stored_final_with_its_deliver_sm_and_event(store: Store) -> None:
+    """accept_mo: the record final with its stat and extra, its outbox record (extra
+    kept) and its mo event, all readable back."""
+    m = replace(sample_message(21), extra={DIRECTION: "mo", "mo_payload": "4869"})
+    rx = replace(sample_receipt(m.message_id), stat="", extra={MO_RECORD: "8",
+                                                              "mo_payload": "4869"})
+    ev = event(m.message_id, EventKind.MO, "")
+    await store.accept_mo(m, [rx], [ev], stat="ACCEPTD")
+    stored = await store.find(m.message_id)
+    assert stored is not None
+    assert stored.state is DeliveryState.FINAL
+    assert stored.stat == "ACCEPTD"
+    assert stored.message.extra[DIRECTION] == "mo"
+    [due] = await store.receipts_for("acme", T0, 10)
+    assert due.extra == {MO_RECORD: "8", "mo_payload": "4869"}
+    [got] = await store.callbacks_due(T0 + 1, 10)
+    assert (got.event_id, got.kind) == (ev.event_id, "mo")

@@ -20,7 +20,7 @@ import itertools
 import random
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -114,7 +114,7 @@ class SimEngine:
     #: 100,000-message cap
     messages: OrderedDict[str, SimMessage] = field(default_factory=OrderedDict)
     counters: dict[str, int] = field(default_factory=lambda: dict.fromkeys(
-        ("requests", "accepted", "rejected", "duplicates", "failed", "dropped"), 0))
+        ("requests", "accepted", "rejected", "duplicates", "failed", "dropped", "mo"), 0))
     _by_client: dict[tuple[str, str, str], str] = field(default_factory=dict)
     #: provider ids: from the start time on (see :func:`first_id`); never reset
     _ids: itertools.count[int] = field(init=False)
@@ -123,9 +123,38 @@ class SimEngine:
     down_until: float = 0.0
     _rng: random.Random = field(default_factory=random.Random)
 
+    #: when the last scheduled MO was made (``mo_every``)
+    _mo_at: float = 0.0
+
     def __post_init__(self) -> None:
         self._rng.seed(self.config.seed)
         self._ids = itertools.count(first_id(self.clock()))
+        self._mo_at = self.clock()
+
+    def mo(self, raw: Mapping[str, Any] | None = None) -> dict[str, str]:
+        """One mobile-originated message in the http-json MO shape (``from``, ``to``,
+        ``text``), the settings' ``mo_from``/``mo_to``/``mo_text`` where ``raw`` gives
+        none; raises ValueError for a value that is not a string."""
+        c = self.config
+        out = {"from": c.mo_from, "to": c.mo_to, "text": c.mo_text}
+        for key, value in (raw or {}).items():
+            if key not in out or not isinstance(value, str):
+                raise ValueError(f"{key}: expected from, to or text (strings)")
+            out[key] = value
+        self.counters["mo"] += 1
+        return out
+
+    def due_mo(self) -> list[dict[str, str]]:
+        """The scheduled MO due now (one per ``mo_every`` seconds passed, at most 100)."""
+        every = self.config.mo_every
+        now = self.clock()
+        if not every:
+            self._mo_at = now
+            return []
+        count = min(100, int((now - self._mo_at) / every))
+        if count:
+            self._mo_at = now if count == 100 else self._mo_at + count * every
+        return [self.mo() for _ in range(count)]
 
     # --- control ------------------------------------------------------------------------
 

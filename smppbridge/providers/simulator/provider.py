@@ -6,17 +6,23 @@ messages, and obeys the fault switches (``fail_rate``/``fail_next`` raise
 ProviderUnavailable, ``down_for`` too, ``latency`` delays). Its settings are the
 ``simulator`` table of the provider (SimConfig keys). This is the demo configuration's
 provider.
+
+Mobile-originated messages: with ``mo_every`` set, one every that many seconds goes to
+the node's MO intake (:meth:`SimulatorProvider.start_mo`); on request, the node's
+``POST /webhooks/<provider>/mo`` takes the http-json MO shape for this type too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
 from smppbridge.core.errors import ProviderUnavailable
 from smppbridge.core.message import OutboundMessage
+from smppbridge.core.mo import mo_of_text
 from smppbridge.core.outcomes import Balance, Err, HlrResult, SendOutcome, StatusUpdate
 from smppbridge.providers.simulator.engine import SimEngine
 from smppbridge.providers.simulator.settings import SimConfig
@@ -24,6 +30,7 @@ from smppbridge.smpp.receipts import Stat
 from smppbridge.text.content import Kind
 
 if TYPE_CHECKING:
+    from smppbridge.core.mo import InboundMo
     from smppbridge.core.provider_settings import ProviderSettings
     from smppbridge.http.request import HttpRequest
 
@@ -64,6 +71,30 @@ class SimulatorProvider:
         self.poll_interval = settings.poll_interval
         self.engine = engine or SimEngine(SimConfig.from_dict(settings.simulator), clock)
         self._sleep = sleep
+        self._mo_task: asyncio.Task[None] | None = None
+        #: MO the schedule made that the intake could not store, tried again next time
+        self._mo_backlog: list[InboundMo] = []
+
+    def start_mo(self, on_mo: Callable[[InboundMo], Awaitable[object]],
+                 interval: float = 0.1) -> None:
+        """Hand the scheduled MO (``mo_every``) to ``on_mo``, checked every
+        ``interval`` seconds."""
+        self._mo_task = asyncio.get_running_loop().create_task(
+            self._mo_loop(on_mo, interval), name=f"simulator {self.name} MO")
+
+    async def _mo_loop(self, on_mo: Callable[[InboundMo], Awaitable[object]],
+                       interval: float) -> None:
+        while True:
+            await self._sleep(interval)
+            now = self.engine.clock()
+            self._mo_backlog += [mo_of_text(self.name, m["from"], m["to"], m["text"], now)
+                                 for m in self.engine.due_mo()]
+            while self._mo_backlog:
+                try:
+                    await on_mo(self._mo_backlog[0])
+                except Exception:  # store trouble: kept, tried at the next tick
+                    break
+                self._mo_backlog.pop(0)
 
     async def _faults(self) -> None:
         if self.engine.config.latency:
@@ -118,4 +149,8 @@ class SimulatorProvider:
         return None
 
     async def aclose(self) -> None:
-        return None
+        if self._mo_task is not None:
+            self._mo_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._mo_task
+            self._mo_task = None

@@ -67,6 +67,14 @@ class SimConfig:
     #: ~800 bytes each: 100,000 bound the in-process simulator (the demo provider) to
     #: ~80 MB; a 600 s soak at 1,000/s showed 1,000,000 growing the node to ~580 MB.
     max_messages: int = 100_000
+    #: mobile-originated messages: one every ``mo_every`` seconds (0: only on request),
+    #: from ``mo_from`` to ``mo_to`` with ``mo_text``; the standalone simulator POSTs
+    #: them to ``mo_url`` (a node's ``/webhooks/<provider>/mo``) in the http-json shape
+    mo_every: float = 0.0
+    mo_from: str = "79000000001"
+    mo_to: str = "1234"
+    mo_text: str = "hello from the simulator"
+    mo_url: str = ""
 
     def outcome_for(self, phone: str) -> str:
         for rule in self.rules:
@@ -84,7 +92,7 @@ class SimConfig:
         for key, value in raw.items():
             if key == "rules":
                 values["rules"] = _rules(value)
-            elif key in ("deliver_after", "latency", "fail_rate"):
+            elif key in ("deliver_after", "latency", "fail_rate", "mo_every"):
                 if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
                     raise ValueError(f"{key}: expected a number >= 0")
                 if key == "fail_rate" and value > 1:
@@ -95,7 +103,7 @@ class SimConfig:
                     raise ValueError(f"{key}: expected an integer")
                 values[key] = value
             elif key in ("default_outcome", "login", "password", "token", "key",
-                         "webhook_url"):
+                         "webhook_url", "mo_from", "mo_to", "mo_text", "mo_url"):
                 if not isinstance(value, str):
                     raise ValueError(f"{key}: expected a string")
                 if key == "default_outcome" and value not in FINAL_OUTCOMES | SEND_ERRORS:

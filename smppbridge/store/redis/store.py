@@ -438,6 +438,19 @@ class RedisStore:
                 raise MessageExists(str(exc)) from exc
             raise
 
+    async def accept_mo(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord],
+                        callbacks: Sequence[CallbackEvent], *, stat: str) -> None:
+        """The record with its deliver_sm (the ``accept`` script), and its events (the
+        ``add_callbacks`` script) queued together: one pipeline, not one transaction —
+        an error in either raises, and the upstream sends the MO again (a possible
+        duplicate record, never a loss)."""
+        writes = [self.accept(message, receipts, final_stat=stat)]
+        if callbacks:
+            writes.append(self.add_callbacks(callbacks))
+        for outcome in await asyncio.gather(*writes, return_exceptions=True):
+            if isinstance(outcome, BaseException):
+                raise outcome
+
     async def accept_many(self, messages: Sequence[OutboundMessage], *,
                           claim: bool = False) -> list[Exception | None]:
         """One ``accept`` script per message, all in the same pipeline (the batcher

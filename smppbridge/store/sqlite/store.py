@@ -345,6 +345,16 @@ class SqliteStore:
             insert_receipts(db, receipts)
         await self._call(op)
 
+    async def accept_mo(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord],
+                        callbacks: Sequence[CallbackEvent], *, stat: str) -> None:
+        m = message
+
+        def op(db: sqlite3.Connection) -> None:
+            db.execute(INSERT_MESSAGE, message_row(m, DeliveryState.FINAL, stat, 0, False))
+            insert_receipts(db, receipts)
+            outbox.insert(db, callbacks)
+        await self._call(op)
+
     async def accept_many(self, messages: Sequence[OutboundMessage], *,
                           claim: bool = False) -> list[Exception | None]:
         """Store queued messages in one transaction (all or none). ``claim``: they are

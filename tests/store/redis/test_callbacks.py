@@ -70,3 +70,7 @@ async def test_an_event_whose_keys_expired_leaves_the_outbox(
     assert await store.callbacks_due(cases.T0, 10) == []
     assert await raw.zcard(prefix + "cb:due") == 0
     assert await store.count_callbacks() == 0
+
+
+async def test_an_mo_is_stored_final_with_its_deliver_sm_and_event(store: RedisStore) -> None:
+    await cases.an_mo_is_stored_final_with_its_deliver_sm_and_event(store)

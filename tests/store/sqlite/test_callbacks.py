@@ -48,3 +48,7 @@ async def test_a_lease_ends_with_the_process(tmp_path: Path) -> None:
         assert [e.event_id for e in await s.callbacks_due(cases.T0, 10)] == [ev.event_id]
     finally:
         await s.close()
+
+
+async def test_an_mo_is_stored_final_with_its_deliver_sm_and_event(store: SqliteStore) -> None:
+    await cases.an_mo_is_stored_final_with_its_deliver_sm_and_event(store)
