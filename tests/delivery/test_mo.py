@@ -80,9 +80,10 @@ async def test_a_store_error_raises_and_is_counted(store: SqliteStore,
 
 
 async def test_a_later_part_follows_its_first_part(store: SqliteStore) -> None:
-    """mo_parts = "parts": part 1 starts with the keyword; part 2 (same originator, number, reference) does
-    not, and still goes to that account; another reference's part 2 alone routes
-    nowhere, so it is held (it may be a later part of a set to join)."""
+    """mo_parts = "parts": part 1 starts with the keyword; part 2 (same originator,
+    number, reference) does not, and still goes to that account; another reference's
+    part 2 alone routes nowhere, so it is held (it may be a later part of a set to
+    join)."""
     intake = _intake(store, [])
     first = await intake.take(_mo("2", "go left ", (5, 2, 1)))
     second = await intake.take(_mo("2", "and right", (5, 2, 2)))

@@ -84,7 +84,8 @@ async def test_parts_out_of_order_become_one_mo_with_the_whole_text(
     # the ids handed out for the earlier parts find the joined MO
     for part_id in ids:
         found = await store.find(part_id)
-        assert found is not None and found.message.message_id == rx.message_id
+        assert found is not None
+        assert found.message.message_id == rx.message_id
     pdu = mo_deliver_sm(rx)
     assert (pdu.esm_class, pdu.data_coding, pdu.short_message) == (0, UCS2, b"")
     assert pdu.tlv(Tag.MESSAGE_PAYLOAD) == encode_text(TEXT, UCS2)
@@ -105,7 +106,8 @@ async def test_a_repeated_part_does_not_repeat_text(tmp_path: Path) -> None:
         await intake.take(p)
     [rx] = await store.receipts_for("crm", clock.timer(), 10)
     stored = await store.find(rx.message_id)
-    assert stored is not None and stored.message.content.text == TEXT
+    assert stored is not None
+    assert stored.message.content.text == TEXT
     assert len(stored.message.part_ids) == 4
     assert await store.load_parts() == []
     await store.close()
@@ -128,7 +130,8 @@ async def test_a_restart_between_parts_joins_with_the_parts_from_the_file(
     await after.take(p3)
     [rx] = await store.receipts_for("crm", clock.timer(), 10)
     stored = await store.find(rx.message_id)
-    assert stored is not None and stored.message.content.text == TEXT
+    assert stored is not None
+    assert stored.message.content.text == TEXT
     assert await store.load_parts() == []
     await store.close()
 
