@@ -5,8 +5,12 @@ between parts (the earlier parts come from the file), and ``mo_parts = "parts"``
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from smppbridge.core.accounts import Account
+from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.message import Address
 from smppbridge.core.mo import InboundMo, MoRoute, mo_payload
 from smppbridge.delivery.mo import MoIntake
@@ -166,4 +170,34 @@ async def test_mo_parts_parts_passes_each_part_at_once(tmp_path: Path) -> None:
     assert await store.load_parts() == []
     receipts = await store.receipts_for("raw", clock.timer(), 10)
     assert [r.extra["mo_seq"] for r in receipts] == ["1", "2"]
+    await store.close()
+
+
+async def test_a_store_error_while_passing_on_keeps_the_set_for_the_next_round(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store, clock = await _open(tmp_path / "mo.db"), Clock()
+    intake = _intake(store, clock, window=30.0)
+    p1, _, p3 = _parts()
+    await intake.take(p1)
+    await intake.take(p3)
+    real = store.accept_mo
+    calls = 0
+
+    async def second_fails(*args: Any, **kwargs: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise StoreUnavailable("disk full")
+        await real(*args, **kwargs)
+
+    monkeypatch.setattr(store, "accept_mo", second_fails)
+    clock.steady += 30.0
+    with pytest.raises(StoreUnavailable):
+        await intake.expire()
+    assert len(await store.load_parts()) == 1  # part 3 still held in the file
+    assert len(intake.reassembler) == 1  # part 3 collected again, part 1 went on
+    assert await intake.expire() == 1
+    receipts = await store.receipts_for("crm", clock.timer(), 10)
+    assert [r.extra["mo_seq"] for r in receipts] == ["1", "3"]
+    assert await store.load_parts() == []
     await store.close()
