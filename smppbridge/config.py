@@ -34,7 +34,7 @@ from typing import Any, TypeVar
 
 from smppbridge.core.accounts import RECEIPT_CHANNELS, Account, FloodRules
 from smppbridge.core.history import DEFAULT_HISTORY_DAYS
-from smppbridge.core.mo import MO_CHANNELS, MoRoute
+from smppbridge.core.mo import MO_CHANNELS, MO_PARTS, MoRoute
 from smppbridge.core.net import HostPort, IpNetwork
 from smppbridge.core.passwords import check_hash_format, is_hashed
 from smppbridge.core.provider_settings import ProviderSettings
@@ -513,6 +513,9 @@ def _account(t: _Table, provider_names: Sequence[str]) -> Account:
     elif mo in ("http", "both") and not mo_url:
         t.fail("mo_url", f"required with mo = {mo!r} (where mobile-originated "
                          "messages are POSTed)")
+    mo_parts = t.get("mo_parts", str, "join")
+    if mo_parts not in MO_PARTS:
+        t.fail("mo_parts", f"must be one of {', '.join(MO_PARTS)}, got {mo_parts!r}")
     providers = t.get("providers", list, [])
     if not all(isinstance(p, str) for p in providers):
         t.fail("providers", "expected a list of provider names")
@@ -546,6 +549,7 @@ def _account(t: _Table, provider_names: Sequence[str]) -> Account:
         callback_ttl=callback_ttl,
         mo=mo,
         mo_url=mo_url,
+        mo_parts=mo_parts,
     )
     t.finish()
     return account

@@ -72,6 +72,9 @@ class Account:
     mo: str = "smpp"
     #: the account's MO callback URL (signed with ``callback_secret``)
     mo_url: str = ""
+    #: a long MO: "join" (one MO once every part is in) or "parts" (each part as it
+    #: comes, with its concat UDH / ``part`` field) (delivery.mo)
+    mo_parts: str = "join"
 
     def allows(self, ip: str) -> bool:
         return not self.allowed_networks or ip_in_networks(ip, self.allowed_networks)

@@ -18,7 +18,7 @@ from typing import Any
 from smppbridge.core.message import Address
 from smppbridge.text.encoding import choose_data_coding, encode_text
 
-__all__ = ["DIRECTION", "MO_CHANNELS", "MO_KIND", "MO_RECORD", "InboundMo", "MoRoute",
+__all__ = ["DIRECTION", "MO_CHANNELS", "MO_KIND", "MO_PARTS", "MO_RECORD", "InboundMo", "MoRoute",
            "mo_channels", "mo_of_text", "mo_payload", "route_mo"]
 
 #: ``OutboundMessage.extra`` key of an MO record, and its value
@@ -30,6 +30,8 @@ MO_KIND = "mo"
 MO_RECORD = "mo_data_coding"
 #: where an account's MO go: deliver_sm to its binds, POST to its mo_url, or both
 MO_CHANNELS = ("smpp", "http", "both")
+#: what becomes of a long MO: one MO once every part is in, or each part on its own
+MO_PARTS = ("join", "parts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +107,7 @@ def mo_payload(*, event_id: str, attempt: int, mo_id: str, account: str, source:
         "data_coding": int(extra.get("mo_coding", "0") or 0),
         "payload_hex": extra.get("mo_payload", ""),
         "provider": extra.get("mo_provider", ""), "received_at": received_at,
-        "part": None,
+        "part": None, "parts": int(extra.get("mo_parts", "1") or 1),
     }
     if extra.get("mo_total"):
         body["part"] = {"reference": int(extra["mo_ref"]), "total": int(extra["mo_total"]),

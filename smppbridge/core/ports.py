@@ -247,10 +247,13 @@ class Store(Protocol):
         ...
 
     async def accept_mo(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord],
-                        callbacks: Sequence[CallbackEvent], *, stat: str) -> None:
+                        callbacks: Sequence[CallbackEvent], *, stat: str,
+                        held: Sequence[str] = ()) -> None:
         """Store a mobile-originated message (core.mo), final at once with ``stat``,
         with its deliver_sm in the receipt outbox and its events in the callback outbox,
-        in one operation: once it returns the MO may be acknowledged upstream."""
+        in one operation: once it returns the MO may be acknowledged upstream. ``held``:
+        parts (save_part) it replaces, dropped in the same operation; a joined MO's
+        other ``part_ids`` find it, as a long submit_sm's do."""
         ...
 
     async def accept_many(self, messages: Sequence[OutboundMessage], *,

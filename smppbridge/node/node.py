@@ -35,7 +35,7 @@ from smppbridge.core.provider_settings import ProviderSettings
 from smppbridge.core.records import DeliveryState, PartRecord
 from smppbridge.core.session import BindType, SessionContext
 from smppbridge.delivery.callbacks import CallbackDispatcher, HttpCallbackSender
-from smppbridge.delivery.mo import MoIntake
+from smppbridge.delivery.mo import MO_PART, MoIntake
 from smppbridge.delivery.pipeline import Pipeline
 from smppbridge.delivery.poller import StatusPoller
 from smppbridge.delivery.receipts import ReceiptDispatcher
@@ -147,7 +147,8 @@ class Node:
                            accounts=self.account,
                            receipt_ttl=cfg.receipts.ttl_hours * 3600,
                            receipts_added=self.dispatcher.notify,
-                           callbacks_added=self.callbacks.notify, clock=wall, timer=steady)
+                           callbacks_added=self.callbacks.notify, clock=wall, timer=steady,
+                           reassembly=cfg.content)
         assert self.pipeline.poller is not None
         self.poller = self.pipeline.poller
         # A shared store shares the flood windows too: the rules hold across nodes.
@@ -177,10 +178,14 @@ class Node:
             if isinstance(provider, WorkerProvider):
                 await provider.start()  # a child that cannot start stops the node here
             self.start_provider(provider)
-        restored = await self.content.restore(await self.store.load_parts(),
+        held = await self.store.load_parts()
+        restored = await self.content.restore([p for p in held if p.system_type != MO_PART],
                                               self._restored_context)
         if restored:
             _log.info("parts.restored", count=restored)
+        restored = await self.mo.restore(held)
+        if restored:
+            _log.info("mo_parts.restored", count=restored)
         await self.smpp.start()
         self.spawn(self.pipeline.run(), "pipeline")
         self.spawn(self.poller.run(), "status poller")
@@ -320,12 +325,14 @@ class Node:
 
     async def _expire_parts(self) -> None:
         while True:
-            deadline = self.content.next_deadline()
-            delay = 1.0 if deadline is None else min(
-                1.0, max(0.0, deadline - self.clock.steady()))
+            deadlines = [d for d in (self.content.next_deadline(),
+                                     self.mo.next_deadline()) if d is not None]
+            delay = 1.0 if not deadlines else min(
+                1.0, max(0.0, min(deadlines) - self.clock.steady()))
             await asyncio.sleep(delay)
             try:
                 await self.content.expire()
+                await self.mo.expire()
             except StoreUnavailable as exc:
                 # Their parts stay held; the next round fails them again.
                 _log.debug("parts.expiry_waiting_for_store", error=str(exc))

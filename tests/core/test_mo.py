@@ -83,3 +83,10 @@ def test_account_mo_keys_are_checked() -> None:
         "accounts[shop].mo_url: must be an http:// or https:// URL with a host, got 'ftp://x'"]
     cfg = parse_config(BASE + 'mo_url = "https://crm.example/mo"\n', env={})
     assert cfg.accounts[0].mo == "http"  # the default once mo_url is set
+
+
+def test_account_mo_parts_is_join_or_parts() -> None:
+    assert parse_config(BASE, env={}).accounts[0].mo_parts == "join"
+    assert parse_config(BASE + 'mo_parts = "parts"\n', env={}).accounts[0].mo_parts == "parts"
+    assert _problems(BASE + 'mo_parts = "split"\n') == [
+        "accounts[shop].mo_parts: must be one of join, parts, got 'split'"]

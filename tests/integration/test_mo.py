@@ -48,6 +48,15 @@ url = "{db}"
 system_id = "shop"
 password = "pw"
 providers = ["up"]
+mo_parts = "parts"
+
+[[accounts]]
+system_id = "long"
+password = "pw"
+providers = ["up"]
+mo = "both"
+mo_url = "{receiver.url("long")}"
+callback_secret = "{SECRET}"
 
 [[accounts]]
 system_id = "web"
@@ -64,6 +73,10 @@ account = "shop"
 [[mo_routes]]
 to = "5555"
 account = "web"
+
+[[mo_routes]]
+to = "7777"
+account = "long"
 
 [[providers]]
 name = "up"
@@ -241,9 +254,43 @@ async def test_unroutable_mo_is_kept_visible_in_history_and_counted(
         ("mo", "", "12345"), ("mo", "", "9999")]
 
 
+async def test_long_mo_in_three_ucs2_parts_out_of_order_is_joined_into_one_mo(
+        node: Node, fake: FakeSmsc, receiver: CallbackReceiver) -> None:
+    """mo_parts = "join" (the default), mo = "both": a 3-part UCS2 MO sent 3, 1, 2 is
+    answered ROK part by part; the bound receiver gets ONE deliver_sm with the whole
+    text's octets in message_payload (over 254), data_coding 8, no UDH; the mo_url gets
+    ONE callback with the whole text and parts 3; the history has one MO."""
+    text = "Длинное сообщение, часть за частью. " * 4  # 144 UCS2 chars, 288 octets
+    octets = text.encode("utf-16-be")
+    chunks = [octets[i:i + 134] for i in range(0, len(octets), 134)]
+    assert len(chunks) == 3
+    esme = await bind(node, "long")
+    try:
+        for k, n in enumerate((3, 1, 2), 1):
+            mo(fake, "79001112233", "7777", bytes((5, 0, 3, 42, 3, n)) + chunks[n - 1],
+               esm_class=0x40, data_coding=8)
+            # each part is answered once it is held, before the set is whole
+            assert await answers(fake, k) == [CommandStatus.ESME_ROK] * k
+        [pdu] = await delivered(esme, 1)
+        assert pdu.esm_class == 0  # type: ignore[attr-defined]
+        assert pdu.data_coding == 8  # type: ignore[attr-defined]
+        assert pdu.message_payload == octets  # type: ignore[attr-defined]
+        assert await receiver.wait(lambda r: bool(r.delivered()), WAIT)
+        [call] = receiver.delivered()
+        assert call.path == "/long"
+        assert (call.fields["text"], call.fields["parts"], call.fields["part"]) == (
+            text, 3, None)
+        items = await api_messages(node, account="long")
+        assert [(i["direction"], i["text"]) for i in items] == [("mo", text)]
+        assert await node.store.load_parts() == []
+        assert len(esme.delivered) == 1
+    finally:
+        await asyncio.to_thread(esme.close)
+
+
 async def test_long_mo_parts_pass_to_the_receiver_with_their_concat_udh(
         node: Node, fake: FakeSmsc) -> None:
-    """A long MO in two parts (the first by UDH, the second by SAR TLVs, same
+    """mo_parts = "parts": a long MO in two parts (the first by UDH, the second by SAR TLVs, same
     reference): each part is stored and passed on as it comes, with an 8-bit concat
     UDH for the ESME to join; the second part, without the keyword, follows the route
     its first part took."""
@@ -375,6 +422,38 @@ async def test_mo_with_the_redis_store(fake: FakeSmsc, receiver: CallbackReceive
         assert receiver.delivered()[0].fields["text"] == "web in redis"
         items = await api_messages(n, stat="REJECTD")
         assert [(i["direction"], i["to"]) for i in items] == [("mo", "0000")]
+    finally:
+        await n.stop()
+        keys = [k async for k in raw.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()
+
+
+async def test_long_mo_joined_with_the_redis_store(fake: FakeSmsc,
+                                                   receiver: CallbackReceiver) -> None:
+    """Joining on the cluster store: a 2-part MO sent 2, 1 reaches long's mo_url as one
+    callback with the whole text; no part is left held."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    url = "redis://127.0.0.1:6379/15"
+    raw = aioredis.Redis.from_url(url, decode_responses=True)
+    port = fake._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    n = Node(parse_config(_config(f"{url}?prefix={prefix}", port, receiver), env={}))
+    await n.start()
+    try:
+        provider = n.providers["up"]
+        assert isinstance(provider, SmppProvider)
+        async with asyncio.timeout(5):
+            await provider._bound.wait()
+        mo(fake, "79001112233", "7777", bytes((5, 0, 3, 9, 2, 2)) + b"in redis",
+           esm_class=0x40)
+        mo(fake, "79001112233", "7777", bytes((5, 0, 3, 9, 2, 1)) + b"joined ",
+           esm_class=0x40)
+        assert await answers(fake, 2) == [CommandStatus.ESME_ROK] * 2
+        assert await receiver.wait(lambda r: bool(r.delivered()), WAIT)
+        [call] = receiver.delivered()
+        assert (call.fields["text"], call.fields["parts"]) == ("joined in redis", 2)
+        assert await n.store.load_parts() == []
     finally:
         await n.stop()
         keys = [k async for k in raw.scan_iter(match=prefix + "*", count=1000)]

@@ -439,14 +439,20 @@ class RedisStore:
             raise
 
     async def accept_mo(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord],
-                        callbacks: Sequence[CallbackEvent], *, stat: str) -> None:
-        """The record with its deliver_sm (the ``accept`` script), and its events (the
-        ``add_callbacks`` script) queued together: one pipeline, not one transaction —
-        an error in either raises, and the upstream sends the MO again (a possible
-        duplicate record, never a loss)."""
+                        callbacks: Sequence[CallbackEvent], *, stat: str,
+                        held: Sequence[str] = ()) -> None:
+        """The record with its deliver_sm (the ``accept`` script, which also drops the
+        held parts among its part_ids), its events (the ``add_callbacks`` script) and
+        the other held parts dropped, queued together: one pipeline, not one
+        transaction — an error in either raises, and the upstream sends the MO again
+        (a possible duplicate record, never a loss)."""
         writes = [self.accept(message, receipts, final_stat=stat)]
         if callbacks:
             writes.append(self.add_callbacks(callbacks))
+        rest = [p for p in held if len(message.part_ids) < 2 or p not in message.part_ids]
+        if rest:
+            writes.append(self._batch.call(("HDEL", self._key("parts"), *rest),
+                                           durable=True))
         for outcome in await asyncio.gather(*writes, return_exceptions=True):
             if isinstance(outcome, BaseException):
                 raise outcome

@@ -346,11 +346,15 @@ class SqliteStore:
         await self._call(op)
 
     async def accept_mo(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord],
-                        callbacks: Sequence[CallbackEvent], *, stat: str) -> None:
+                        callbacks: Sequence[CallbackEvent], *, stat: str,
+                        held: Sequence[str] = ()) -> None:
         m = message
 
         def op(db: sqlite3.Connection) -> None:
             db.execute(INSERT_MESSAGE, message_row(m, DeliveryState.FINAL, stat, 0, False))
+            if len(m.part_ids) > 1:
+                index_parts(db, m)
+            db.executemany("DELETE FROM parts WHERE part_id=?", [(p,) for p in held])
             insert_receipts(db, receipts)
             outbox.insert(db, callbacks)
         await self._call(op)
