@@ -60,6 +60,7 @@ from smppbridge.core.callbacks import (
 from smppbridge.core.clock import timer_for
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.core.message import Extra
+from smppbridge.delivery.outage import until_stored
 from smppbridge.observability.metrics import METRICS
 
 if TYPE_CHECKING:
@@ -497,15 +498,7 @@ class CallbackDispatcher:
     async def _store(self, write: Callable[[], Awaitable[None]]) -> None:
         """A write of an outcome, repeated through a store outage (the event stays
         leased meanwhile: a lost outcome would send it again)."""
-        delay = 0.1
-        while True:
-            try:
-                await write()
-                return
-            except StoreUnavailable as exc:
-                _log.debug("callbacks.outcome_waiting_for_store", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
+        await until_stored(write, "callbacks.outcome_waiting_for_store")
 
     async def drain(self) -> None:
         """Wait for the attempts under way (tests, graceful stop)."""

@@ -47,6 +47,7 @@ from smppbridge.core.receipts import (
 )
 from smppbridge.core.records import DeliveryState, PartRecord, ReceiptRecord, StoredMessage
 from smppbridge.core.session import QueryResult, SessionContext
+from smppbridge.delivery.outage import until_stored
 from smppbridge.observability.metrics import METRICS
 from smppbridge.smpp.constants import (
     CommandStatus,
@@ -387,15 +388,7 @@ class Pipeline:
                 future.set_result(None)
 
     async def _until_stored(self, write: Callable[[], Awaitable[None]]) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await write()
-                return
-            except StoreUnavailable as exc:
-                _log.debug("send.outcome_waiting_for_store", error=str(exc))
-                await asyncio.sleep(delay)
-                delay = min(5.0, delay * 2)
+        await until_stored(write, "send.outcome_waiting_for_store")
 
     async def _mark_sent(self, accepted: Sequence[tuple[StoredMessage, SendOutcome]]) -> None:
         """Messages providers accepted: sent (ENROUTE), followed from now on."""
