@@ -6,6 +6,7 @@ gets another at the account's ``mo_url``; an unroutable one is kept and counted.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -393,10 +394,10 @@ async def test_in_process_simulator_takes_an_mo_on_request(
     assert receiver.delivered()[0].fields["provider"] == "sim"
 
 
-async def test_mo_with_the_redis_store(fake: FakeSmsc, receiver: CallbackReceiver) -> None:
-    """The same paths on the cluster store: an MO kept while shop is unbound reaches
-    its receiver when it binds, one for web its mo_url, an unroutable one is in the
-    history."""
+@contextlib.asynccontextmanager
+async def _redis_node(fake: FakeSmsc, receiver: CallbackReceiver) -> AsyncIterator[Node]:
+    """A node on the Redis store (a key prefix of its own, deleted after) bound to
+    ``fake`` as its upstream."""
     prefix = f"test:{uuid.uuid4().hex}:"
     url = "redis://127.0.0.1:6379/15"
     raw = aioredis.Redis.from_url(url, decode_responses=True)
@@ -408,6 +409,20 @@ async def test_mo_with_the_redis_store(fake: FakeSmsc, receiver: CallbackReceive
         assert isinstance(provider, SmppProvider)
         async with asyncio.timeout(5):
             await provider._bound.wait()
+        yield n
+    finally:
+        await n.stop()
+        keys = [k async for k in raw.scan_iter(match=prefix + "*", count=1000)]
+        if keys:
+            await raw.delete(*keys)
+        await raw.aclose()
+
+
+async def test_mo_with_the_redis_store(fake: FakeSmsc, receiver: CallbackReceiver) -> None:
+    """The same paths on the cluster store: an MO kept while shop is unbound reaches
+    its receiver when it binds, one for web its mo_url, an unroutable one is in the
+    history."""
+    async with _redis_node(fake, receiver) as n:
         mo(fake, "79001112233", "1234", b"shop in redis")
         mo(fake, "79004445566", "5555", b"web in redis")
         mo(fake, "79004445566", "0000", b"nobody")
@@ -422,29 +437,13 @@ async def test_mo_with_the_redis_store(fake: FakeSmsc, receiver: CallbackReceive
         assert receiver.delivered()[0].fields["text"] == "web in redis"
         items = await api_messages(n, stat="REJECTD")
         assert [(i["direction"], i["to"]) for i in items] == [("mo", "0000")]
-    finally:
-        await n.stop()
-        keys = [k async for k in raw.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await raw.delete(*keys)
-        await raw.aclose()
 
 
 async def test_long_mo_joined_with_the_redis_store(fake: FakeSmsc,
                                                    receiver: CallbackReceiver) -> None:
     """Joining on the cluster store: a 2-part MO sent 2, 1 reaches long's mo_url as one
     callback with the whole text; no part is left held."""
-    prefix = f"test:{uuid.uuid4().hex}:"
-    url = "redis://127.0.0.1:6379/15"
-    raw = aioredis.Redis.from_url(url, decode_responses=True)
-    port = fake._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    n = Node(parse_config(_config(f"{url}?prefix={prefix}", port, receiver), env={}))
-    await n.start()
-    try:
-        provider = n.providers["up"]
-        assert isinstance(provider, SmppProvider)
-        async with asyncio.timeout(5):
-            await provider._bound.wait()
+    async with _redis_node(fake, receiver) as n:
         mo(fake, "79001112233", "7777", bytes((5, 0, 3, 9, 2, 2)) + b"in redis",
            esm_class=0x40)
         mo(fake, "79001112233", "7777", bytes((5, 0, 3, 9, 2, 1)) + b"joined ",
@@ -454,9 +453,3 @@ async def test_long_mo_joined_with_the_redis_store(fake: FakeSmsc,
         [call] = receiver.delivered()
         assert (call.fields["text"], call.fields["parts"]) == ("joined in redis", 2)
         assert await n.store.load_parts() == []
-    finally:
-        await n.stop()
-        keys = [k async for k in raw.scan_iter(match=prefix + "*", count=1000)]
-        if keys:
-            await raw.delete(*keys)
-        await raw.aclose()
