@@ -435,7 +435,9 @@ class SmppProvider:
             await self._on_mo(mo)
         except StoreUnavailable as exc:
             status = int(_S.ESME_RX_T_APPN)  # the upstream sends it again
-            _log.warning("upstream.mo_not_stored", provider=self.name, error=str(exc))
+            # The store logs the outage once (store.failing); one line per MO would
+            # flood the log for as long as it lasts.
+            _log.debug("upstream.mo_not_stored", provider=self.name, error=str(exc))
         except Exception:
             status = int(_S.ESME_RX_T_APPN)
             _log.exception("upstream.mo_failed", provider=self.name)
@@ -488,7 +490,8 @@ class SmppProvider:
                 await self._on_statuses(self.name, updates)
             except StoreUnavailable as exc:
                 status = int(_S.ESME_RX_T_APPN)  # the upstream sends them again
-                _log.warning("upstream.receipts_not_stored", provider=self.name,
+                # debug: the store logs the outage once (store.failing)
+                _log.debug("upstream.receipts_not_stored", provider=self.name,
                              receipts=len(updates), error=str(exc))
             except Exception:
                 status = int(_S.ESME_RX_T_APPN)
