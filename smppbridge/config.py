@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from smppbridge.core.accounts import RECEIPT_CHANNELS, Account, FloodRules
+from smppbridge.core.accounts import DEFAULT_CALLBACK_TTL, RECEIPT_CHANNELS, Account, FloodRules
 from smppbridge.core.history import DEFAULT_HISTORY_DAYS
 from smppbridge.core.mo import MO_CHANNELS, MO_PARTS, MoRoute
 from smppbridge.core.net import HostPort, IpNetwork
@@ -503,7 +503,7 @@ def _account(t: _Table, provider_names: Sequence[str]) -> Account:
     if receipts in ("http", "both") and not receipt_url:
         t.fail("receipt_url", f"required with receipts = {receipts!r} (where the status "
                               "callbacks go; a message's own callback_url overrides it)")
-    callback_ttl = t.number("callback_ttl", 86_400.0)
+    callback_ttl = t.number("callback_ttl", DEFAULT_CALLBACK_TTL)
     if callback_ttl <= 0:
         t.fail("callback_ttl", "must be more than 0 seconds")
     mo_url = _http_url(t, "mo_url")

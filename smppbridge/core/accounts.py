@@ -11,7 +11,7 @@ from smppbridge.core.net import IpNetwork, ip_in_networks
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.text.macros import ContentLimits
 
-__all__ = ["RECEIPT_CHANNELS", "Account", "FloodRules"]
+__all__ = ["DEFAULT_CALLBACK_TTL", "RECEIPT_CHANNELS", "Account", "FloodRules"]
 
 @dataclass(frozen=True, slots=True)
 class FloodRules:
@@ -31,6 +31,8 @@ class FloodRules:
     enabled: bool = True
 
 
+#: seconds a callback is retried when the account does not say (``callback_ttl``)
+DEFAULT_CALLBACK_TTL = 86_400.0
 #: the values of an account's ``receipts``
 RECEIPT_CHANNELS = ("smpp", "http", "both")
 
@@ -66,7 +68,7 @@ class Account:
     #: HMAC-SHA256 key of the account's callbacks (X-Smppbridge-Signature); "" = unsigned
     callback_secret: str = field(default="", repr=False)
     #: seconds a callback is retried before it is given up as expired
-    callback_ttl: float = 86_400.0
+    callback_ttl: float = DEFAULT_CALLBACK_TTL
     #: where this account's mobile-originated messages go: "smpp" (deliver_sm to its
     #: receiver binds), "http" (POST to ``mo_url``) or "both" (core.mo)
     mo: str = "smpp"

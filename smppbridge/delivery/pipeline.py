@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from smppbridge.core.accounts import DEFAULT_CALLBACK_TTL
 from smppbridge.core.callbacks import CallbackEvent, EventKind, events_wanted, new_event
 from smppbridge.core.clock import steady_of, timer_for
 from smppbridge.core.errors import NoRoute, StoreUnavailable
@@ -502,7 +503,7 @@ class Pipeline:
             url = account.receipt_url
         if not url or not events_wanted(basis[14] or "json", basis[15], kind, stat):
             return []
-        ttl = account.callback_ttl if account is not None else 86_400.0
+        ttl = account.callback_ttl if account is not None else DEFAULT_CALLBACK_TTL
         return [new_event(kind, message_id=basis[0], account=basis[1], url=url, stat=stat,
                           err=err, at=now, since=self.timer(), ttl=ttl,
                           hlr_fields=hlr_fields)]
