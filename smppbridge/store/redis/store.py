@@ -140,6 +140,11 @@ _STALE_SWEEP_INTERVAL = 300.0
 _FINAL_TTL_MARGIN = 3600.0
 #: Messages one purge script call removes at most (~8 commands, ~60 µs each).
 _PURGE_BATCH = 200
+#: Messages one batch script call (accept, mark_sent, mark_final) takes at most: ~10
+#: commands and ~40 us of Redis time each, so one call holds Redis for ~20 ms at most.
+_BATCH = 500
+#: The ``accept`` script's verdict for a message id already stored by another accept.
+_ACCEPT_EXISTS = 2
 #: The AOF fsync policies docs/cluster.md's durability section prescribes.
 _DURABLE_FSYNC = ("always", "everysec")
 _PRESCRIBED = "appendonly yes, appendfsync always (or everysec: up to ~1 s lost on power loss)"
@@ -418,7 +423,17 @@ class RedisStore:
 
     async def accept(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord] = (),
                      *, final_stat: str = "", final_err: int = 0) -> None:
-        m = message
+        """A batch of one (the ``accept`` script of :mod:`.messages_lua`)."""
+        entry = self._accept_entry(message, receipts, final_stat, final_err)
+        [code] = await self._batch.script("accept", json_array([entry]), self._ttl(),
+                                          len(receipts), durable=True)
+        if int(code) == _ACCEPT_EXISTS:
+            raise MessageExists(f"EXISTS message id {message.message_id}")
+
+    def _accept_entry(self, m: OutboundMessage, receipts: Sequence[ReceiptRecord] = (),
+                      final_stat: str = "", final_err: int = 0) -> list[Any]:
+        """One message of an ``accept`` batch: [tok, id, state, next_at, fields, part
+        ids, receipts]."""
         final = bool(final_stat)
         state = DeliveryState.FINAL if final else DeliveryState.QUEUED
         fields = message_fields(m)
@@ -428,15 +443,8 @@ class RedisStore:
                       done_at=num(m.submitted_at) if final else "")
         flat = [x for kv in fields.items() for x in kv]
         next_at = num(m.schedule_at) if m.schedule_at else ""
-        try:
-            await self._batch.script(
-                "accept", token(), m.message_id, state.value, next_at, self._ttl(),
-                json_array(flat), json_array(m.part_ids),
-                *receipt_args(receipts, m.message_id), durable=True)
-        except ResponseError as exc:
-            if str(exc).startswith("EXISTS"):
-                raise MessageExists(str(exc)) from exc
-            raise
+        return [token(), m.message_id, state.value, next_at, flat, list(m.part_ids),
+                receipt_args(receipts, m.message_id)]
 
     async def accept_mo(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord],
                         callbacks: Sequence[CallbackEvent], *, stat: str,
@@ -459,19 +467,41 @@ class RedisStore:
 
     async def accept_many(self, messages: Sequence[OutboundMessage], *,
                           claim: bool = False) -> list[Exception | None]:
-        """One ``accept`` script per message, all in the same pipeline (the batcher
-        sends what is queued together); each message gets its own verdict. ``claim`` is
-        ignored: new work goes to the stream, shared by every node."""
-        outcomes = await asyncio.gather(*(self.accept(m) for m in messages),
-                                        return_exceptions=True)
+        """One ``accept`` script call per ``_BATCH`` messages (all in the same pipeline),
+        each message with its own verdict. ``claim`` is ignored: new work goes to the
+        stream, shared by every node. A call that fails as a whole for another reason
+        than an outage is tried again one message per call with the same tokens (what
+        it wrote before failing counts as written), so one bad message fails alone."""
+        entries = [self._accept_entry(m) for m in messages]
+        chunks = [entries[i:i + _BATCH] for i in range(0, len(entries), _BATCH)]
+        replies = await asyncio.gather(*(self._accept_batch(c) for c in chunks),
+                                       return_exceptions=True)
         out: list[Exception | None] = []
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome  # cancelled
-            out.append(outcome)
+        for chunk, reply in zip(chunks, replies, strict=True):
+            if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+                raise reply  # cancelled
+            if isinstance(reply, StoreUnavailable) or (
+                    isinstance(reply, Exception) and len(chunk) == 1):
+                out += [reply] * len(chunk)
+            elif isinstance(reply, Exception):
+                alone = await asyncio.gather(*(self._accept_batch([e]) for e in chunk),
+                                             return_exceptions=True)
+                for one in alone:
+                    if isinstance(one, BaseException) and not isinstance(one, Exception):
+                        raise one
+                    out += [one] if isinstance(one, Exception) else one
+            else:
+                out += reply
         if out and all(isinstance(o, StoreUnavailable) for o in out):
             raise cast(StoreUnavailable, out[0])
         return out
+
+    async def _accept_batch(self, entries: list[list[Any]]) -> list[Exception | None]:
+        receipts = sum(int(e[6][0]) for e in entries)
+        codes = await self._batch.script("accept", json_array(entries), self._ttl(),
+                                         receipts, durable=True)
+        return [MessageExists(f"EXISTS message id {e[1]}") if int(c) == _ACCEPT_EXISTS
+                else None for e, c in zip(entries, codes, strict=True)]
 
     async def due(self, now: float, limit: int) -> list[StoredMessage]:
         """Take queued messages whose time has come, oldest first: this node's share of
@@ -510,21 +540,23 @@ class RedisStore:
                         callbacks: Sequence[CallbackEvent] = ()) -> None:
         """As in SQLite, except that a message another node finalised meanwhile (a
         cancel_sm racing the send) stays final; its provider id is still recorded."""
-        self._held.pop(message_id, None)
-        await self._batch.script("mark_sent", token(), message_id, provider, provider_id,
-                                 self._provider_key(provider, provider_id), str(stat),
-                                 self._ttl(), num(now), *receipt_args(receipts, message_id),
-                                 *_callback_args(callbacks), durable=True)
+        await self.mark_sent_many([(message_id, provider, provider_id, stat, now, receipts)],
+                                  callbacks=callbacks)
 
     async def mark_sent_many(self, sent: Sequence[SentEntry], *,
                              lease: bool = False,
                              callbacks: Sequence[CallbackEvent] = ()) -> Leased:
-        """:meth:`mark_sent` for each, in one pipeline; receipts are never leased (every
-        node's dispatcher reads them from Redis). Each message's callbacks go in its
-        own script."""
+        """One ``mark_sent`` script call per ``_BATCH`` messages; receipts are never
+        leased (every node's dispatcher reads them from Redis)."""
         events = _by_message(callbacks)
-        await _all(self.mark_sent(*entry, callbacks=events.get(entry[0], ()))
-                   for entry in sent)
+        entries: list[list[Any]] = []
+        for mid, provider, provider_id, stat, now, receipts in sent:
+            self._held.pop(mid, None)
+            entries.append([token(), mid, provider, provider_id,
+                            self._provider_key(provider, provider_id), str(stat), num(now),
+                            receipt_args(receipts, mid),
+                            _callback_args(events.get(mid, ()))])
+        await self._batches("mark_sent", entries, [len(e[5]) for e in sent])
         return []
 
     async def mark_retry(self, message_id: str, next_at: float, attempts: int,
@@ -551,20 +583,30 @@ class RedisStore:
         self._held.pop(message_id, None)
         pkey = self._provider_key(provider, provider_id) if provider else ""
         # int()/str(): redis-py would send an IntEnum by its repr()
-        await self._batch.script("mark_final", message_id, str(stat), int(err), num(now),
-                                 self._ttl(), provider, provider_id, pkey, detail,
-                                 *receipt_args(receipts, message_id),
-                                 *_callback_args(callbacks), durable=True)
+        entry = [message_id, str(stat), int(err), num(now), provider, provider_id, pkey,
+                 detail, receipt_args(receipts, message_id), _callback_args(callbacks)]
+        await self._batches("mark_final", [entry], [len(receipts)])
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *,
                               lease: bool = False,
                               callbacks: Sequence[CallbackEvent] = ()) -> Leased:
-        """:meth:`mark_final` for each, in one pipeline; nothing is leased."""
+        """One ``mark_final`` script call per ``_BATCH`` messages; nothing is leased."""
         events = _by_message(callbacks)
-        await _all(self.mark_final(mid, stat, err, now, receipts, detail=detail,
-                                   callbacks=events.get(mid, ()))
-                   for mid, stat, err, now, receipts, detail in finals)
+        entries: list[list[Any]] = []
+        for mid, stat, err, now, receipts, detail in finals:
+            self._held.pop(mid, None)
+            entries.append([mid, str(stat), int(err), num(now), "", "", "", detail,
+                            receipt_args(receipts, mid), _callback_args(events.get(mid, ()))])
+        await self._batches("mark_final", entries, [len(f[4]) for f in finals])
         return []
+
+    async def _batches(self, script: str, entries: list[list[Any]],
+                       receipts: list[int]) -> None:
+        """``script`` of :mod:`.messages_lua` for ``entries``, ``_BATCH`` a call (all in
+        one pipeline); raises the first failure once all have finished."""
+        await _all(self._batch.script(script, json_array(entries[i:i + _BATCH]), self._ttl(),
+                                      sum(receipts[i:i + _BATCH]), durable=True)
+                   for i in range(0, len(entries), _BATCH))
 
     async def find(self, message_id: str) -> StoredMessage | None:
         raw = await self._batch.script("find", message_id)
