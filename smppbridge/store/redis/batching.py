@@ -115,6 +115,7 @@ class Batcher:
         self.min_replicas = min_replicas
         self.replica_timeout = replica_timeout
         self.round_trips = 0  # pipelines sent (observability, tests)
+        self.operations = 0  # commands and script calls sent (tests: one call a batch)
         self.closing = False
         self.health = StoreHealth("redis")
         self._pending: list[_Op] = []
@@ -182,6 +183,7 @@ class Batcher:
                 pipe.execute_command("WAIT", self.min_replicas,
                                      max(1, int(self.replica_timeout * 1000)))
             self.round_trips += 1
+            self.operations += len(batch)
             try:
                 results = await pipe.execute(raise_on_error=False)
             except Exception as exc:

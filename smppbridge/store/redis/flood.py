@@ -25,12 +25,13 @@ refuse a message wrongly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
 import redis.asyncio as aioredis
 from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
 
 from smppbridge.core.accounts import FloodRules
 from smppbridge.smpp.constants import CommandStatus
@@ -83,7 +84,13 @@ class RedisFloodState:
     immediate = False
 
     def __init__(self, client: aioredis.Redis | Callable[[], aioredis.Redis], *,
-                 prefix: str = "smppbridge:") -> None:
+                 prefix: str = "smppbridge:",
+                 send: Callable[[tuple[Any, ...]], Awaitable[Any]] | None = None) -> None:
+        """``send``: a function that sends one command in the store's next pipeline
+        (``RedisStore.flood_state`` passes its batcher's): a window of concurrent checks
+        then costs one round trip instead of one pool connection and one round trip a
+        check. That was 31 % of a cluster node's Python time (py-spy, one node at full
+        load, ``benchmarks/cluster_scale.py --spy``)."""
         #: the client, or a function that gives the store's client once it is open (the
         #: node builds this state before it opens the store)
         self._client = client if isinstance(client, aioredis.Redis) else None
@@ -93,6 +100,7 @@ class RedisFloodState:
         # that Redis forgot, after a restart or SCRIPT FLUSH, and retries).
         self._check = AsyncScript(None, _CHECK.encode())  # type: ignore[arg-type]
         self._release = AsyncScript(None, _RELEASE.encode())  # type: ignore[arg-type]
+        self._send = send
 
     @property
     def client(self) -> aioredis.Redis:
@@ -140,7 +148,14 @@ class RedisFloodState:
 
     async def _run(self, script: AsyncScript, keys: list[str], args: list[Any]) -> Any:
         with redis_unavailable():
-            return await script(keys=keys, args=args, client=self.client)
+            if self._send is None:
+                return await script(keys=keys, args=args, client=self.client)
+            command = ("EVALSHA", script.sha, len(keys), *keys, *args)
+            try:
+                return await self._send(command)
+            except NoScriptError:  # Redis forgot it (a restart, SCRIPT FLUSH): load, again
+                await self.client.script_load(script.script)
+                return await self._send(command)
 
     def _streak_key(self, account: str, destination: str) -> str:
         return f"{self.prefix}flood:s:{_q(account)}:{_q(destination)}"

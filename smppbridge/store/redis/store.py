@@ -257,9 +257,10 @@ class RedisStore:
 
     def flood_state(self) -> RedisFloodState:
         """A :class:`~smppbridge.store.redis.flood.RedisFloodState` on this store's
-        connection pool and prefix (flood windows shared by all nodes); usable once the
-        store is open."""
-        return RedisFloodState(lambda: self.client, prefix=self.prefix)
+        connection pool and prefix (flood windows shared by all nodes), its checks sent
+        in the store's pipelines; usable once the store is open."""
+        return RedisFloodState(lambda: self.client, prefix=self.prefix,
+                               send=self._batch.call)
 
     def registry(self) -> RedisRegistry:
         """The cluster's nodes, on this store's connection pool and prefix."""
