@@ -1,5 +1,6 @@
 """The Lua of a message's state changes, one script call per BATCH of messages:
-``accept``, ``mark_sent`` and ``mark_final`` take ARGV[4] = a JSON array of entries
+``accept``, ``record_status``, ``mark_sent`` and ``mark_final`` take ARGV[4] = a JSON
+array of entries
 (one per message) and do each message's part in one loop; the writes every message of
 the batch makes to the same key (the search indexes, the work stream's XACK/XDEL, the
 ``sent`` set, the receipts' ready sets, the ended bucket, the counters) are grouped by
@@ -23,13 +24,43 @@ from __future__ import annotations
 __all__ = ["MESSAGE_LUA"]
 
 MESSAGE_LUA: dict[str, str] = {
+    # ARGV[4..]: JSON [[tok, message id, stat, err, now, detail, [receipts]], ...].
+    # An intermediate status: a note, the message's stat, its receipts; a final
+    # message ignores it; a message no longer stored (expired) still gets its receipts
+    # out, as before. Returns per entry 1 (recorded) or 0 (ignored, or a replay).
+    "record_status": """
+local batch = cjson.decode(ARGV[4])
+reserve_receipts(batch, 7)
+local out = {}
+for n, e in ipairs(batch) do
+  local tok, mid, stat, err, now, detail = e[1], e[2], e[3], e[4], e[5], e[6]
+  local mkey = P .. 'm:' .. mid
+  local h = redis.call('HMGET', mkey, 'state', 'op')
+  local state = h[1]
+  out[n] = 0
+  if not state then
+    if not replayed(tok) then
+      add_receipts(e[7], 1, '', nil)
+      out[n] = 1
+    end
+  elseif state ~= 'final' and h[2] ~= tok then
+    local f = {'op', tok, 'stat', stat, 'err', err}
+    add_receipts(e[7], 1, mid, nil, f)
+    redis.call('HSET', mkey, unpack(f))
+    note(mkey, mid, now, state, stat, err, detail)
+    out[n] = 1
+  end
+end
+flush()
+return out
+""",
     # ARGV[4..]: JSON [[tok, message id, state, next_at ('' = due now), [field, value,
-    # ...], [part id, ...], [receipts]], ...], final ttl, receipts in all. Returns per
+    # ...], [part id, ...], [receipts]], ...], final ttl. Returns per
     # entry 1 (stored), 0 (a replay of the same accept: its token) or 2 (that id is
     # stored already, by another accept).
     "accept": """
 local batch, ttl = cjson.decode(ARGV[4]), ARGV[5]
-reserve(P .. 'r:seq', tonumber(ARGV[6]))
+reserve_receipts(batch, 7)
 local out, finals = {}, 0
 for n, e in ipairs(batch) do
   local tok, mid, state, next_at = e[1], e[2], e[3], e[4]
@@ -79,11 +110,11 @@ if finals > 0 then redis.call('INCRBY', P .. 'finals', finals) end
 return out
 """,
     # ARGV[4..]: JSON [[tok, message id, provider, provider id, provider key, stat,
-    # now, [receipts], [callbacks]], ...], final ttl, receipts in all. Returns per
+    # now, [receipts], [callbacks]], ...], final ttl. Returns per
     # entry 1 (sent) or 0 (not stored, a replay, or final meanwhile).
     "mark_sent": """
 local batch, ttl = cjson.decode(ARGV[4]), ARGV[5]
-reserve(P .. 'r:seq', tonumber(ARGV[6]))
+reserve_receipts(batch, 8)
 local out = {}
 for n, e in ipairs(batch) do
   local tok, mid, provider, pid, pkey, stat, now = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
@@ -131,11 +162,11 @@ flush()
 return out
 """,
     # ARGV[4..]: JSON [[message id, stat, err, now, provider, provider id, provider
-    # key, detail, [receipts], [callbacks]], ...], final ttl, receipts in all. Returns
+    # key, detail, [receipts], [callbacks]], ...], final ttl. Returns
     # per entry 1 (made final) or 0 (not stored, or final already).
     "mark_final": """
 local batch, ttl = cjson.decode(ARGV[4]), ARGV[5]
-reserve(P .. 'r:seq', tonumber(ARGV[6]))
+reserve_receipts(batch, 9)
 local out, finals, expiring = {}, 0, {}
 for n, e in ipairs(batch) do
   local mid, stat, err, now, provider, pid, pkey, detail =

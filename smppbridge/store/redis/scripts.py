@@ -93,6 +93,12 @@ local function reserve(key, n)
     SEQ[key] = {last - n + 1, last}
   end
 end
+-- the receipts of a batch: entry[ri] of each is its receipt list (count first)
+local function reserve_receipts(batch, ri)
+  local n = 0
+  for _, e in ipairs(batch) do n = n + tonumber(e[ri][1]) end
+  reserve(P .. 'r:seq', n)
+end
 local function next_seq(key)
   local s = SEQ[key]
   if s and s[1] <= s[2] then
@@ -346,28 +352,6 @@ flush()  -- its schedule is removed before it gets the new one
 redis.call('HSET', mkey, 'next_at', next_at, 'attempts', attempts, 'op', tok, 'entry', '')
 if state == 'queued' then redis.call('ZADD', P .. 'sched', next_at, mid) end
 if state ~= 'final' then note(mkey, mid, now, state, '', 0, detail) end
-return 1
-""",
-    # ARGV[4..]: tok, message id, stat, err, now, detail, receipts. An intermediate
-    # status: a note, the message's stat, its receipts; a final message ignores it.
-    "record_status": """
-local tok, mid, stat, err, now, detail =
-  ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local mkey = P .. 'm:' .. mid
-local h = redis.call('HMGET', mkey, 'state', 'op')
-local state = h[1]
-if not state then  -- not stored (expired): the receipts still go out, as before
-  if replayed(tok) then return 0 end
-  add_receipts(ARGV, 10, '', nil)
-  flush()
-  return 1
-end
-if state == 'final' or h[2] == tok then return 0 end
-local f = {'op', tok, 'stat', stat, 'err', err}
-add_receipts(ARGV, 10, mid, nil, f)
-redis.call('HSET', mkey, unpack(f))
-note(mkey, mid, now, state, stat, err, detail)
-flush()
 return 1
 """,
     # ARGV[4]: the message id or any part id

@@ -68,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -113,6 +114,7 @@ from smppbridge.store.redis.history import (
     search,
     timeline_from,
 )
+from smppbridge.store.redis.merging import Merger
 from smppbridge.store.redis.records import (
     json_array,
     message_fields,
@@ -219,6 +221,11 @@ class RedisStore:
         self._batch = Batcher(lambda: self.client, (self.prefix, _GROUP, self.history_cap),
                               min_replicas=min_replicas, replica_timeout=replica_timeout)
         self._heartbeat: asyncio.Task[None] | None = None
+        #: the batch scripts' entries, merged across concurrent callers (merging.py)
+        self._merged: dict[str, Merger] = {
+            "accept": Merger(self._accept_entries),
+            **{name: Merger(functools.partial(self._script_entries, name))
+               for name in ("record_status", "mark_sent", "mark_final")}}
         #: message id -> stream entry id, for the messages this node is working on
         self._held: dict[str, str] = {}
         self._claim_cursor = "0-0"
@@ -327,6 +334,8 @@ class RedisStore:
         ``claim_after``, exactly as if this node had died."""
         if self._client is None:
             return
+        for merger in self._merged.values():
+            await merger.drain()
         self._batch.closing = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
@@ -424,12 +433,12 @@ class RedisStore:
 
     async def accept(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord] = (),
                      *, final_stat: str = "", final_err: int = 0) -> None:
-        """A batch of one (the ``accept`` script of :mod:`.messages_lua`)."""
-        entry = self._accept_entry(message, receipts, final_stat, final_err)
-        [code] = await self._batch.script("accept", json_array([entry]), self._ttl(),
-                                          len(receipts), durable=True)
-        if int(code) == _ACCEPT_EXISTS:
-            raise MessageExists(f"EXISTS message id {message.message_id}")
+        """One entry of the next ``accept`` call (:mod:`.messages_lua`), merged with the
+        other accepts in flight (:mod:`.merging`)."""
+        [error] = await self._merged["accept"].add(
+            [self._accept_entry(message, receipts, final_stat, final_err)])
+        if error is not None:
+            raise error
 
     def _accept_entry(self, m: OutboundMessage, receipts: Sequence[ReceiptRecord] = (),
                       final_stat: str = "", final_err: int = 0) -> list[Any]:
@@ -468,14 +477,22 @@ class RedisStore:
 
     async def accept_many(self, messages: Sequence[OutboundMessage], *,
                           claim: bool = False) -> list[Exception | None]:
-        """One ``accept`` script call per ``_BATCH`` messages (all in the same pipeline),
+        """One ``accept`` call for the batch (merged with the other accepts in flight),
         each message with its own verdict. ``claim`` is ignored: new work goes to the
-        stream, shared by every node. A call that fails as a whole for another reason
-        than an outage is tried again one message per call with the same tokens (what
-        it wrote before failing counts as written), so one bad message fails alone."""
-        entries = [self._accept_entry(m) for m in messages]
+        stream, shared by every node."""
+        out: list[Exception | None] = await self._merged["accept"].add(
+            [self._accept_entry(m) for m in messages])
+        if out and all(isinstance(o, StoreUnavailable) for o in out):
+            raise cast(StoreUnavailable, out[0])
+        return out
+
+    async def _accept_entries(self, entries: list[list[Any]]) -> list[Exception | None]:
+        """``accept`` calls of ``_BATCH`` entries; a call that fails as a whole for another
+        reason than an outage is tried again one entry per call with the same tokens
+        (what it wrote before failing counts as written), so one bad message fails
+        alone. Returns a verdict per entry: None, MessageExists or the error."""
         chunks = [entries[i:i + _BATCH] for i in range(0, len(entries), _BATCH)]
-        replies = await asyncio.gather(*(self._accept_batch(c) for c in chunks),
+        replies = await asyncio.gather(*(self._accept_call(c) for c in chunks),
                                        return_exceptions=True)
         out: list[Exception | None] = []
         for chunk, reply in zip(chunks, replies, strict=True):
@@ -485,24 +502,34 @@ class RedisStore:
                     isinstance(reply, Exception) and len(chunk) == 1):
                 out += [reply] * len(chunk)
             elif isinstance(reply, Exception):
-                alone = await asyncio.gather(*(self._accept_batch([e]) for e in chunk),
-                                             return_exceptions=True)
-                for one in alone:
+                for one in await asyncio.gather(*(self._accept_call([e]) for e in chunk),
+                                                return_exceptions=True):
                     if isinstance(one, BaseException) and not isinstance(one, Exception):
                         raise one
                     out += [one] if isinstance(one, Exception) else one
             else:
                 out += reply
-        if out and all(isinstance(o, StoreUnavailable) for o in out):
-            raise cast(StoreUnavailable, out[0])
         return out
 
-    async def _accept_batch(self, entries: list[list[Any]]) -> list[Exception | None]:
-        receipts = sum(int(e[6][0]) for e in entries)
+    async def _accept_call(self, entries: list[list[Any]]) -> list[Exception | None]:
         codes = await self._batch.script("accept", json_array(entries), self._ttl(),
-                                         receipts, durable=True)
+                                         durable=True)
         return [MessageExists(f"EXISTS message id {e[1]}") if int(c) == _ACCEPT_EXISTS
                 else None for e, c in zip(entries, codes, strict=True)]
+
+    async def _script_entries(self, script: str, entries: list[list[Any]]) -> list[Any]:
+        """``script`` of :mod:`.messages_lua` for ``entries``, ``_BATCH`` a call (all in
+        one pipeline); raises the first failure once all have finished."""
+        replies = await asyncio.gather(
+            *(self._batch.script(script, json_array(entries[i:i + _BATCH]), self._ttl(),
+                                 durable=True)
+              for i in range(0, len(entries), _BATCH)), return_exceptions=True)
+        out: list[Any] = []
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+            out += reply
+        return out
 
     async def due(self, now: float, limit: int) -> list[StoredMessage]:
         """Take queued messages whose time has come, oldest first: this node's share of
@@ -557,7 +584,7 @@ class RedisStore:
                             self._provider_key(provider, provider_id), str(stat), num(now),
                             receipt_args(receipts, mid),
                             _callback_args(events.get(mid, ()))])
-        await self._batches("mark_sent", entries, [len(e[5]) for e in sent])
+        await self._merged["mark_sent"].add(entries)
         return []
 
     async def mark_retry(self, message_id: str, next_at: float, attempts: int,
@@ -573,9 +600,9 @@ class RedisStore:
         """A timeline note and the receipts; the message's ``stat``/``err`` become the
         status's (state unchanged). Ignored for a final message (no receipt either);
         for a message no longer stored only the receipts are added."""
-        await self._batch.script("record_status", token(), message_id, str(stat), int(err),
-                                 num(now), detail, *receipt_args(receipts, message_id),
-                                 durable=True)
+        await self._merged["record_status"].add(
+            [[token(), message_id, str(stat), int(err), num(now), detail,
+              receipt_args(receipts, message_id)]])
 
     async def mark_final(self, message_id: str, stat: str, err: int, now: float,
                          receipts: Sequence[ReceiptRecord] = (), provider: str = "",
@@ -586,7 +613,7 @@ class RedisStore:
         # int()/str(): redis-py would send an IntEnum by its repr()
         entry = [message_id, str(stat), int(err), num(now), provider, provider_id, pkey,
                  detail, receipt_args(receipts, message_id), _callback_args(callbacks)]
-        await self._batches("mark_final", [entry], [len(receipts)])
+        await self._merged["mark_final"].add([entry])
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *,
                               lease: bool = False,
@@ -598,16 +625,8 @@ class RedisStore:
             self._held.pop(mid, None)
             entries.append([mid, str(stat), int(err), num(now), "", "", "", detail,
                             receipt_args(receipts, mid), _callback_args(events.get(mid, ()))])
-        await self._batches("mark_final", entries, [len(f[4]) for f in finals])
+        await self._merged["mark_final"].add(entries)
         return []
-
-    async def _batches(self, script: str, entries: list[list[Any]],
-                       receipts: list[int]) -> None:
-        """``script`` of :mod:`.messages_lua` for ``entries``, ``_BATCH`` a call (all in
-        one pipeline); raises the first failure once all have finished."""
-        await _all(self._batch.script(script, json_array(entries[i:i + _BATCH]), self._ttl(),
-                                      sum(receipts[i:i + _BATCH]), durable=True)
-                   for i in range(0, len(entries), _BATCH))
 
     async def find(self, message_id: str) -> StoredMessage | None:
         raw = await self._batch.script("find", message_id)

@@ -76,8 +76,8 @@ async def test_a_replayed_accept_batch_changes_nothing(store: RedisStore,
     """The same accept call sent twice (its reply lost, the pipeline re-sent): the
     second finds its tokens and answers 0 for each; the queue holds each message once."""
     entries = [store._accept_entry(sample_message(i)) for i in (1, 2, 3)]
-    first = await store._batch.script("accept", json_array(entries), 60, 0)
-    again = await store._batch.script("accept", json_array(entries), 60, 0)
+    first = await store._batch.script("accept", json_array(entries), 60)
+    again = await store._batch.script("accept", json_array(entries), 60)
     assert (first, again) == ([1, 1, 1], [0, 0, 0])
     assert await raw.xlen(store.prefix + "work") == 3
     assert await store.count(DeliveryState.QUEUED) == 3
@@ -98,8 +98,8 @@ async def test_a_replayed_mark_sent_batch_counts_one_attempt(store: RedisStore) 
     await store.due(5000.0, 10)
     entries = [[f"tok{i}", f"{i}-0", "sim", f"P{i}", store._provider_key("sim", f"P{i}"),
                 "ENROUTE", "1.0", [0], [0]] for i in (1, 2)]
-    assert await store._batch.script("mark_sent", json_array(entries), 60, 0) == [1, 1]
-    assert await store._batch.script("mark_sent", json_array(entries), 60, 0) == [0, 0]
+    assert await store._batch.script("mark_sent", json_array(entries), 60) == [1, 1]
+    assert await store._batch.script("mark_sent", json_array(entries), 60) == [0, 0]
     found = await store.find("1-0")
     assert found is not None
     assert (found.state, found.attempts) == (DeliveryState.SENT, 1)
