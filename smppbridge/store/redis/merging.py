@@ -43,6 +43,8 @@ class Merger:
         self._pending += zip(entries, futures, strict=True)
         if self._task is None:
             self._task = loop.create_task(self._run())
+        if len(futures) == 1:  # the usual case: no asyncio.wait (its sets and callbacks)
+            return [await futures[0]]
         try:
             await asyncio.wait(futures)
         except asyncio.CancelledError:

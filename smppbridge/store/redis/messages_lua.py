@@ -35,7 +35,7 @@ local out = {}
 for n, e in ipairs(batch) do
   local tok, mid, stat, err, now, detail = e[1], e[2], e[3], e[4], e[5], e[6]
   local mkey = P .. 'm:' .. mid
-  local h = redis.call('HMGET', mkey, 'state', 'op')
+  local h = redis.call('HMGET', mkey, 'state', 'op', 'account', 'hn')
   local state = h[1]
   out[n] = 0
   if not state then
@@ -45,9 +45,9 @@ for n, e in ipairs(batch) do
     end
   elseif state ~= 'final' and h[2] ~= tok then
     local f = {'op', tok, 'stat', stat, 'err', err}
-    add_receipts(e[7], 1, mid, nil, f)
+    add_receipts(e[7], 1, mid, h[3], f)
+    note(mkey, mid, now, state, stat, err, detail, f, h[4])
     redis.call('HSET', mkey, unpack(f))
-    note(mkey, mid, now, state, stat, err, detail)
     out[n] = 1
   end
 end
@@ -120,7 +120,7 @@ for n, e in ipairs(batch) do
   local tok, mid, provider, pid, pkey, stat, now = e[1], e[2], e[3], e[4], e[5], e[6], e[7]
   local mkey = P .. 'm:' .. mid
   local h = redis.call('HMGET', mkey, 'state', 'op', 'sat', 'hn', 'provider', 'provider_id',
-                       'entry', 'pkey', 'fp', 'sd', 'attempts')
+                       'entry', 'pkey', 'fp', 'sd', 'attempts', 'account')
   local state = h[1]
   out[n] = 0
   if state and h[2] ~= tok then
@@ -149,7 +149,7 @@ for n, e in ipairs(batch) do
         if stat ~= 'ENROUTE' then f[#f + 1] = 'sst'; f[#f + 1] = stat end
         if h[4] then f[#f + 1] = 'sp'; f[#f + 1] = h[4] end
       end
-      add_receipts(e[8], 1, mid, nil, f)
+      add_receipts(e[8], 1, mid, h[12], f)
       redis.call('HSET', mkey, unpack(f))
       if again then note(mkey, mid, now, 'sent', stat, 0, words) end
       later({'SADD', P .. 'sent'}, mid)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 
 from smppbridge.store.redis.callbacks_lua import CALLBACK_COMMON, CALLBACK_LUA
+from smppbridge.store.redis.flood_lua import FLOOD_LUA
 from smppbridge.store.redis.history_lua import HISTORY_LUA
 from smppbridge.store.redis.messages_lua import MESSAGE_LUA
 
@@ -160,12 +161,18 @@ local function unqueue(mid, entry)
   later({'ZREM', P .. 'sched'}, mid)
 end
 
--- a timeline note (retry, intermediate status, second send); at is a repr string
-local function note(mkey, mid, at, state, stat, err, detail)
+-- a timeline note (retry, intermediate status, second send); at is a repr string.
+-- The hash counts it (hn): by HINCRBY, or, given f (the caller's pending HSET) and hn
+-- (the count the caller read), in f.
+local function note(mkey, mid, at, state, stat, err, detail, f, hn)
   local hkey = P .. 'h:' .. mid
   local len = redis.call('RPUSH', hkey, cjson.encode({at, state, stat, tonumber(err), detail}))
   if len > CAP then redis.call('LTRIM', hkey, -CAP, -1) end
-  redis.call('HINCRBY', mkey, 'hn', 1)
+  if f then
+    f[#f + 1] = 'hn'; f[#f + 1] = (tonumber(hn) or 0) + 1
+  else
+    redis.call('HINCRBY', mkey, 'hn', 1)
+  end
 end
 
 -- point the provider index at a message (old: the index key it had), dropping the
@@ -459,6 +466,7 @@ end
 return out
 """,
     **MESSAGE_LUA,
+    **FLOOD_LUA,
     **HISTORY_LUA,
     **CALLBACK_LUA,
 }

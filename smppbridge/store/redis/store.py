@@ -225,7 +225,10 @@ class RedisStore:
         self._merged: dict[str, Merger] = {
             "accept": Merger(self._accept_entries),
             **{name: Merger(functools.partial(self._script_entries, name))
-               for name in ("record_status", "mark_sent", "mark_final")}}
+               for name in ("record_status", "mark_sent", "mark_final")},
+            # not a durable write: a check lost with Redis is refused as RMSGQFUL
+            "flood_check": Merger(functools.partial(self._script_entries, "flood_check",
+                                                    durable=False))}
         #: message id -> stream entry id, for the messages this node is working on
         self._held: dict[str, str] = {}
         self._claim_cursor = "0-0"
@@ -267,7 +270,7 @@ class RedisStore:
         connection pool and prefix (flood windows shared by all nodes), its checks sent
         in the store's pipelines; usable once the store is open."""
         return RedisFloodState(lambda: self.client, prefix=self.prefix,
-                               send=self._batch.call)
+                               checks=self._merged["flood_check"].add)
 
     def registry(self) -> RedisRegistry:
         """The cluster's nodes, on this store's connection pool and prefix."""
@@ -517,12 +520,13 @@ class RedisStore:
         return [MessageExists(f"EXISTS message id {e[1]}") if int(c) == _ACCEPT_EXISTS
                 else None for e, c in zip(entries, codes, strict=True)]
 
-    async def _script_entries(self, script: str, entries: list[list[Any]]) -> list[Any]:
+    async def _script_entries(self, script: str, entries: list[list[Any]], *,
+                              durable: bool = True) -> list[Any]:
         """``script`` of :mod:`.messages_lua` for ``entries``, ``_BATCH`` a call (all in
         one pipeline); raises the first failure once all have finished."""
         replies = await asyncio.gather(
             *(self._batch.script(script, json_array(entries[i:i + _BATCH]), self._ttl(),
-                                 durable=True)
+                                 durable=durable)
               for i in range(0, len(entries), _BATCH)), return_exceptions=True)
         out: list[Any] = []
         for reply in replies:
