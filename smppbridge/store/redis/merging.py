@@ -1,13 +1,16 @@
 """Group commit one level above the batcher: the entries of one batch script (accept,
-mark_sent, mark_final, record_status of :mod:`.messages_lua`) that callers hand over
-while the previous call of that script is in flight are sent as ONE script call.
+record_status, mark_sent, mark_final of :mod:`.messages_lua`, flood_check of
+:mod:`.flood_lua`) that callers hand over during one turn of the event loop are sent as
+ONE script call, queued in the batcher at the end of that turn (so it still goes in
+the batcher's next pipeline: merging adds no round trip).
 
-Why: the SMPP path accepts each message with its own ``accept`` (a window of submits
-from many binds, each its own task), and a provider reports intermediate statuses one
-by one. Through the batcher alone those were one EVALSHA each — one command for
-redis-py to pack and parse and one script run for Redis, a message. Merged, a window of
-them is one call: the node's Python cost of a call and Redis's cost of a script run are
-paid once per batch (``benchmarks/cluster_scale.py``; docs/performance.md, Cluster mode).
+Why: the SMPP path accepts each message with its own ``accept`` and checks its flood
+rules with its own check (a window of submits from many binds, each its own task), and
+a provider reports intermediate statuses one by one. Through the batcher alone those
+were one EVALSHA each — one command for redis-py to pack and parse and one script run
+for Redis, a message. Merged, the submits of a turn are one call: the node's Python
+cost of a call and Redis's cost of a script run are paid once per batch
+(``benchmarks/cluster_scale.py``; docs/performance.md, Cluster mode).
 """
 
 from __future__ import annotations
@@ -25,24 +28,26 @@ Send = Callable[[list[list[Any]]], Awaitable[Sequence[Any]]]
 
 
 class Merger:
-    """Queues entries of one script; one task sends what is queued, waits for the
-    reply, and sends what was queued meanwhile, until nothing is left."""
+    """Queues entries of one script; at the end of the loop's turn, what was queued is
+    handed to ``send`` as one batch."""
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self._pending: list[tuple[list[Any], asyncio.Future[Any]]] = []
-        self._task: asyncio.Task[None] | None = None
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def add(self, entries: Sequence[list[Any]]) -> list[Any]:
-        """Send ``entries`` with whatever else is queued; their replies, in order (a
-        call that failed raises its error)."""
+        """Send ``entries`` with whatever else is queued this turn; their replies, in
+        order (a call that failed raises its error)."""
         if not entries:
             return []
         loop = asyncio.get_running_loop()
         futures = [loop.create_future() for _ in entries]
         self._pending += zip(entries, futures, strict=True)
-        if self._task is None:
-            self._task = loop.create_task(self._run())
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
         if len(futures) == 1:  # the usual case: no asyncio.wait (its sets and callbacks)
             return [await futures[0]]
         try:
@@ -58,21 +63,31 @@ class Merger:
         return [fut.result() for fut in futures]
 
     async def drain(self) -> None:
-        """Wait until what is queued was sent (closing the store)."""
-        if self._task is not None:
-            await asyncio.shield(self._task)
+        """Wait until what is queued was sent and answered (closing the store)."""
+        while self._scheduled or self._tasks:
+            if self._tasks:
+                await asyncio.gather(*self._tasks, return_exceptions=True)
+            else:
+                await asyncio.sleep(0)  # the end of this turn: _flush runs
 
-    async def _run(self) -> None:
+    def _flush(self) -> None:
+        self._scheduled = False
+        batch, self._pending = self._pending, []
+        if batch:
+            task = asyncio.get_running_loop().create_task(self._run(batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, batch: list[tuple[list[Any], asyncio.Future[Any]]]) -> None:
         try:
-            while self._pending:
-                batch, self._pending = self._pending, []
-                try:
-                    replies = await self._send([entry for entry, _ in batch])
-                except Exception as exc:
-                    for _, fut in batch:
-                        settle(fut, None, exc)
-                    continue
-                for (_, fut), reply in zip(batch, replies, strict=True):
-                    settle(fut, reply, None)
-        finally:
-            self._task = None
+            replies = await self._send([entry for entry, _ in batch])
+        except Exception as exc:
+            for _, fut in batch:
+                settle(fut, None, exc)
+            return
+        except BaseException:  # cancelled (the loop is closing)
+            for _, fut in batch:
+                fut.cancel()
+            raise
+        for (_, fut), reply in zip(batch, replies, strict=True):
+            settle(fut, reply, None)
