@@ -55,9 +55,9 @@ flush()
 return out
 """,
     # ARGV[4..]: JSON [[tok, message id, state, next_at ('' = due now), [field, value,
-    # ...], [part id, ...], [receipts]], ...], final ttl. Returns per
-    # entry 1 (stored), 0 (a replay of the same accept: its token) or 2 (that id is
-    # stored already, by another accept).
+    # ...], [part id, ...], [receipts]], ...], final ttl. Returns per entry 1 (stored),
+    # 0 (a replay of the same accept: its token) or 2 (that id is stored already, by
+    # another accept).
     "accept": """
 local batch, ttl = cjson.decode(ARGV[4]), ARGV[5]
 reserve_receipts(batch, 7)
@@ -110,8 +110,8 @@ if finals > 0 then redis.call('INCRBY', P .. 'finals', finals) end
 return out
 """,
     # ARGV[4..]: JSON [[tok, message id, provider, provider id, provider key, stat,
-    # now, [receipts], [callbacks]], ...], final ttl. Returns per
-    # entry 1 (sent) or 0 (not stored, a replay, or final meanwhile).
+    # now, [receipts], [callbacks]], ...], final ttl. Returns per entry 1 (sent) or 0
+    # (not stored, a replay, or final meanwhile).
     "mark_sent": """
 local batch, ttl = cjson.decode(ARGV[4]), ARGV[5]
 reserve_receipts(batch, 8)
@@ -162,8 +162,8 @@ flush()
 return out
 """,
     # ARGV[4..]: JSON [[message id, stat, err, now, provider, provider id, provider
-    # key, detail, [receipts], [callbacks]], ...], final ttl. Returns
-    # per entry 1 (made final) or 0 (not stored, or final already).
+    # key, detail, [receipts], [callbacks]], ...], final ttl. Returns per entry 1 (made
+    # final) or 0 (not stored, or final already).
     "mark_final": """
 local batch, ttl = cjson.decode(ARGV[4]), ARGV[5]
 reserve_receipts(batch, 9)

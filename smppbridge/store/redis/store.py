@@ -1,9 +1,10 @@
 """The cluster store: the :class:`~smppbridge.core.ports.Store` on Redis.
 
 Size: over 500 lines because it is the one class that fulfils the whole Store contract
-on Redis (about fifty operations of a few lines each); the Lua, the batcher, the record
-layout, the history's reading (``history.py``) and the flood windows are in their own
-modules beside it.
+on Redis (about fifty operations of a few lines each, the batch ones with the entries
+their script takes); the Lua, the batcher, the merging of callers, the record layout,
+the history's reading (``history.py``) and the flood windows are in their own modules
+beside it.
 
 Theory of operation
 -------------------
@@ -43,11 +44,15 @@ Every key starts with ``prefix`` (default ``smppbridge:``); the full layout is i
   message hash keeps the outcome), ``receipt_retry`` reschedules them, and a node that
   dies lets the lease run out.
 
-Atomicity and throughput: every multi-key change is one Lua script (atomic in Redis).
-All operations go through one batcher: whatever is queued while a round trip is in
-progress is sent as the next pipeline, so hundreds of concurrent ``accept`` calls cost one
-round trip (and one AOF fsync with ``appendfsync always``): group commit, as in the
-SQLite store.
+Atomicity and throughput: every multi-key change is one Lua script (atomic in Redis),
+and a batch of messages is one script call (``messages_lua.py``: accept, statuses,
+sent, final; each message's part of it atomic, its writes to shared keys grouped into
+one command per key). Callers that hand over one message at a time are merged into one
+call per turn of the event loop (``merging.py``). All operations go through one
+batcher: whatever is queued while its round trips are in progress is sent as the next
+pipeline, so hundreds of concurrent ``accept`` calls cost one script call in one round
+trip (and one AOF fsync with ``appendfsync always``): group commit, as in the SQLite
+store. What each message costs Redis: docs/cluster.md, Batch paths.
 
 Idempotency: redis-py re-sends a pipeline after a connection error, and a write whose
 reply was lost would then run twice. Scripts that are not naturally idempotent carry a
