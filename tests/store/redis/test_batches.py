@@ -124,3 +124,17 @@ async def test_flood_checks_travel_in_the_store_pipelines(store: RedisStore,
     assert results.count(CommandStatus.ESME_ROK) == 50
     await raw.script_flush()
     assert await check(1000) == rules.flood_status
+
+
+async def test_single_accepts_of_one_turn_are_one_script_call(store: RedisStore) -> None:
+    """The SMPP path accepts one message per call: 50 calls made in one turn of the
+    event loop are merged into one ``accept`` call, each answered on its own (an id
+    stored already fails alone)."""
+    await store.accept(sample_message(7))
+    before = store._batch.operations
+    outcomes = await asyncio.gather(*(store.accept(sample_message(i)) for i in range(1, 51)),
+                                    return_exceptions=True)
+    assert store._batch.operations - before == 1
+    assert [i + 1 for i, o in enumerate(outcomes) if o is not None] == [7]
+    assert isinstance(outcomes[6], MessageExists)
+    assert await store.count(DeliveryState.QUEUED) == 50
