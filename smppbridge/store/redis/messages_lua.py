@@ -59,19 +59,43 @@ return out
     # 0 (a replay of the same accept: its token) or 2 (that id is stored already, by
     # another accept).
     "accept": """
+-- the writes of an accepted message that the call groups (part ids, indexes, its
+-- schedule): idempotent, so a replay does them again, in case the call that stored the
+-- hash failed before its flush() (such a call is re-sent an entry a call)
+local function grouped(mid, v, parts, sched_at, sched_nx)
+  if #parts > 1 then  -- a short message is found by its own id: no index key
+    for _, pid in ipairs(parts) do
+      later({'MSET'}, P .. 'pid:' .. pid, mid)
+      later({'HDEL', P .. 'parts'}, pid)
+    end
+  end
+  index(mid, v.submitted_at, v.account, v.dest, v.source)
+  if sched_at ~= '' then
+    later(sched_nx and {'ZADD', P .. 'sched', 'NX'} or {'ZADD', P .. 'sched'}, sched_at, mid)
+  end
+end
+
 local batch, ttl = cjson.decode(ARGV[4]), ARGV[5]
 reserve_receipts(batch, 7)
-local out, finals = {}, 0
+local out, finals, expiring = {}, 0, {}
 for n, e in ipairs(batch) do
   local tok, mid, state, next_at = e[1], e[2], e[3], e[4]
   local mkey = P .. 'm:' .. mid
-  local old = redis.call('HGET', mkey, 'tok')
-  if old then
-    out[n] = (old == tok) and 0 or 2
+  local f = e[5]
+  local v = {}
+  for k = 1, #f, 2 do v[f[k]] = f[k + 1] end
+  local old = redis.call('HMGET', mkey, 'tok', 'state', 'entry')
+  if old[1] then
+    out[n] = 2
+    if old[1] == tok then  -- a replay: the same accept
+      out[n] = 0
+      -- rescheduled only if it never reached the stream, and never earlier (NX)
+      local again = (old[2] == 'queued' and old[3] == '') and next_at or ''
+      grouped(mid, v, e[6], again, true)
+      -- (the ended bucket and the finals count are not idempotent: not again)
+      if old[2] == 'final' and state == 'final' then expiring[#expiring + 1] = mid end
+    end
   else
-    local f = e[5]
-    local v = {}
-    for k = 1, #f, 2 do v[f[k]] = f[k + 1] end
     local entry = ''
     if state ~= 'final' and next_at == '' then entry = redis.call('XADD', WORK, '*', 'm', mid) end
     f[#f + 1] = 'tok'; f[#f + 1] = tok
@@ -80,31 +104,20 @@ for n, e in ipairs(batch) do
     if state == 'final' then f[#f + 1] = 'af'; f[#f + 1] = '1' end
     add_receipts(e[7], 1, mid, v.account, f)
     redis.call('HSET', mkey, unpack(f))
-    local parts = e[6]
-    if #parts > 1 then  -- a short message is found by its own id: no index key
-      for _, pid in ipairs(parts) do
-        later({'MSET'}, P .. 'pid:' .. pid, mid)
-        later({'HDEL', P .. 'parts'}, pid)
-      end
-    end
-    index(mid, v.submitted_at, v.account, v.dest, v.source)
+    grouped(mid, v, e[6], state ~= 'final' and next_at or '', false)
     if state == 'final' then
       finals = finals + 1
       ended(mid, v.done_at, v.account, v.dest, v.source)
-    elseif next_at ~= '' then
-      later({'ZADD', P .. 'sched'}, next_at, mid)
+      expiring[#expiring + 1] = mid
     end
     out[n] = 1
   end
 end
 flush()
 -- after flush(): the part id keys exist now
-for n, e in ipairs(batch) do
-  if out[n] == 1 and e[3] == 'final' then
-    local v = {}
-    for k = 1, #e[5], 2 do v[e[5][k]] = e[5][k + 1] end
-    expire_final(P .. 'm:' .. e[2], e[2], ttl, v.part_ids, '', false)
-  end
+for _, mid in ipairs(expiring) do
+  expire_final(P .. 'm:' .. mid, mid, ttl, redis.call('HGET', P .. 'm:' .. mid, 'part_ids'),
+               '', false)
 end
 if finals > 0 then redis.call('INCRBY', P .. 'finals', finals) end
 return out
@@ -182,6 +195,9 @@ for n, e in ipairs(batch) do
       set_provider(f, mid, provider, pid, pkey, h[3], ttl)
       redis.call('HSET', mkey, unpack(f))
     end
+    -- idempotent, in case the call that made it final failed before its flush()
+    later({'SREM', P .. 'sent'}, mid)
+    later({'ZREM', P .. 'sched'}, mid)
   elseif state then
     local f = {'entry', ''}
     if provider ~= '' then set_provider(f, mid, provider, pid, pkey, h[3]) else pkey = h[3] end

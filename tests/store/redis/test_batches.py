@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable
+from dataclasses import replace
 
 import pytest
 import redis.asyncio as aioredis
@@ -138,3 +139,28 @@ async def test_single_accepts_of_one_turn_are_one_script_call(store: RedisStore)
     assert [i + 1 for i, o in enumerate(outcomes) if o is not None] == [7]
     assert isinstance(outcomes[6], MessageExists)
     assert await store.count(DeliveryState.QUEUED) == 50
+
+
+async def test_a_replay_restores_the_grouped_writes_of_a_call_that_failed_part_way(
+        store: RedisStore, raw: aioredis.Redis) -> None:
+    """A call that stored a message's hash but failed before its grouped writes (its
+    indexes, its schedule) is re-sent entry by entry with the same tokens: the replay
+    does those writes again. It never puts back in the schedule a message that
+    reached the work stream meanwhile."""
+    later = replace(sample_message(1), schedule_at=1500.0)
+    now = sample_message(2)
+    entries = [store._accept_entry(later), store._accept_entry(now)]
+    assert await store._batch.script("accept", json_array(entries), 60) == [1, 1]
+    p = store.prefix
+    # what a call failing before its flush() leaves: hashes and stream entry, no indexes
+    await raw.zrem(p + "ix:t", "1-0", "2-0")
+    await raw.zrem(p + "sched", "1-0")
+    assert await store._batch.script("accept", json_array(entries), 60) == [0, 0]
+    assert await raw.zscore(p + "ix:t", "1-0") == 1001.0
+    assert await raw.zscore(p + "ix:t", "2-0") == 1002.0
+    assert await raw.zscore(p + "sched", "1-0") == 1500.0
+    assert await raw.zscore(p + "sched", "2-0") is None  # it is in the stream
+    due = await store.due(1600.0, 10)
+    assert sorted(d.message.message_id for d in due) == ["1-0", "2-0"]
+    assert await store._batch.script("accept", json_array(entries), 60) == [0, 0]
+    assert await raw.zcard(p + "sched") == 0
