@@ -44,6 +44,7 @@ STAGES = {
     "receipts out: deliver_sm, answers": "ReceiptDispatcher",
     "in-process simulator (the provider)": "SimulatorProvider",
     "store thread (SQLite writes, Python side)": "SqliteStore._run",
+    "Redis store's batcher (redis-py: packing, sending, parsing)": "Batcher._run",
     "event loop and I/O callbacks (the rest)": "Runner.run",
 }
 

@@ -19,15 +19,15 @@ from __future__ import annotations
 __all__ = ["CALLBACK_COMMON", "CALLBACK_LUA"]
 
 CALLBACK_COMMON = """
--- events from ARGV[i]: a count, then (body, ttl seconds, next_at) per event of the
--- message mid. Returns the index after them.
-local function add_callbacks(i, mid)
-  local n = tonumber(ARGV[i] or '0')
+-- events from A[i] (A: ARGV or one entry of a batch): a count, then (body, ttl
+-- seconds, next_at) per event of the message mid. Returns the index after them.
+local function add_callbacks(A, i, mid)
+  local n = tonumber(A[i] or '0')
   if n == 0 then return i + 1 end
   local mlist = P .. 'cb:m:' .. mid
   for k = 0, n - 1 do
     local b = i + 1 + 3 * k
-    local body, ttl, next_at = ARGV[b], tonumber(ARGV[b + 1]), ARGV[b + 2]
+    local body, ttl, next_at = A[b], tonumber(A[b + 1]), A[b + 2]
     local seq = redis.call('INCR', P .. 'cb:seq')
     local ekey = P .. 'cb:e:' .. seq
     redis.call('HSET', ekey, 'b', body, 'm', mid, 'n', 0, 't', next_at)
@@ -66,7 +66,7 @@ CALLBACK_LUA: dict[str, str] = {
     # ARGV[4..]: tok, message id, events (add_callbacks)
     "add_callbacks": """
 if replayed(ARGV[4]) then return 0 end
-add_callbacks(6, ARGV[5])
+add_callbacks(ARGV, 6, ARGV[5])
 return 1
 """,
     # ARGV[4..]: now, limit, lease until, forget before. Returns seq, body, attempts,

@@ -25,7 +25,7 @@ refuse a message wrongly.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import quote
 
@@ -35,32 +35,16 @@ from redis.commands.core import AsyncScript
 from smppbridge.core.accounts import FloodRules
 from smppbridge.smpp.constants import CommandStatus
 from smppbridge.store.redis.batching import redis_unavailable
+from smppbridge.store.redis.flood_lua import FLOOD_CHECK
 
 __all__ = ["RedisFloodState"]
 
 #: Keys outlive their window by this much (ms) so a record is never dropped early.
 _TTL_MARGIN_MS = 1000
 
-# KEYS: streak hash, duplicate string.
-# ARGV: now, flood_gap, flood_limit, duplicate_window, duplicate_status, flood_status,
-# streak ttl ms, duplicate ttl ms. `now` is stored as given (a Python repr), so release()
-# can match it exactly.
-_CHECK = """
-local now, gap = tonumber(ARGV[1]), tonumber(ARGV[2])
-local limit, window = tonumber(ARGV[3]), tonumber(ARGV[4])
-local s = redis.call('HMGET', KEYS[1], 'last', 'count')
-local count = 1
--- only a pause of flood_gap or more ends a streak; refused attempts count too
-if s[1] and now - tonumber(s[1]) < gap then count = tonumber(s[2]) + 1 end
-redis.call('HSET', KEYS[1], 'last', ARGV[1], 'count', count)
-redis.call('PEXPIRE', KEYS[1], ARGV[7])
-if window > 0 then
-  local first = redis.call('GET', KEYS[2])
-  if first and now - tonumber(first) < window then return tonumber(ARGV[5]) end
-end
-if limit > 0 and count > limit then return tonumber(ARGV[6]) end
-if window > 0 then redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[8]) end
-return 0
+# KEYS: streak hash, duplicate string; ARGV: flood_check's arguments from `now` on.
+_CHECK = FLOOD_CHECK + """
+return flood_check(KEYS[1], KEYS[2], unpack(ARGV))
 """
 
 # KEYS: duplicate string. ARGV: recorded_at.
@@ -83,7 +67,16 @@ class RedisFloodState:
     immediate = False
 
     def __init__(self, client: aioredis.Redis | Callable[[], aioredis.Redis], *,
-                 prefix: str = "smppbridge:") -> None:
+                 prefix: str = "smppbridge:",
+                 checks: Callable[[list[list[Any]]], Awaitable[list[Any]]] | None = None
+                 ) -> None:
+        """``checks``: a function that runs checks (the arguments of ``flood_check`` in
+        :mod:`.flood_lua`, keys without the prefix) in the store's next script call of
+        them and returns their statuses; ``RedisStore.flood_state`` passes its merged
+        ``flood_check``. A window of concurrent submits then costs one script call in
+        one round trip instead of one pool connection, one round trip and one script
+        call a check: those were 31 % of a cluster node's Python time (py-spy, one node
+        at full load, ``benchmarks/cluster_scale.py --spy``)."""
         #: the client, or a function that gives the store's client once it is open (the
         #: node builds this state before it opens the store)
         self._client = client if isinstance(client, aioredis.Redis) else None
@@ -93,6 +86,7 @@ class RedisFloodState:
         # that Redis forgot, after a restart or SCRIPT FLUSH, and retries).
         self._check = AsyncScript(None, _CHECK.encode())  # type: ignore[arg-type]
         self._release = AsyncScript(None, _RELEASE.encode())  # type: ignore[arg-type]
+        self._checks = checks
 
     @property
     def client(self) -> aioredis.Redis:
@@ -128,6 +122,11 @@ class RedisFloodState:
                 repr(float(rules.duplicate_window)), int(rules.duplicate_status),
                 int(rules.flood_status), _ttl_ms(rules.flood_gap),
                 _ttl_ms(rules.duplicate_window)]
+        if self._checks is not None:
+            with redis_unavailable():
+                [status] = await self._checks(
+                    [[key.removeprefix(self.prefix) for key in keys] + args])
+            return int(status)
         return int(await self._run(self._check, keys, args))
 
     async def release(

@@ -49,8 +49,9 @@ def pairs(raw: Any) -> dict[str, str]:
     return {str(k): v for k, v in zip(it, it, strict=True)}
 
 
-def json_array(items: Sequence[str]) -> str:
-    """Strings for a script to cjson.decode. Non-ASCII goes as raw UTF-8, not as
+def json_array(items: Sequence[Any]) -> str:
+    """Strings (or nested lists of them: a batch script's entries) for a script to
+    cjson.decode. Non-ASCII goes as raw UTF-8, not as
     backslash-u escapes: cjson would reject an escaped lone surrogate, while raw bytes pass
     through it untouched, exactly as in a plain argument."""
     return json.dumps(list(items), ensure_ascii=False)

@@ -1,11 +1,14 @@
 """The Lua scripts of the Redis store: every multi-key change is one script, atomic in
-Redis (the key layout is in docs/cluster.md). The message history's reads and its
-retention (timeline, receipts_of, search, purge) are in :mod:`.history_lua`; they share
-the helpers defined here.
+Redis (the key layout is in docs/cluster.md). The batch scripts of a message's state
+(accept, mark_sent, mark_final: one call per batch of messages) are in
+:mod:`.messages_lua`, the message history's reads and its retention (timeline,
+receipts_of, search, purge) in :mod:`.history_lua`, the status callbacks' in
+:mod:`.callbacks_lua`; they all share the helpers defined here (among them
+``later``/``flush``, which group a batch's writes to one key into one command).
 
-Size: just over 500 lines because it is one Lua program, its shared helpers and the
-scripts of every state change together; the history's reads and the retention are
-already in :mod:`.history_lua`.
+Size: about 480 lines, under the 500 that need a reason since the batch scripts of a
+message's state moved to :mod:`.messages_lua`; what is left is one Lua program: the
+helpers every script shares and the scripts of the queue, the receipts and the reads.
 """
 
 from __future__ import annotations
@@ -13,7 +16,9 @@ from __future__ import annotations
 import hashlib
 
 from smppbridge.store.redis.callbacks_lua import CALLBACK_COMMON, CALLBACK_LUA
+from smppbridge.store.redis.flood_lua import FLOOD_LUA
 from smppbridge.store.redis.history_lua import HISTORY_LUA
+from smppbridge.store.redis.messages_lua import MESSAGE_LUA
 
 __all__ = ["BUCKET_SECONDS", "SCRIPTS", "SHAS"]
 
@@ -55,17 +60,70 @@ local function resolve(id)
   return redis.call('GET', P .. 'pid:' .. id)
 end
 
--- receipts from ARGV[i]: a count, then (account, body, expire_at, part id, view) per
--- receipt; mid: their message ('' = find it by each receipt's part id), macct its
--- account (nil: look it up). Returns the index after them.
-local function add_receipts(i, mid, macct)
-  local n = tonumber(ARGV[i])
+-- Writes of one script call grouped by command and key: later({'ZADD', key}, score,
+-- member) adds to one ZADD that flush() sends, so a batch of messages costs Redis one
+-- command per key instead of one per message. Every script that calls later() ends
+-- with flush(). (Within one script no member is both added and removed by later().)
+local W, WO = {}, {}
+local function later(head, ...)
+  local id = table.concat(head, ' ')
+  local w = W[id]
+  if not w then
+    w = {head = head, args = {}}
+    W[id] = w
+    WO[#WO + 1] = w
+  end
+  local a = w.args
+  for k = 1, select('#', ...) do a[#a + 1] = select(k, ...) end
+end
+local function flush()
+  for _, w in ipairs(WO) do
+    local a = w.args
+    for s = 1, #a, 1000 do  -- in chunks: a Lua call takes ~8000 arguments at most
+      local cmd = {unpack(w.head)}
+      for k = s, math.min(s + 999, #a) do cmd[#cmd + 1] = a[k] end
+      redis.call(unpack(cmd))
+    end
+  end
+  W, WO = {}, {}
+end
+
+-- Sequence numbers (receipts' r:seq) reserved for a whole batch with one INCRBY.
+local SEQ = {}
+local function reserve(key, n)
+  if n > 0 then
+    local last = redis.call('INCRBY', key, n)
+    SEQ[key] = {last - n + 1, last}
+  end
+end
+-- the receipts of a batch: entry[ri] of each is its receipt list (count first)
+local function reserve_receipts(batch, ri)
+  local n = 0
+  for _, e in ipairs(batch) do n = n + tonumber(e[ri][1]) end
+  reserve(P .. 'r:seq', n)
+end
+local function next_seq(key)
+  local s = SEQ[key]
+  if s and s[1] <= s[2] then
+    s[1] = s[1] + 1
+    return s[1] - 1
+  end
+  return redis.call('INCR', key)
+end
+
+-- receipts from A[i] (A: ARGV or one entry of a batch): a count, then (account, body,
+-- expire_at, part id, view) per receipt; mid: their message ('' = find it by each
+-- receipt's part id), macct its account (nil: look it up); f: the caller's pending
+-- HSET of mid's hash, which takes the views of mid's own receipts (nil: an HSET of
+-- their own). Returns the index after them.
+local function add_receipts(A, i, mid, macct, f)
+  local n = tonumber(A[i])
   if n == 0 then return i + 1 end
   if mid ~= '' and not macct then macct = redis.call('HGET', P .. 'm:' .. mid, 'account') end
   for k = 0, n - 1 do
     local b = i + 1 + 5 * k
-    local acct, body, exp, part, view = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], ARGV[b + 4]
-    local seq = redis.call('INCR', P .. 'r:seq')
+    local acct, body, exp, part, view = A[b], A[b + 1], A[b + 2], A[b + 3], A[b + 4]
+    local seq = next_seq(P .. 'r:seq')
     local rkey = P .. 'r:' .. seq
     local owner, oacct = mid, macct
     if owner == '' then
@@ -74,14 +132,18 @@ local function add_receipts(i, mid, macct)
     end
     if owner and oacct then
       if acct ~= oacct then view = view .. '|' .. acct end
-      redis.call('HSET', P .. 'm:' .. owner, 'r:' .. seq, view)
+      if f and owner == mid then
+        f[#f + 1] = 'r:' .. seq; f[#f + 1] = view
+      else
+        redis.call('HSET', P .. 'm:' .. owner, 'r:' .. seq, view)
+      end
       redis.call('HSET', rkey, 'a', acct, 'b', body, 'n', 0, 't', '0', 'm', owner)
     else
       redis.call('HSET', rkey, 'a', acct, 'b', body, 'n', 0, 't', '0')
     end
-    redis.call('ZADD', P .. 'rq:' .. acct, seq, seq)
-    redis.call('ZADD', P .. 'rexp', exp, seq)
-    redis.call('SADD', P .. 'raccts', acct)
+    later({'ZADD', P .. 'rq:' .. acct}, seq, seq)
+    later({'ZADD', P .. 'rexp'}, exp, seq)
+    later({'SADD', P .. 'raccts'}, acct)
   end
   return i + 1 + 5 * n
 end
@@ -92,28 +154,35 @@ local function replayed(tok)
 end
 
 -- take a message out of the work queue: its stream entry (the caller's HSET clears
--- the hash's 'entry') and its schedule
+-- the hash's 'entry') and its schedule, with the batch's others at flush()
 local function unqueue(mid, entry)
   if entry and entry ~= '' then
-    redis.call('XACK', WORK, G, entry)
-    redis.call('XDEL', WORK, entry)
+    later({'XACK', WORK, G}, entry)
+    later({'XDEL', WORK}, entry)
   end
-  redis.call('ZREM', P .. 'sched', mid)
+  later({'ZREM', P .. 'sched'}, mid)
 end
 
--- a timeline note (retry, intermediate status, second send); at is a repr string
-local function note(mkey, mid, at, state, stat, err, detail)
+-- a timeline note (retry, intermediate status, second send); at is a repr string.
+-- The hash counts it (hn): by HINCRBY, or, given f (the caller's pending HSET) and hn
+-- (the count the caller read), in f.
+local function note(mkey, mid, at, state, stat, err, detail, f, hn)
   local hkey = P .. 'h:' .. mid
   local len = redis.call('RPUSH', hkey, cjson.encode({at, state, stat, tonumber(err), detail}))
   if len > CAP then redis.call('LTRIM', hkey, -CAP, -1) end
-  redis.call('HINCRBY', mkey, 'hn', 1)
+  if f then
+    f[#f + 1] = 'hn'; f[#f + 1] = (tonumber(hn) or 0) + 1
+  else
+    redis.call('HINCRBY', mkey, 'hn', 1)
+  end
 end
 
 -- point the provider index at a message (old: the index key it had), dropping the
--- entry it replaces; the hash fields go into f, the caller's HSET
-local function set_provider(f, mid, provider, provider_id, pkey, old)
+-- entry it replaces; the hash fields go into f, the caller's HSET. With ttl (a final
+-- message) the key expires with the message; without, it is one MSET of the batch.
+local function set_provider(f, mid, provider, provider_id, pkey, old, ttl)
   if old and old ~= '' and old ~= pkey then redis.call('DEL', old) end
-  redis.call('SET', pkey, mid)
+  if ttl then redis.call('SET', pkey, mid, 'EX', ttl) else later({'MSET'}, pkey, mid) end
   f[#f + 1] = 'provider'; f[#f + 1] = provider
   f[#f + 1] = 'provider_id'; f[#f + 1] = provider_id
   f[#f + 1] = 'pkey'; f[#f + 1] = pkey
@@ -133,28 +202,39 @@ end
 
 -- a new message in the search indexes: newest first by (submitted_at, id), globally,
 -- per account, per destination and per source (docs/cluster.md, Key layout)
+-- (one ZADD per index and batch, at flush())
 local function index(mid, at, acct, dest, src)
-  redis.call('ZADD', P .. 'ix:t', at, mid)
-  redis.call('ZADD', P .. 'ix:a:' .. acct, at, mid)
-  redis.call('ZADD', P .. 'ix:d:' .. dest, at, mid)
-  redis.call('ZADD', P .. 'ix:s:' .. src, at, mid)
+  later({'ZADD', P .. 'ix:t'}, at, mid)
+  later({'ZADD', P .. 'ix:a:' .. acct}, at, mid)
+  later({'ZADD', P .. 'ix:d:' .. dest}, at, mid)
+  later({'ZADD', P .. 'ix:s:' .. src}, at, mid)
 end
 
--- a message just ended at done_at: list it in that time's bucket, for purge
+-- a message just ended at done_at: list it in that time's bucket, for purge (one
+-- RPUSH per bucket and batch, at flush())
+local ENDED = {}
 local function ended(mid, done_at, acct, dest, src)
   local b = string.format('%d', math.floor(tonumber(done_at) / BUCKET))
-  local key = P .. 'ix:e:' .. b
-  if redis.call('RPUSH', key, cjson.encode({mid, acct, dest, src})) == 1 then
-    redis.call('ZADD', P .. 'ix:ends', b, b)
+  later({'RPUSH', P .. 'ix:e:' .. b}, cjson.encode({mid, acct, dest, src}))
+  if not ENDED[b] then
+    ENDED[b] = true
+    later({'ZADD', P .. 'ix:ends'}, b, b)
   end
+end
+
+-- a message hash as a table (nil: not stored)
+local function hash_table(mkey)
+  local h = redis.call('HGETALL', mkey)
+  if #h == 0 then return nil end
+  local t = {}
+  for k = 1, #h, 2 do t[h[k]] = h[k + 1] end
+  return t
 end
 
 -- a message hash as one JSON object: one reply element to parse instead of ~60
 local function message_json(mkey)
-  local h = redis.call('HGETALL', mkey)
-  if #h == 0 then return '' end
-  local t = {}
-  for k = 1, #h, 2 do t[h[k]] = h[k + 1] end
+  local t = hash_table(mkey)
+  if not t then return '' end
   return cjson.encode(t)
 end
 
@@ -170,7 +250,8 @@ local function drop_receipt(seq)
 end
 
 -- a receipt leaves the outbox as delivered (d), dropped (x) or expired (e) at `at`
--- (3 decimals): its view in its message's hash keeps the outcome
+-- (3 decimals): its view in its message's hash keeps the outcome; its index entries
+-- and its hash go with the batch's others at flush()
 local function finish_receipt(seq, code, at)
   local rkey = P .. 'r:' .. seq
   local r = redis.call('HMGET', rkey, 'a', 'm', 'n')
@@ -182,61 +263,23 @@ local function finish_receipt(seq, code, at)
       redis.call('HSET', mkey, f, code .. '|' .. at .. '|' .. r[3] .. string.sub(v, 2))
     end
   end
-  redis.call('ZREM', P .. 'rq:' .. r[1], seq)
-  redis.call('ZREM', P .. 'rw:' .. r[1], seq)
-  redis.call('ZREM', P .. 'rexp', seq)
-  redis.call('DEL', rkey)
+  later({'ZREM', P .. 'rq:' .. r[1]}, seq)
+  later({'ZREM', P .. 'rw:' .. r[1]}, seq)
+  later({'ZREM', P .. 'rexp'}, seq)
+  later({'DEL'}, rkey)
   return 1
 end
 """.replace("TOKEN_TTL_MS", str(_TOKEN_TTL_MS)).replace("BUCKET_SECONDS", str(BUCKET_SECONDS)) \
     + CALLBACK_COMMON
 
 _LUA: dict[str, str] = {
-    # ARGV[4..]: tok, message id, state, next_at ('' = due now), final ttl, JSON [field,
-    # value, ...], JSON [part id, ...], receipts. (Two JSON arguments rather than ~40
-    # plain ones: packing arguments is most of a submit's cost in redis-py.)
-    "accept": """
-local tok, mid, state, next_at, ttl = ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local mkey = P .. 'm:' .. mid
-local old = redis.call('HGET', mkey, 'tok')
-if old then
-  if old == tok then return 0 end
-  return redis.error_reply('EXISTS message id ' .. mid)
-end
-local f = cjson.decode(ARGV[9])
-local v = {}
-for k = 1, #f, 2 do v[f[k]] = f[k + 1] end
-local entry = ''
-if state ~= 'final' and next_at == '' then entry = redis.call('XADD', WORK, '*', 'm', mid) end
-f[#f + 1] = 'tok'; f[#f + 1] = tok
-f[#f + 1] = 'entry'; f[#f + 1] = entry
-f[#f + 1] = 'pkey'; f[#f + 1] = ''
-if state == 'final' then f[#f + 1] = 'af'; f[#f + 1] = '1' end
-redis.call('HSET', mkey, unpack(f))
-local parts = cjson.decode(ARGV[10])
-if #parts > 1 then  -- a short message is found by its own id: no index key
-  for _, pid in ipairs(parts) do
-    redis.call('SET', P .. 'pid:' .. pid, mid)
-    redis.call('HDEL', P .. 'parts', pid)
-  end
-end
-index(mid, v.submitted_at, v.account, v.dest, v.source)
-if state == 'final' then
-  redis.call('INCR', P .. 'finals')
-  ended(mid, v.done_at, v.account, v.dest, v.source)
-  expire_final(mkey, mid, ttl, v.part_ids, '', false)
-elseif next_at ~= '' then
-  redis.call('ZADD', P .. 'sched', next_at, mid)
-end
-add_receipts(11, mid, v.account)
-return 1
-""",
     # ARGV[4..]: consumer, now, limit, min idle ms (-1: no claiming), claim cursor
     "due": """
 local consumer, now, limit = ARGV[4], ARGV[5], tonumber(ARGV[6])
 local sched = P .. 'sched'
-for _, mid in ipairs(redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)) do
-  redis.call('ZREM', sched, mid)
+local ready = redis.call('ZRANGEBYSCORE', sched, '-inf', now, 'LIMIT', 0, limit)
+if #ready > 0 then redis.call('ZREM', sched, unpack(ready)) end
+for _, mid in ipairs(ready) do
   local mkey = P .. 'm:' .. mid
   if redis.call('HGET', mkey, 'state') == 'queued' then
     redis.call('HSET', mkey, 'entry', redis.call('XADD', WORK, '*', 'm', mid))
@@ -260,19 +303,19 @@ for _, e in ipairs(entries) do
   local mid = f and f[2]
   local live = false
   if mid then
-    local mkey = P .. 'm:' .. mid
-    local h = redis.call('HMGET', mkey, 'state', 'entry')
-    if h[1] == 'queued' and h[2] == id then
+    local h = hash_table(P .. 'm:' .. mid)
+    if h and h.state == 'queued' and h.entry == id then
       out[#out + 1] = id
-      out[#out + 1] = message_json(mkey)
+      out[#out + 1] = cjson.encode(h)
       live = true
     end
   end
   if not live then  -- finished or cancelled meanwhile: a stale entry
-    redis.call('XACK', WORK, G, id)
-    redis.call('XDEL', WORK, id)
+    later({'XACK', WORK, G}, id)
+    later({'XDEL', WORK}, id)
   end
 end
+flush()
 return out
 """,
     # ARGV[4..]: consumer, entry ids held. Refreshes their idle time if still ours.
@@ -305,48 +348,6 @@ for _, c in ipairs(redis.call('XINFO', 'CONSUMERS', WORK, G)) do
 end
 return n
 """,
-    # ARGV[4..]: tok, message id, provider, provider id, provider key, stat, final ttl,
-    # now, receipts
-    "mark_sent": """
-local tok, mid, provider, pid, pkey, stat, ttl, now =
-  ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
-local mkey = P .. 'm:' .. mid
-local h = redis.call('HMGET', mkey, 'state', 'op', 'sat', 'hn', 'provider', 'provider_id',
-                     'entry', 'pkey', 'fp', 'sd')
-local state = h[1]
-if not state or h[2] == tok then return 0 end
-unqueue(mid, h[7])
-local f = {'op', tok, 'entry', ''}
-set_provider(f, mid, provider, pid, pkey, h[8])
-local words = 'sent to ' .. provider .. ' as ' .. pid
-if state == 'final' then
-  -- finalised (cancelled) by another node while this one was sending: it stays final;
-  -- the send is a note after the final entry
-  if not h[9] then f[#f + 1] = 'fp'; f[#f + 1] = h[4] or 0 end
-  redis.call('HSET', mkey, unpack(f))
-  note(mkey, mid, now, 'final', stat, 0, words)
-  redis.call('EXPIRE', pkey, ttl)
-  redis.call('EXPIRE', P .. 'h:' .. mid, ttl)
-  return 0
-end
-f[#f + 1] = 'state'; f[#f + 1] = 'sent'
-f[#f + 1] = 'stat'; f[#f + 1] = stat
-if h[3] then
-  -- sent before (a claim race): the first send keeps its words, this one is a note
-  if not h[10] then f[#f + 1] = 'sd'; f[#f + 1] = 'sent to ' .. h[5] .. ' as ' .. h[6] end
-  redis.call('HSET', mkey, unpack(f))
-  note(mkey, mid, now, 'sent', stat, 0, words)
-else
-  f[#f + 1] = 'sat'; f[#f + 1] = now
-  if stat ~= 'ENROUTE' then f[#f + 1] = 'sst'; f[#f + 1] = stat end
-  if h[4] then f[#f + 1] = 'sp'; f[#f + 1] = h[4] end
-  redis.call('HSET', mkey, unpack(f))
-end
-redis.call('HINCRBY', mkey, 'attempts', 1)
-redis.call('SADD', P .. 'sent', mid)
-add_callbacks(add_receipts(12, mid, nil), mid)
-return 1
-""",
     # ARGV[4..]: tok, message id, next_at, attempts, now, detail
     "mark_retry": """
 local tok, mid, next_at, attempts, now, detail =
@@ -356,61 +357,10 @@ local h = redis.call('HMGET', mkey, 'state', 'op', 'entry')
 local state = h[1]
 if not state or h[2] == tok then return 0 end
 unqueue(mid, h[3])
+flush()  -- its schedule is removed before it gets the new one
 redis.call('HSET', mkey, 'next_at', next_at, 'attempts', attempts, 'op', tok, 'entry', '')
 if state == 'queued' then redis.call('ZADD', P .. 'sched', next_at, mid) end
 if state ~= 'final' then note(mkey, mid, now, state, '', 0, detail) end
-return 1
-""",
-    # ARGV[4..]: tok, message id, stat, err, now, detail, receipts. An intermediate
-    # status: a note, the message's stat, its receipts; a final message ignores it.
-    "record_status": """
-local tok, mid, stat, err, now, detail =
-  ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9]
-local mkey = P .. 'm:' .. mid
-local h = redis.call('HMGET', mkey, 'state', 'op')
-local state = h[1]
-if not state then  -- not stored (expired): the receipts still go out, as before
-  if replayed(tok) then return 0 end
-  add_receipts(10, '', nil)
-  return 1
-end
-if state == 'final' or h[2] == tok then return 0 end
-redis.call('HSET', mkey, 'op', tok, 'stat', stat, 'err', err)
-note(mkey, mid, now, state, stat, err, detail)
-add_receipts(10, mid, nil)
-return 1
-""",
-    # ARGV[4..]: message id, stat, err, now, final ttl, provider, provider id, provider
-    # key, detail, receipts
-    "mark_final": """
-local mid, stat, err, now, ttl, provider, pid, pkey, detail =
-  ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12]
-local mkey = P .. 'm:' .. mid
-local h = redis.call('HMGET', mkey, 'state', 'entry', 'pkey', 'account', 'dest', 'source',
-                     'part_ids', 'hn')
-local state = h[1]
-if not state then return 0 end
-local f = {'entry', ''}
-if provider ~= '' then set_provider(f, mid, provider, pid, pkey, h[3]) else pkey = h[3] end
-if state == 'final' then
-  if provider ~= '' then
-    redis.call('HSET', mkey, 'provider', provider, 'provider_id', pid, 'pkey', pkey)
-    redis.call('EXPIRE', pkey, ttl)
-  end
-  return 0
-end
-unqueue(mid, h[2])
-redis.call('SREM', P .. 'sent', mid)
-f[#f + 1] = 'state'; f[#f + 1] = 'final'
-f[#f + 1] = 'stat'; f[#f + 1] = stat
-f[#f + 1] = 'err'; f[#f + 1] = err
-f[#f + 1] = 'done_at'; f[#f + 1] = now
-if detail ~= '' then f[#f + 1] = 'fd'; f[#f + 1] = detail end
-redis.call('HSET', mkey, unpack(f))
-add_callbacks(add_receipts(13, mid, h[4]), mid)
-redis.call('INCR', P .. 'finals')
-ended(mid, now, h[4], h[5], h[6])
-expire_final(mkey, mid, ttl, h[7], pkey, h[8])
 return 1
 """,
     # ARGV[4]: the message id or any part id
@@ -430,13 +380,15 @@ return message_json(P .. 'm:' .. mid)
 if replayed(ARGV[4]) then return 0 end
 local n = tonumber(ARGV[5])
 for k = 6, 5 + n do redis.call('HDEL', P .. 'parts', ARGV[k]) end
-add_receipts(6 + n, '')
+add_receipts(ARGV, 6 + n, '')
+flush()
 return 1
 """,
     # ARGV[4..]: tok, receipts
     "add_receipts": """
 if replayed(ARGV[4]) then return 0 end
-add_receipts(5, '')
+add_receipts(ARGV, 5, '')
+flush()
 return 1
 """,
     # ARGV[4..]: account, now, limit, lease until. Returns seq, body, attempts, next_at
@@ -444,27 +396,34 @@ return 1
     "receipts_for": """
 local acct, now, limit, lease = ARGV[4], ARGV[5], tonumber(ARGV[6]), ARGV[7]
 local rq, rw = P .. 'rq:' .. acct, P .. 'rw:' .. acct
-for _, seq in ipairs(redis.call('ZRANGEBYSCORE', rw, '-inf', now)) do
-  redis.call('ZREM', rw, seq)
-  redis.call('ZADD', rq, seq, seq)
+-- deferred and lease-expired receipts due again: back to the ready set (one ZADD)
+local back = redis.call('ZRANGEBYSCORE', rw, '-inf', now)
+if #back > 0 then
+  redis.call('ZREMRANGEBYSCORE', rw, '-inf', now)
+  for _, seq in ipairs(back) do later({'ZADD', rq}, seq, seq) end
+  flush()
 end
 local out = {}
 if limit <= 0 then return out end
-for _, seq in ipairs(redis.call('ZRANGE', rq, 0, limit - 1)) do
-  redis.call('ZREM', rq, seq)
-  redis.call('ZADD', rw, lease, seq)
+-- the oldest `limit`, leased: out of rq, into rw until the lease ends (one ZADD)
+local popped = redis.call('ZPOPMIN', rq, limit)  -- seq, score, seq, score, ...
+for k = 1, #popped, 2 do
+  local seq = popped[k]
+  later({'ZADD', rw}, lease, seq)
   local r = redis.call('HMGET', P .. 'r:' .. seq, 'b', 'n', 't')
   out[#out + 1] = seq
   out[#out + 1] = r[1]
   out[#out + 1] = r[2]
   out[#out + 1] = r[3]
 end
+flush()
 return out
 """,
     # ARGV[4..]: state code (d delivered, x dropped), at (3 decimals), seqs
     "receipt_done": """
 local n = 0
 for k = 6, #ARGV do n = n + finish_receipt(ARGV[k], ARGV[4], ARGV[5]) end
+flush()
 return n
 """,
     # ARGV[4..]: seq, next_at, attempts
@@ -491,6 +450,7 @@ for k = 1, #exp, 2 do
   end
   n = n + 1
 end
+flush()
 return n
 """,
     # ARGV[4]: now. Accounts left with no receipts at all are forgotten.
@@ -507,6 +467,8 @@ for _, acct in ipairs(redis.call('SMEMBERS', P .. 'raccts')) do
 end
 return out
 """,
+    **MESSAGE_LUA,
+    **FLOOD_LUA,
     **HISTORY_LUA,
     **CALLBACK_LUA,
 }

@@ -1,9 +1,10 @@
 """The cluster store: the :class:`~smppbridge.core.ports.Store` on Redis.
 
 Size: over 500 lines because it is the one class that fulfils the whole Store contract
-on Redis (about fifty operations of a few lines each); the Lua, the batcher, the record
-layout, the history's reading (``history.py``) and the flood windows are in their own
-modules beside it.
+on Redis (about fifty operations of a few lines each, the batch ones with the entries
+their script takes); the Lua, the batcher, the merging of callers, the record layout,
+the history's reading (``history.py``) and the flood windows are in their own modules
+beside it.
 
 Theory of operation
 -------------------
@@ -43,11 +44,15 @@ Every key starts with ``prefix`` (default ``smppbridge:``); the full layout is i
   message hash keeps the outcome), ``receipt_retry`` reschedules them, and a node that
   dies lets the lease run out.
 
-Atomicity and throughput: every multi-key change is one Lua script (atomic in Redis).
-All operations go through one batcher: whatever is queued while a round trip is in
-progress is sent as the next pipeline, so hundreds of concurrent ``accept`` calls cost one
-round trip (and one AOF fsync with ``appendfsync always``): group commit, as in the
-SQLite store.
+Atomicity and throughput: every multi-key change is one Lua script (atomic in Redis),
+and a batch of messages is one script call (``messages_lua.py``: accept, statuses,
+sent, final; each message's part of it atomic, its writes to shared keys grouped into
+one command per key). Callers that hand over one message at a time are merged into one
+call per turn of the event loop (``merging.py``). All operations go through one
+batcher: whatever is queued while its round trips are in progress is sent as the next
+pipeline, so hundreds of concurrent ``accept`` calls cost one script call in one round
+trip (and one AOF fsync with ``appendfsync always``): group commit, as in the SQLite
+store. What each message costs Redis: docs/cluster.md, Batch paths.
 
 Idempotency: redis-py re-sends a pipeline after a connection error, and a write whose
 reply was lost would then run twice. Scripts that are not naturally idempotent carry a
@@ -68,6 +73,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import os
 import socket
@@ -113,6 +119,7 @@ from smppbridge.store.redis.history import (
     search,
     timeline_from,
 )
+from smppbridge.store.redis.merging import Merger
 from smppbridge.store.redis.records import (
     json_array,
     message_fields,
@@ -140,6 +147,11 @@ _STALE_SWEEP_INTERVAL = 300.0
 _FINAL_TTL_MARGIN = 3600.0
 #: Messages one purge script call removes at most (~8 commands, ~60 µs each).
 _PURGE_BATCH = 200
+#: Messages one batch script call (accept, mark_sent, mark_final) takes at most: ~10
+#: commands and ~40 us of Redis time each, so one call holds Redis for ~20 ms at most.
+_BATCH = 500
+#: The ``accept`` script's verdict for a message id already stored by another accept.
+_ACCEPT_EXISTS = 2
 #: The AOF fsync policies docs/cluster.md's durability section prescribes.
 _DURABLE_FSYNC = ("always", "everysec")
 _PRESCRIBED = "appendonly yes, appendfsync always (or everysec: up to ~1 s lost on power loss)"
@@ -214,6 +226,14 @@ class RedisStore:
         self._batch = Batcher(lambda: self.client, (self.prefix, _GROUP, self.history_cap),
                               min_replicas=min_replicas, replica_timeout=replica_timeout)
         self._heartbeat: asyncio.Task[None] | None = None
+        #: the batch scripts' entries, merged across concurrent callers (merging.py)
+        self._merged: dict[str, Merger] = {
+            "accept": Merger(self._accept_entries),
+            **{name: Merger(functools.partial(self._script_entries, name))
+               for name in ("record_status", "mark_sent", "mark_final")},
+            # not a durable write: a check lost with Redis is refused as RMSGQFUL
+            "flood_check": Merger(functools.partial(self._script_entries, "flood_check",
+                                                    durable=False))}
         #: message id -> stream entry id, for the messages this node is working on
         self._held: dict[str, str] = {}
         self._claim_cursor = "0-0"
@@ -252,9 +272,10 @@ class RedisStore:
 
     def flood_state(self) -> RedisFloodState:
         """A :class:`~smppbridge.store.redis.flood.RedisFloodState` on this store's
-        connection pool and prefix (flood windows shared by all nodes); usable once the
-        store is open."""
-        return RedisFloodState(lambda: self.client, prefix=self.prefix)
+        connection pool and prefix (flood windows shared by all nodes), its checks sent
+        in the store's pipelines; usable once the store is open."""
+        return RedisFloodState(lambda: self.client, prefix=self.prefix,
+                               checks=self._merged["flood_check"].add)
 
     def registry(self) -> RedisRegistry:
         """The cluster's nodes, on this store's connection pool and prefix."""
@@ -321,6 +342,8 @@ class RedisStore:
         ``claim_after``, exactly as if this node had died."""
         if self._client is None:
             return
+        for merger in self._merged.values():
+            await merger.drain()
         self._batch.closing = True
         if self._heartbeat is not None:
             self._heartbeat.cancel()
@@ -418,7 +441,17 @@ class RedisStore:
 
     async def accept(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord] = (),
                      *, final_stat: str = "", final_err: int = 0) -> None:
-        m = message
+        """One entry of the next ``accept`` call (:mod:`.messages_lua`), merged with the
+        other accepts in flight (:mod:`.merging`)."""
+        [error] = await self._merged["accept"].add(
+            [self._accept_entry(message, receipts, final_stat, final_err)])
+        if error is not None:
+            raise error
+
+    def _accept_entry(self, m: OutboundMessage, receipts: Sequence[ReceiptRecord] = (),
+                      final_stat: str = "", final_err: int = 0) -> list[Any]:
+        """One message of an ``accept`` batch: [tok, id, state, next_at, fields, part
+        ids, receipts]."""
         final = bool(final_stat)
         state = DeliveryState.FINAL if final else DeliveryState.QUEUED
         fields = message_fields(m)
@@ -428,15 +461,8 @@ class RedisStore:
                       done_at=num(m.submitted_at) if final else "")
         flat = [x for kv in fields.items() for x in kv]
         next_at = num(m.schedule_at) if m.schedule_at else ""
-        try:
-            await self._batch.script(
-                "accept", token(), m.message_id, state.value, next_at, self._ttl(),
-                json_array(flat), json_array(m.part_ids),
-                *receipt_args(receipts, m.message_id), durable=True)
-        except ResponseError as exc:
-            if str(exc).startswith("EXISTS"):
-                raise MessageExists(str(exc)) from exc
-            raise
+        return [token(), m.message_id, state.value, next_at, flat, list(m.part_ids),
+                receipt_args(receipts, m.message_id)]
 
     async def accept_mo(self, message: OutboundMessage, receipts: Sequence[ReceiptRecord],
                         callbacks: Sequence[CallbackEvent], *, stat: str,
@@ -459,18 +485,59 @@ class RedisStore:
 
     async def accept_many(self, messages: Sequence[OutboundMessage], *,
                           claim: bool = False) -> list[Exception | None]:
-        """One ``accept`` script per message, all in the same pipeline (the batcher
-        sends what is queued together); each message gets its own verdict. ``claim`` is
-        ignored: new work goes to the stream, shared by every node."""
-        outcomes = await asyncio.gather(*(self.accept(m) for m in messages),
-                                        return_exceptions=True)
-        out: list[Exception | None] = []
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException) and not isinstance(outcome, Exception):
-                raise outcome  # cancelled
-            out.append(outcome)
+        """One ``accept`` call for the batch (merged with the other accepts in flight),
+        each message with its own verdict. ``claim`` is ignored: new work goes to the
+        stream, shared by every node."""
+        out: list[Exception | None] = await self._merged["accept"].add(
+            [self._accept_entry(m) for m in messages])
         if out and all(isinstance(o, StoreUnavailable) for o in out):
             raise cast(StoreUnavailable, out[0])
+        return out
+
+    async def _accept_entries(self, entries: list[list[Any]]) -> list[Exception | None]:
+        """``accept`` calls of ``_BATCH`` entries; a call that fails as a whole for another
+        reason than an outage is tried again one entry per call with the same tokens
+        (what it wrote before failing counts as written), so one bad message fails
+        alone. Returns a verdict per entry: None, MessageExists or the error."""
+        chunks = [entries[i:i + _BATCH] for i in range(0, len(entries), _BATCH)]
+        replies = await asyncio.gather(*(self._accept_call(c) for c in chunks),
+                                       return_exceptions=True)
+        out: list[Exception | None] = []
+        for chunk, reply in zip(chunks, replies, strict=True):
+            if isinstance(reply, BaseException) and not isinstance(reply, Exception):
+                raise reply  # cancelled
+            if isinstance(reply, StoreUnavailable) or (
+                    isinstance(reply, Exception) and len(chunk) == 1):
+                out += [reply] * len(chunk)
+            elif isinstance(reply, Exception):
+                for one in await asyncio.gather(*(self._accept_call([e]) for e in chunk),
+                                                return_exceptions=True):
+                    if isinstance(one, BaseException) and not isinstance(one, Exception):
+                        raise one
+                    out += [one] if isinstance(one, Exception) else one
+            else:
+                out += reply
+        return out
+
+    async def _accept_call(self, entries: list[list[Any]]) -> list[Exception | None]:
+        codes = await self._batch.script("accept", json_array(entries), self._ttl(),
+                                         durable=True)
+        return [MessageExists(f"EXISTS message id {e[1]}") if int(c) == _ACCEPT_EXISTS
+                else None for e, c in zip(entries, codes, strict=True)]
+
+    async def _script_entries(self, script: str, entries: list[list[Any]], *,
+                              durable: bool = True) -> list[Any]:
+        """``script`` of :mod:`.messages_lua` for ``entries``, ``_BATCH`` a call (all in
+        one pipeline); raises the first failure once all have finished."""
+        replies = await asyncio.gather(
+            *(self._batch.script(script, json_array(entries[i:i + _BATCH]), self._ttl(),
+                                 durable=durable)
+              for i in range(0, len(entries), _BATCH)), return_exceptions=True)
+        out: list[Any] = []
+        for reply in replies:
+            if isinstance(reply, BaseException):
+                raise reply
+            out += reply
         return out
 
     async def due(self, now: float, limit: int) -> list[StoredMessage]:
@@ -510,21 +577,23 @@ class RedisStore:
                         callbacks: Sequence[CallbackEvent] = ()) -> None:
         """As in SQLite, except that a message another node finalised meanwhile (a
         cancel_sm racing the send) stays final; its provider id is still recorded."""
-        self._held.pop(message_id, None)
-        await self._batch.script("mark_sent", token(), message_id, provider, provider_id,
-                                 self._provider_key(provider, provider_id), str(stat),
-                                 self._ttl(), num(now), *receipt_args(receipts, message_id),
-                                 *_callback_args(callbacks), durable=True)
+        await self.mark_sent_many([(message_id, provider, provider_id, stat, now, receipts)],
+                                  callbacks=callbacks)
 
     async def mark_sent_many(self, sent: Sequence[SentEntry], *,
                              lease: bool = False,
                              callbacks: Sequence[CallbackEvent] = ()) -> Leased:
-        """:meth:`mark_sent` for each, in one pipeline; receipts are never leased (every
-        node's dispatcher reads them from Redis). Each message's callbacks go in its
-        own script."""
+        """One ``mark_sent`` script call per ``_BATCH`` messages; receipts are never
+        leased (every node's dispatcher reads them from Redis)."""
         events = _by_message(callbacks)
-        await _all(self.mark_sent(*entry, callbacks=events.get(entry[0], ()))
-                   for entry in sent)
+        entries: list[list[Any]] = []
+        for mid, provider, provider_id, stat, now, receipts in sent:
+            self._held.pop(mid, None)
+            entries.append([token(), mid, provider, provider_id,
+                            self._provider_key(provider, provider_id), str(stat), num(now),
+                            receipt_args(receipts, mid),
+                            _callback_args(events.get(mid, ()))])
+        await self._merged["mark_sent"].add(entries)
         return []
 
     async def mark_retry(self, message_id: str, next_at: float, attempts: int,
@@ -540,9 +609,9 @@ class RedisStore:
         """A timeline note and the receipts; the message's ``stat``/``err`` become the
         status's (state unchanged). Ignored for a final message (no receipt either);
         for a message no longer stored only the receipts are added."""
-        await self._batch.script("record_status", token(), message_id, str(stat), int(err),
-                                 num(now), detail, *receipt_args(receipts, message_id),
-                                 durable=True)
+        await self._merged["record_status"].add(
+            [[token(), message_id, str(stat), int(err), num(now), detail,
+              receipt_args(receipts, message_id)]])
 
     async def mark_final(self, message_id: str, stat: str, err: int, now: float,
                          receipts: Sequence[ReceiptRecord] = (), provider: str = "",
@@ -551,19 +620,21 @@ class RedisStore:
         self._held.pop(message_id, None)
         pkey = self._provider_key(provider, provider_id) if provider else ""
         # int()/str(): redis-py would send an IntEnum by its repr()
-        await self._batch.script("mark_final", message_id, str(stat), int(err), num(now),
-                                 self._ttl(), provider, provider_id, pkey, detail,
-                                 *receipt_args(receipts, message_id),
-                                 *_callback_args(callbacks), durable=True)
+        entry = [message_id, str(stat), int(err), num(now), provider, provider_id, pkey,
+                 detail, receipt_args(receipts, message_id), _callback_args(callbacks)]
+        await self._merged["mark_final"].add([entry])
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *,
                               lease: bool = False,
                               callbacks: Sequence[CallbackEvent] = ()) -> Leased:
-        """:meth:`mark_final` for each, in one pipeline; nothing is leased."""
+        """One ``mark_final`` script call per ``_BATCH`` messages; nothing is leased."""
         events = _by_message(callbacks)
-        await _all(self.mark_final(mid, stat, err, now, receipts, detail=detail,
-                                   callbacks=events.get(mid, ()))
-                   for mid, stat, err, now, receipts, detail in finals)
+        entries: list[list[Any]] = []
+        for mid, stat, err, now, receipts, detail in finals:
+            self._held.pop(mid, None)
+            entries.append([mid, str(stat), int(err), num(now), "", "", "", detail,
+                            receipt_args(receipts, mid), _callback_args(events.get(mid, ()))])
+        await self._merged["mark_final"].add(entries)
         return []
 
     async def find(self, message_id: str) -> StoredMessage | None:
