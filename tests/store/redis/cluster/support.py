@@ -159,6 +159,46 @@ class LocalCluster:
             return out
         raise AssertionError("no live cluster node")
 
+    async def wait_replicated(self) -> None:
+        """Until every master has a replica that is online (replication caught up)."""
+        deadline = time.monotonic() + DEADLINE
+        while not await self._replicated():
+            if time.monotonic() > deadline:
+                raise AssertionError("the masters did not get their replicas")
+            await asyncio.sleep(0.05)
+        await self.wait_ok()
+
+    async def _replicated(self) -> bool:
+        masters = await self.master_ports()
+        if len(masters) != self.masters:
+            return False
+        for port in masters:
+            client = self.node(port).client()
+            try:
+                info = await client.info("replication")
+            except RedisError:
+                return False
+            finally:
+                await client.aclose()
+            online = [v for k, v in info.items() if k.startswith("slave")
+                      and isinstance(v, dict) and v.get("state") == "online"]
+            if len(online) < self.replicas:
+                return False
+        return True
+
+    async def wait_promoted(self, dead: int, slot: int) -> None:
+        """Until a live node reports another master than ``dead`` for ``slot``."""
+        deadline = time.monotonic() + DEADLINE
+        while True:
+            masters = await self.master_ports()
+            owner = [p for p, ranges in masters.items()
+                     if any(lo <= slot <= hi for lo, hi in ranges)]
+            if owner and owner[0] != dead:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"slot {slot} was not failed over")
+            await asyncio.sleep(0.05)
+
     async def delete_prefix(self, prefix: str) -> None:
         """Delete every key starting with ``prefix`` from every live master."""
         for node in self.nodes:
