@@ -217,6 +217,24 @@ class LocalCluster:
             finally:
                 await client.aclose()
 
+    @staticmethod
+    def owner(masters: dict[int, list[tuple[int, int]]], slot: int) -> int:
+        """The port of the master serving ``slot`` in ``masters`` (master_ports)."""
+        (port,) = [p for p, ranges in masters.items()
+                   if any(lo <= slot <= hi for lo, hi in ranges)]
+        return port
+
+    async def replica_of(self, master: ClusterNode) -> ClusterNode:
+        """A replica of ``master`` (its ``INFO replication``)."""
+        client = master.client()
+        try:
+            info = await client.info("replication")
+        finally:
+            await client.aclose()
+        ports = [int(v["port"]) for k, v in info.items()
+                 if k.startswith("slave") and isinstance(v, dict)]
+        return self.node(ports[0])
+
     def node(self, port: int) -> ClusterNode:
         return next(n for n in self.nodes if n.port == port)
 

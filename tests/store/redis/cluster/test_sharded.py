@@ -82,7 +82,8 @@ async def test_work_of_every_partition_is_claimed_once_across_nodes(
 
     await asyncio.gather(drain("a", a), drain("b", b))
     assert sorted(taken["a"] + taken["b"]) == sorted(f"{i}-0" for i in range(200))
-    assert taken["a"] and taken["b"]
+    assert taken["a"]
+    assert taken["b"]
     assert {a.index(mid) for mid in taken["a"] + taken["b"]} == set(range(PARTITIONS))
 
 
