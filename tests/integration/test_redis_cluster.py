@@ -6,17 +6,15 @@ test_cluster.py's, collected again here with this module's ``cluster`` fixture."
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from smppbridge.providers.simulator.settings import SimConfig
-from smppbridge.simulator.app import Simulator
 from tests.integration.test_cluster import (  # noqa: F401
     Cluster,
+    running_cluster,
     test_flood_rules_hold_across_nodes,
     test_kill9_of_a_node_with_pending_work,
     test_receipt_reaches_the_receiver_on_another_node,
@@ -43,14 +41,5 @@ class _Seeds:
 async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
     local = LocalCluster(tmp_path / "redis-cluster", replicas=0)
     await local.start()
-    sim = Simulator(SimConfig(login="user", password="pass", deliver_after=0.3))
-    _, sim_port = await sim.start("127.0.0.1", 0)
-    c = Cluster(tmp_path, _Seeds(local), sim, sim_port)  # type: ignore[arg-type]
-    try:
+    async with running_cluster(tmp_path, _Seeds(local)) as c:  # type: ignore[arg-type]
         yield c
-    finally:
-        for e in c.esmes:
-            await e.close()
-        await asyncio.gather(*(asyncio.to_thread(n.stop) for n in c.nodes))
-        await sim.aclose()
-        local.stop()
