@@ -130,6 +130,8 @@ class ClusterRouter:
                 continue
             finally:
                 await probe.aclose()
+            if not reply:  # a node not (yet) part of the cluster: ask another
+                continue
             self._install(reply, node[0])
             self.refreshes += 1
             return True
