@@ -78,6 +78,7 @@ from smppbridge.store.redis.urls import ClusterUrl, parse_cluster_url
 __all__ = ["ShardedFloodState", "ShardedRedisStore", "partition_tags"]
 
 T = TypeVar("T")
+G = TypeVar("G")
 
 
 def partition_tags(n: int) -> list[str]:
@@ -93,6 +94,14 @@ def partition_tags(n: int) -> list[str]:
             j += 1
         tags.append(f"p{i}.{j}")
     return tags
+
+
+def _message_id(item: ReceiptRecord | CallbackEvent) -> str:
+    return item.message_id
+
+
+def _first(entry: SentEntry | FinalEntry) -> str:
+    return entry[0]
 
 
 def _crc(*parts: str) -> int:
@@ -156,15 +165,8 @@ class ShardedRedisStore:
                     parts: Iterable[RedisStore] | None = None) -> list[T]:
         """``call`` on every partition (or ``parts``) at once; the first failure is
         raised once all have finished."""
-        results = await asyncio.gather(
-            *(self._guard(call(p)) for p in (self.parts if parts is None else parts)),
-            return_exceptions=True)
-        out: list[T] = []
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-            out.append(result)
-        return out
+        return await self._gather(
+            [self._guard(call(p)) for p in (self.parts if parts is None else parts)])
 
     async def _shares(self, take: Callable[[RedisStore, int], Awaitable[list[T]]],
                       limit: int) -> list[tuple[int, T]]:
@@ -210,10 +212,31 @@ class ShardedRedisStore:
         local, i = divmod(int(seq), self.n)
         return self.parts[i], local
 
+    def _group(self, items: Iterable[G], message_id: Callable[[G], str]
+               ) -> dict[int, list[G]]:
+        """``items`` by the partition of their message id."""
+        out: dict[int, list[G]] = {}
+        for item in items:
+            out.setdefault(self.index(message_id(item)), []).append(item)
+        return out
+
     def _by_part(self, ids: Iterable[str]) -> dict[int, list[str]]:
-        out: dict[int, list[str]] = {}
-        for mid in ids:
-            out.setdefault(self.index(mid), []).append(mid)
+        return self._group(ids, str)
+
+    async def _on(self, groups: dict[int, list[G]],
+                  call: Callable[[int, list[G]], Awaitable[object]]) -> None:
+        """``call(partition, its items)`` for each partition in ``groups``, at once; the
+        first failure is raised once all have finished."""
+        await self._gather([self._guard(call(i, items)) for i, items in groups.items()])
+
+    @staticmethod
+    async def _gather(calls: Sequence[Awaitable[T]]) -> list[T]:
+        results = await asyncio.gather(*calls, return_exceptions=True)
+        out: list[T] = []
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+            out.append(result)
         return out
 
     # --- the Store: lifecycle ------------------------------------------------------------
@@ -272,20 +295,17 @@ class ShardedRedisStore:
 
     async def _drop_parts(self, part_ids: Iterable[str], skip: int = -1) -> None:
         groups = self._by_part(part_ids)
-        await self._each(lambda p: p.fail_parts(groups[self.parts.index(p)], ()),
-                         [self.parts[i] for i in groups if i != skip])
+        groups.pop(skip, None)
+        await self._on(groups, lambda i, ids: self.parts[i].fail_parts(ids, ()))
 
     async def fail_parts(self, part_ids: Sequence[str],
                          receipts: Sequence[ReceiptRecord]) -> None:
         """Each partition drops its parts and adds the receipts of its ids."""
         groups = self._by_part(part_ids)
-        rgroups: dict[int, list[ReceiptRecord]] = {}
-        for r in receipts:
-            rgroups.setdefault(self.index(r.message_id), []).append(r)
-        await self._each(
-            lambda p: p.fail_parts(groups.get(self.parts.index(p), []),
-                                   rgroups.get(self.parts.index(p), [])),
-            [self.parts[i] for i in sorted({*groups, *rgroups})])
+        rgroups = self._group(receipts, _message_id)
+        await self._on({i: [] for i in {*groups, *rgroups}},
+                       lambda i, _: self.parts[i].fail_parts(groups.get(i, []),
+                                                             rgroups.get(i, [])))
 
     # --- messages ----------------------------------------------------------------------
 
@@ -350,14 +370,9 @@ class ShardedRedisStore:
 
     async def mark_sent_many(self, sent: Sequence[SentEntry], *, lease: bool = False,
                              callbacks: Sequence[CallbackEvent] = ()) -> Leased:
-        groups: dict[int, list[SentEntry]] = {}
-        for entry in sent:
-            groups.setdefault(self.index(entry[0]), []).append(entry)
-        events = self._events_by_part(callbacks)
-        await self._each(lambda p: p.mark_sent_many(groups[self.parts.index(p)],
-                                                    callbacks=events.get(
-                                                        self.parts.index(p), ())),
-                         [self.parts[i] for i in groups])
+        events = self._group(callbacks, _message_id)
+        await self._on(self._group(sent, _first), lambda i, entries: self.parts[i]
+                       .mark_sent_many(entries, callbacks=events.get(i, ())))
         return []
 
     async def mark_retry(self, message_id: str, next_at: float, attempts: int,
@@ -379,22 +394,10 @@ class ShardedRedisStore:
 
     async def mark_final_many(self, finals: Sequence[FinalEntry], *, lease: bool = False,
                               callbacks: Sequence[CallbackEvent] = ()) -> Leased:
-        groups: dict[int, list[FinalEntry]] = {}
-        for entry in finals:
-            groups.setdefault(self.index(entry[0]), []).append(entry)
-        events = self._events_by_part(callbacks)
-        await self._each(lambda p: p.mark_final_many(groups[self.parts.index(p)],
-                                                     callbacks=events.get(
-                                                         self.parts.index(p), ())),
-                         [self.parts[i] for i in groups])
+        events = self._group(callbacks, _message_id)
+        await self._on(self._group(finals, _first), lambda i, entries: self.parts[i]
+                       .mark_final_many(entries, callbacks=events.get(i, ())))
         return []
-
-    def _events_by_part(self, events: Sequence[CallbackEvent]
-                        ) -> dict[int, list[CallbackEvent]]:
-        out: dict[int, list[CallbackEvent]] = {}
-        for ev in events:
-            out.setdefault(self.index(ev.message_id), []).append(ev)
-        return out
 
     async def _first(self, message_id: str,
                      read: Callable[[RedisStore], Awaitable[T]]) -> T:
@@ -485,11 +488,8 @@ class ShardedRedisStore:
     # --- receipts ----------------------------------------------------------------------
 
     async def add_receipts(self, receipts: Sequence[ReceiptRecord]) -> None:
-        groups: dict[int, list[ReceiptRecord]] = {}
-        for r in receipts:
-            groups.setdefault(self.index(r.message_id), []).append(r)
-        await self._each(lambda p: p.add_receipts(groups[self.parts.index(p)]),
-                         [self.parts[i] for i in groups])
+        await self._on(self._group(receipts, _message_id),
+                       lambda i, rs: self.parts[i].add_receipts(rs))
 
     async def receipts_for(self, account: str, now: float, limit: int
                            ) -> list[ReceiptRecord]:
@@ -507,8 +507,7 @@ class ShardedRedisStore:
         for seq in seqs:
             local, i = divmod(int(seq), self.n)
             groups.setdefault(i, []).append(local)
-        await self._each(lambda p: p.receipt_done(groups[self.parts.index(p)], now, state),
-                         [self.parts[i] for i in groups])
+        await self._on(groups, lambda i, local: self.parts[i].receipt_done(local, now, state))
 
     async def receipt_retry(self, seq: int, next_at: float, attempts: int) -> None:
         part, local = self._local(seq)
@@ -530,9 +529,8 @@ class ShardedRedisStore:
     # --- status callbacks ----------------------------------------------------------------
 
     async def add_callbacks(self, events: Sequence[CallbackEvent]) -> None:
-        groups = self._events_by_part(events)
-        await self._each(lambda p: p.add_callbacks(groups[self.parts.index(p)]),
-                         [self.parts[i] for i in groups])
+        await self._on(self._group(events, _message_id),
+                       lambda i, evs: self.parts[i].add_callbacks(evs))
 
     async def callbacks_due(self, now: float, limit: int) -> list[CallbackEvent]:
         got = await self._shares(lambda p, share: p.callbacks_due(now, share), limit)
