@@ -42,6 +42,7 @@ from smppbridge.core.routes import Route
 from smppbridge.http.serve import HttpLimits
 from smppbridge.providers.settings import parse_provider
 from smppbridge.server.settings import SmppConfig
+from smppbridge.store.redis.urls import CLUSTER_SCHEMES, parse_cluster_url
 from smppbridge.text.concat import ReassemblyConfig
 from smppbridge.text.content import Kind
 from smppbridge.text.macros import ContentLimits
@@ -444,9 +445,18 @@ def _store(t: _Table) -> StoreConfig:
             if missing is not None:
                 t.fail("url", f"{scheme}:// needs the redis extra: "
                               f"pip install 'smppbridge[redis]'{missing}")
+    elif scheme in CLUSTER_SCHEMES:
+        try:
+            parse_cluster_url(url)
+        except ValueError as exc:
+            t.fail("url", str(exc))
+        missing = _redis_missing()
+        if missing is not None:
+            t.fail("url", f"{scheme}:// needs the redis extra: "
+                          f"pip install 'smppbridge[redis]'{missing}")
     elif scheme != "memory":
-        t.fail("url", f"unsupported scheme {scheme!r} "
-                      "(sqlite:///PATH, redis://HOST:PORT/DB or memory://)")
+        t.fail("url", f"unsupported scheme {scheme!r} (sqlite:///PATH, "
+                      "redis://HOST:PORT/DB, redis-cluster://HOST:PORT,... or memory://)")
     return StoreConfig(url, history_days)
 
 

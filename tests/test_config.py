@@ -450,3 +450,20 @@ def test_a_redis_store_with_redis_installed_is_accepted() -> None:
     """With the extra installed (as in the test venv) a redis:// URL is fine."""
     cfg = parse_config('[store]\nurl = "redis://127.0.0.1:6379/0"\n', env={})
     assert cfg.store.scheme == "redis"
+
+
+def test_a_redis_cluster_store_url_is_checked_and_its_mistakes_named() -> None:
+    """``redis-cluster://`` with seeds and partitions is accepted; a seed without a
+    port, a bad partition count or an unknown parameter is a problem of store.url that
+    says which, without echoing the password."""
+    cfg = parse_config('[store]\nurl = "redis-cluster://h1:7000,h2:7001/?partitions=12"\n',
+                       env={})
+    assert cfg.store.scheme == "redis-cluster"
+    for url, says in (
+            ("redis-cluster://u:secret@h1", "store.url: seed 'h1' is not HOST:PORT"),
+            ("redis-cluster://h1:7000/?partitions=0",
+             "store.url: partitions must be a whole number from 1 to 256, got '0'"),
+            ("redis-cluster://h1:7000/?colour=blue", "store.url: unknown parameter 'colour'")):
+        (problem,) = _problems(f'[store]\nurl = "{url}"\n', env={})
+        assert problem.startswith(says), problem
+        assert "secret" not in problem

@@ -17,6 +17,10 @@ def open_store(config: Config) -> Store:
     url = config.store.url
     if url.startswith("memory:"):
         return SqliteStore(":memory:")
+    if url.startswith(("redis-cluster:", "rediss-cluster:")):
+        from smppbridge.store.redis.sharded import ShardedRedisStore
+
+        return ShardedRedisStore.from_url(url, history_days=config.store.history_days)
     if url.startswith(("redis:", "rediss:")):
         from smppbridge.store.redis.store import RedisStore
 

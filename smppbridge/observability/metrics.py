@@ -150,7 +150,7 @@ class Metrics:
                                    "Parts of long messages waiting for the rest", registry=r)
         self.store_errors = Counter("smppbridge_store_errors",
                                     "Store operations that failed, by kind (disk_full, "
-                                    "io_error, locked, out_of_memory, read_only, "
+                                    "io_error, locked, out_of_memory, read_only, cluster, "
                                     "unreachable, other)", ["kind"], registry=r)
         self.store_failing = Gauge("smppbridge_store_failing",
                                    "1 while the store refuses writes", registry=r)

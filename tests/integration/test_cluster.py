@@ -7,6 +7,7 @@ Each test starts a private redis-server (AOF, fsync always), two or three
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -113,10 +114,10 @@ class Cluster:
         return self.at_provider()
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
-    redis = RedisServer(tmp_path / "redis")
-    await redis.start()
+@contextlib.asynccontextmanager
+async def running_cluster(tmp_path: Path, redis: RedisServer) -> AsyncIterator[Cluster]:
+    """Bridges on ``redis`` (started already) with the simulator; all stopped after,
+    ``redis`` too."""
     sim = Simulator(SimConfig(login="user", password="pass", deliver_after=0.3))
     _, sim_port = await sim.start("127.0.0.1", 0)
     c = Cluster(tmp_path, redis, sim, sim_port)
@@ -130,6 +131,14 @@ async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
         await asyncio.gather(*(asyncio.to_thread(n.stop) for n in c.nodes))
         await sim.aclose()
         redis.stop()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    redis = RedisServer(tmp_path / "redis")
+    await redis.start()
+    async with running_cluster(tmp_path, redis) as c:
+        yield c
 
 
 async def test_flood_rules_hold_across_nodes(cluster: Cluster) -> None:

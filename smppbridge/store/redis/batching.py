@@ -21,10 +21,13 @@ from typing import Any
 import redis.asyncio as aioredis
 import structlog
 from redis.exceptions import (
+    AskError,
     BusyLoadingError,
+    ClusterDownError,
     NoScriptError,
     OutOfMemoryError,
     ReadOnlyError,
+    TryAgainError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -62,12 +65,15 @@ def redis_unavailable() -> Iterator[None]:
 
 
 def map_error(exc: Exception) -> Exception:
-    """Redis unreachable, loading, read-only (a failover in progress) or out of memory:
-    temporary for the caller (a submit is answered ESME_RMSGQFUL)."""
+    """Redis unreachable, loading, read-only (a failover in progress) or out of memory,
+    or a Redis Cluster whose slot moved (MOVED/ASK: the sharded store asks for the
+    layout again), is down or busy (CLUSTERDOWN, TRYAGAIN): temporary for the caller
+    (a submit is answered ESME_RMSGQFUL)."""
     if isinstance(exc, StoreUnavailable):
         return exc
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | BusyLoadingError
-                  | ReadOnlyError | OutOfMemoryError | ConnectionError | TimeoutError):
+                  | ReadOnlyError | OutOfMemoryError | ConnectionError | TimeoutError
+                  | AskError | ClusterDownError | TryAgainError):
         mapped = StoreUnavailable(f"redis unavailable: {exc}")
         mapped.__cause__ = exc
         return mapped
@@ -82,6 +88,8 @@ def error_kind(exc: BaseException) -> str:
         return "read_only"
     if isinstance(exc, BusyLoadingError):
         return "loading"
+    if isinstance(exc, AskError | ClusterDownError | TryAgainError):
+        return "cluster"  # MOVED (an AskError) while the layout changes, or down
     if isinstance(exc, RedisConnectionError | RedisTimeoutError | ConnectionError
                   | TimeoutError):
         return "unreachable"
@@ -102,7 +110,11 @@ class _Op:
     def args(self) -> tuple[Any, ...]:
         if self.script is None:
             return self.command
-        return ("EVALSHA", SHAS[self.script], 0, *self.command)
+        # KEYS[1] is the key prefix (also ARGV[1], from which the scripts build their
+        # keys): a Redis Cluster routes the call by it and answers MOVED where the
+        # prefix's slot is not served; a sharded store's prefix carries a hash tag, so
+        # every key a script touches is in that one slot. Plain Redis ignores it.
+        return ("EVALSHA", SHAS[self.script], 1, self.command[0], *self.command)
 
 
 class Batcher:

@@ -130,6 +130,7 @@ from smppbridge.store.redis.records import (
     token,
 )
 from smppbridge.store.redis.registry import RedisRegistry
+from smppbridge.store.redis.urls import STORE_OPTIONS
 
 __all__ = ["MessageExists", "RedisStore"]
 
@@ -178,7 +179,9 @@ class RedisStore:
     ``history_cap``: timeline notes kept per message. ``receipt_lease``: seconds a
     receipt handed to a node stays hidden from the others; it must exceed the longest
     deliver_sm round trip. ``retries`` and the timeouts configure redis-py's
-    reconnection (exponential backoff with jitter).
+    reconnection (exponential backoff with jitter). ``client``: a partition of the
+    sharded store (:mod:`smppbridge.store.redis.sharded`) gets the client of the master
+    that owns its prefix's slot from this function instead of connecting to ``url``.
 
     Memory stays bounded only if something calls :meth:`purge` regularly (the node's
     retention task, with ``ended_before = now - history_days``): the TTL removes a final
@@ -197,7 +200,8 @@ class RedisStore:
                  callback_lease: float = 60.0,
                  min_replicas: int = 0, replica_timeout: float = 1.0,
                  retries: int = 3, connect_timeout: float = 1.0,
-                 socket_timeout: float = 5.0, max_connections: int = 64) -> None:
+                 socket_timeout: float = 5.0, max_connections: int = 64,
+                 client: Callable[[], aioredis.Redis] | None = None) -> None:
         if final_ttl is None:
             final_ttl = history_days * 86400.0 + _FINAL_TTL_MARGIN
         if (claim_after <= 0 or final_ttl < 1 or receipt_lease <= 0 or history_cap < 1
@@ -223,6 +227,9 @@ class RedisStore:
         self.socket_timeout = socket_timeout
         self.max_connections = max_connections
         self._client: aioredis.Redis | None = None
+        #: a partition of a sharded store: its router's client for this prefix's slot
+        #: (the master that owns it now), asked again for every pipeline
+        self._shared = client
         self._batch = Batcher(lambda: self.client, (self.prefix, _GROUP, self.history_cap),
                               min_replicas=min_replicas, replica_timeout=replica_timeout)
         self._heartbeat: asyncio.Task[None] | None = None
@@ -263,7 +270,7 @@ class RedisStore:
         if self._client is None:
             msg = "store is not open"
             raise StoreUnavailable(msg)
-        return self._client
+        return self._client if self._shared is None else self._shared()
 
     @property
     def round_trips(self) -> int:
@@ -285,52 +292,50 @@ class RedisStore:
 
     async def open(self) -> None:
         self._batch.closing = False
-        # A blocking pool: with a window of submits in flight per bind, each running a
-        # flood-rule script, commands wait for a free connection instead of failing
-        # (redis-py's default pool raises MaxConnectionsError past 100, which under
-        # load turned into ESME_RMSGQFUL refusals). The wait is bounded by the connect
-        # timeout, so in an outage a submit is refused (RMSGQFUL) within seconds
-        # instead of hanging.
-        pool = aioredis.BlockingConnectionPool.from_url(
-            self.url, max_connections=self.max_connections, timeout=self.connect_timeout,
-            decode_responses=True,
-            # lone surrogates (broken UCS2 pairs) survive a round trip, as in SQLite
-            encoding_errors="surrogatepass",
-            retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), self.retries),
-            socket_connect_timeout=self.connect_timeout, socket_timeout=self.socket_timeout,
-            health_check_interval=10)
-        self._client = aioredis.Redis.from_pool(pool)  # the client owns (and closes) it
+        if self._shared is not None:
+            # a partition of a sharded store: the router's client (it closes it)
+            self._client = self._shared()
+        else:
+            self._client = open_client(self.url, max_connections=self.max_connections,
+                                       connect_timeout=self.connect_timeout,
+                                       socket_timeout=self.socket_timeout,
+                                       retries=self.retries)
         try:
             await self._batch.load_scripts()
             await self._create_group()
         except Exception:
-            await self._client.aclose()
+            if self._shared is None:
+                await self._client.aclose()
             self._client = None
             raise
-        await self._check_durability()
+        if self._shared is None:  # a sharded store checks each of its masters
+            await self._check_durability()
         self._heartbeat = asyncio.get_running_loop().create_task(
             self._touch_loop(), name=f"redis-store-heartbeat-{self.node_id}")
 
-    async def _check_durability(self) -> None:
+    async def _check_durability(self, clients: Sequence[aioredis.Redis] = ()) -> None:
         """Is Redis's persistence what docs/cluster.md prescribes (``appendonly yes``,
         ``appendfsync always`` or ``everysec``)? ``smppbridge_store_durable{store="redis"}``
         says 1 or 0, and when it is not, one warning ``store.redis_not_durable`` says what
         was found; a Redis that refuses ``CONFIG GET`` (managed services rename it) gives
-        -1 and the warning that it could not be checked. Never fails the start."""
-        found: dict[str, str] = {}
-        refused = "answered nothing"
-        try:
-            for name in ("appendonly", "appendfsync"):  # one pattern a call: Redis 6.2
-                reply = await self.client.config_get(name)
-                found.update((str(k), str(v)) for k, v in reply.items())
-        except RedisError as exc:
-            refused = f"refused ({exc})"
-        aof, fsync = found.get("appendonly"), found.get("appendfsync")
-        if aof is None or fsync is None:
-            durable, what = -1, f"could not check: CONFIG GET {refused}"
-        else:
-            durable = int(aof == "yes" and fsync in _DURABLE_FSYNC)
-            what = f"appendonly {aof}, appendfsync {fsync}"
+        -1 and the warning that it could not be checked. Never fails the start.
+        ``clients``: every master of a Redis Cluster (the worst one counts); default
+        this store's client."""
+        durable, what = 1, ""
+        for client in clients or [self.client]:
+            found: dict[str, str] = {}
+            refused = "answered nothing"
+            try:
+                for name in ("appendonly", "appendfsync"):  # one pattern a call: Redis 6.2
+                    reply = await client.config_get(name)
+                    found.update((str(k), str(v)) for k, v in reply.items())
+            except RedisError as exc:
+                refused = f"refused ({exc})"
+            aof, fsync = found.get("appendonly"), found.get("appendfsync")
+            if aof is None or fsync is None:
+                durable, what = -1, f"could not check: CONFIG GET {refused}"
+            elif durable == 1 and not (aof == "yes" and fsync in _DURABLE_FSYNC):
+                durable, what = 0, f"appendonly {aof}, appendfsync {fsync}"
         METRICS.store_durable.labels("redis").set(durable)
         if durable != 1:
             _log.warning("store.redis_not_durable", found=what, prescribed=_PRESCRIBED,
@@ -351,7 +356,8 @@ class RedisStore:
                 await self._heartbeat
             self._heartbeat = None
         await self._batch.drain()
-        await self._client.aclose()
+        if self._shared is None:
+            await self._client.aclose()
         self._client = None
         self._batch.closing = False
         self._held.clear()
@@ -856,11 +862,28 @@ class RedisStore:
 
 # --- helpers -----------------------------------------------------------------------------
 
-_URL_OPTIONS: dict[str, Callable[[str], Any]] = {
-    "prefix": str, "node_id": str, "claim_after": float, "final_ttl": float,
-    "history_days": float, "receipt_lease": float, "min_replicas": int,
-    "replica_timeout": float, "callback_lease": float,
-}
+_URL_OPTIONS = STORE_OPTIONS
+
+
+def open_client(url: str, *, max_connections: int, connect_timeout: float,
+                socket_timeout: float, retries: int) -> aioredis.Redis:
+    """A redis-py client on ``url`` as the store uses one (also each master's client of
+    a sharded store, :mod:`smppbridge.store.redis.cluster`).
+
+    A blocking pool: with a window of submits in flight per bind, each running a
+    flood-rule script, commands wait for a free connection instead of failing
+    (redis-py's default pool raises MaxConnectionsError past 100, which under load
+    turned into ESME_RMSGQFUL refusals). The wait is bounded by the connect timeout, so
+    in an outage a submit is refused (RMSGQFUL) within seconds instead of hanging."""
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, max_connections=max_connections, timeout=connect_timeout,
+        decode_responses=True,
+        # lone surrogates (broken UCS2 pairs) survive a round trip, as in SQLite
+        encoding_errors="surrogatepass",
+        retry=Retry(ExponentialWithJitterBackoff(cap=1.0, base=0.05), retries),
+        socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout,
+        health_check_interval=10)
+    return aioredis.Redis.from_pool(pool)  # the client owns (and closes) it
 
 
 #: an event's keys outlive its TTL by this much (then Redis drops what was left)
