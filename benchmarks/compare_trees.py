@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -24,7 +23,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from smppbridge.bench.loadgen import LoadConfig, LoadResult, run_load
-from smppbridge.bench.targets import ServerProcess, free_port, smppbridge_config, start_target
+from smppbridge.bench.targets import start_target, start_tree
 
 
 async def _load(port: int, cfg: LoadConfig) -> LoadResult:
@@ -32,22 +31,9 @@ async def _load(port: int, cfg: LoadConfig) -> LoadResult:
 
 
 async def _server(tree: Path, workdir: Path, cfg: LoadConfig) -> LoadResult:
-    port = free_port()
-    config = workdir / "smppbridge.toml"
-    config.write_text(smppbridge_config(workdir, port, free_port()))
-    server = ServerProcess(tree.name, [sys.executable, "-m", "smppbridge", "serve",
-                                       "--config", str(config)], port, workdir)
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(tree)
+    server = await start_tree(tree, workdir)
     try:
-        await server.start()
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
-    try:
-        return await _load(port, cfg)
+        return await _load(server.port, cfg)
     finally:
         await server.stop()
 
