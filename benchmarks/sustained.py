@@ -33,7 +33,7 @@ from pathlib import Path
 
 from smppbridge.bench.echo import use_loop
 from smppbridge.bench.loadgen import LoadConfig, LoadResult, run_load
-from smppbridge.bench.procstat import read_cpu_seconds
+from smppbridge.bench.procstat import read_cpu_seconds, thread_cpu_seconds
 from smppbridge.bench.targets import start_target, start_tree
 
 #: messages a session may send in one run: each run starts its numbering this far on,
@@ -48,6 +48,17 @@ def _row(name: str, r: LoadResult, echo: float, cpu: float | None = None) -> str
             f"({r.receipts}/{r.expected_receipts})  p50 {r.latency.p50_ms:6.1f} ms  "
             f"p99 {r.latency.p99_ms:6.1f} ms  {rate / echo:.3f}x echo{extra}"
             f"  errors {r.errors or '-'}  unacked {r.unacked}")
+
+
+def _threads(pid: int, before: dict[int, float], r: LoadResult) -> str:
+    """CPU-us per message of the event loop's thread (the main one) and of the busiest
+    other thread (the SQLite writer)."""
+    spent = {t: c - before.get(t, 0.0) for t, c in thread_cpu_seconds(pid).items()}
+    main = spent.pop(pid, 0.0)
+    other = max(spent.values(), default=0.0)
+    n = max(1, r.acked)
+    return (f"CPU-us/msg: event loop {main / n * 1e6:.0f}, busiest other thread "
+            f"(store writer) {other / n * 1e6:.0f}")
 
 
 async def _echo(cfg: LoadConfig) -> LoadResult:
@@ -75,11 +86,13 @@ async def main_async(args: argparse.Namespace) -> int:
         try:
             for n in range(args.reps):
                 cpu0 = read_cpu_seconds(server.pid)
+                threads0 = thread_cpu_seconds(server.pid)
                 r = await run_load(replace(w100, port=server.port,
                                            first_message=n * _STRIDE))
                 cpu = read_cpu_seconds(server.pid) - cpu0
                 rates.append(r.submits_per_second)
                 print(_row(f"rep {n + 1}", r, base, cpu), flush=True)
+                print("      " + _threads(server.pid, threads0, r), flush=True)
             r1 = await run_load(replace(w1, port=server.port,
                                         first_message=args.reps * _STRIDE))
             print(_row("W=1", r1, base1), flush=True)

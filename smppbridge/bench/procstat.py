@@ -60,6 +60,23 @@ def read_cpu_seconds(pid: int) -> float:
     return parse_stat(Path(f"/proc/{pid}/stat").read_text())
 
 
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User plus system CPU seconds of each live thread of ``pid``, by thread id (the
+    main thread's id is ``pid``): how a node's CPU splits between the event loop and
+    the store's writer thread."""
+    out: dict[int, float] = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            out[int(task.name)] = parse_stat((task / "stat").read_text())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return out
+
+
 def read_memory(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of ``pid`` in bytes."""
     return parse_status(Path(f"/proc/{pid}/status").read_text())

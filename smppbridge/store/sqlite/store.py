@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import queue
 import sqlite3
 import threading
@@ -63,6 +62,7 @@ from smppbridge.store.sqlite.rows import (
     index_parts,
     insert_receipts,
     message_row,
+    receipt_from_row,
     row_to_message,
 )
 from smppbridge.store.sqlite.schema import RECEIPT_LEASED, migrate
@@ -545,15 +545,13 @@ class SqliteStore:
     async def receipts_for(self, account: str, now: float, limit: int
                            ) -> list[ReceiptRecord]:
         def op(db: sqlite3.Connection) -> list[ReceiptRecord]:
-            rows = db.execute("SELECT seq, body, attempts, next_at FROM receipts WHERE "
+            rows = db.execute("SELECT seq, message_id, body, expire_at, attempts, next_at "
+                              "FROM receipts WHERE "
                               "state='pending' AND account=? AND next_at<=? ORDER BY seq "
                               "LIMIT ?", (account, now, limit)).fetchall()
-            out = []
-            for seq, body, attempts, next_at in rows:
-                fields = json.loads(body)
-                fields.update(seq=seq, attempts=attempts, next_at=next_at)
-                out.append(ReceiptRecord(**fields))
-            return out
+            return [receipt_from_row(account, mid, body, expire_at, seq=seq,
+                                     attempts=attempts, next_at=next_at)
+                    for seq, mid, body, expire_at, attempts, next_at in rows]
         return await self._call(op)
 
     async def receipt_done(self, seqs: Sequence[int], now: float,
