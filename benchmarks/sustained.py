@@ -33,7 +33,7 @@ from pathlib import Path
 
 from smppbridge.bench.echo import use_loop
 from smppbridge.bench.loadgen import LoadConfig, LoadResult, run_load
-from smppbridge.bench.procstat import read_cpu_seconds, thread_cpu_seconds
+from smppbridge.bench.procstat import read_cpu_seconds, read_memory, thread_cpu_seconds
 from smppbridge.bench.targets import start_target, start_tree
 
 #: messages a session may send in one run: each run starts its numbering this far on,
@@ -57,8 +57,9 @@ def _threads(pid: int, before: dict[int, float], r: LoadResult) -> str:
     main = spent.pop(pid, 0.0)
     other = max(spent.values(), default=0.0)
     n = max(1, r.acked)
+    rss = read_memory(pid)[0] / 1e6
     return (f"CPU-us/msg: event loop {main / n * 1e6:.0f}, busiest other thread "
-            f"(store writer) {other / n * 1e6:.0f}")
+            f"(store writer) {other / n * 1e6:.0f}; RSS {rss:.0f} MB")
 
 
 async def _echo(cfg: LoadConfig) -> LoadResult:
