@@ -61,6 +61,7 @@ from smppbridge.store.sqlite.rows import (
     INSERT_MESSAGE,
     index_parts,
     insert_receipts,
+    mark_final_rows,
     message_row,
     receipt_from_row,
     row_to_message,
@@ -471,12 +472,13 @@ class SqliteStore:
         (:meth:`release_receipts`, :meth:`receipt_retry`, or the next open). Returns
         (seq, receipt) of each receipt added (empty without ``lease``)."""
         def op(db: sqlite3.Connection) -> Leased:
+            ended = mark_final_rows(db, [(f[0], f[1], f[2], f[3], f[5]) for f in finals])
             receipts: list[ReceiptRecord] = []
-            ended: set[str] = set()
-            for message_id, stat, err, now, recs, detail in finals:
-                if db.execute(_MARK_FINAL, (stat, err, now, detail, message_id)).rowcount:
-                    receipts.extend(recs)
-                    ended.add(message_id)
+            added: set[str] = set()
+            for f in finals:  # each message's receipts once, from its first entry
+                if f[0] in ended and f[0] not in added:
+                    added.add(f[0])
+                    receipts.extend(f[4])
             outbox.insert(db, callbacks, ended)
             return insert_receipts(db, receipts, lease=lease)
         return await self._call(op)

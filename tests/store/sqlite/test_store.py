@@ -251,6 +251,25 @@ async def test_mark_final_many_keeps_a_first_final_status(store: SqliteStore) ->
         ("queued", ""), ("final", "REJECTD")]
 
 
+async def test_mark_final_many_with_an_id_twice_takes_its_first_entry(
+        store: SqliteStore) -> None:
+    """A message twice in one mark_final_many batch (two statuses in one poll answer)
+    ends with the first entry's status and that entry's receipts, once; the batch is
+    one statement for all (rows.mark_final_rows), as if the updates ran in order."""
+    for i in (1, 2):
+        await store.accept(_msg(i))
+    await store.mark_final_many([
+        ("1-0", "UNDELIV", 1, 5001.0, [_receipt("1-0")], ""),
+        ("2-0", "DELIVRD", 0, 5002.0, [_receipt("2-0")], ""),
+        ("1-0", "DELIVRD", 0, 5003.0, [_receipt("1-0"), _receipt("1-0")], ""),
+    ])
+    found = await store.find("1-0")
+    assert found is not None
+    assert (found.stat, found.err, found.done_at) == ("UNDELIV", 1, 5001.0)
+    receipts = await store.receipts_for("acme", 9000.0, 10)
+    assert [r.message_id for r in receipts] == ["1-0", "2-0"]
+
+
 # --- receipt leases (receipts handed to this process's dispatcher in memory) -----------
 
 async def _final_leased(store: SqliteStore, *ids: int) -> list[tuple[int, ReceiptRecord]]:
