@@ -18,7 +18,7 @@ from smppbridge.core.records import (
 from smppbridge.store.sqlite.schema import ACCEPTED, RECEIPT_LEASED
 
 __all__ = ["COLUMNS", "INSERT_MESSAGE", "index_parts", "insert_receipts", "mark_final_rows",
-           "message_row",
+           "mark_sent_rows", "message_row",
            "receipt_from_row", "receipt_json", "receipt_stat", "row_to_message"]
 
 COLUMNS = ("id, account, part_ids, source, source_ton, source_npi, dest, dest_ton, dest_npi,"
@@ -90,6 +90,32 @@ def mark_final_rows(db: sqlite3.Connection,
             "WHERE messages.id=v.column1 AND messages.state!='final' RETURNING messages.id",
             [x for r in chunk for x in r]))
     return ended
+
+
+_MARK_SENT = ("UPDATE messages SET state='sent', provider=?, provider_id=?, stat=?, "
+              "sent_at=?, attempts=attempts+1 WHERE id=? AND state!='final'")
+
+
+def mark_sent_rows(db: sqlite3.Connection,
+                   sent: Sequence[tuple[str, str, str, str, float]]) -> set[str]:
+    """Mark messages sent, each (message_id, provider, provider_id, stat, sent_at); a
+    message final meanwhile (cancelled, or a webhook faster than this write) stays
+    final. Returns the ids marked here. One statement a chunk, as mark_final_rows; a
+    batch naming an id twice (a resend of a message in the same batch) runs an UPDATE
+    an entry, in order, so that the last wins and each counts an attempt."""
+    if len({e[0] for e in sent}) != len(sent):
+        return {e[0] for e in sent
+                if db.execute(_MARK_SENT, (e[1], e[2], e[3], e[4], e[0])).rowcount}
+    moved: set[str] = set()
+    for start in range(0, len(sent), _FINAL_CHUNK):
+        chunk = sent[start:start + _FINAL_CHUNK]
+        values = ",".join(["(?,?,?,?,?)"] * len(chunk))
+        moved.update(r[0] for r in db.execute(
+            "UPDATE messages SET state='sent', provider=v.column2, provider_id=v.column3, "
+            f"stat=v.column4, sent_at=v.column5, attempts=attempts+1 FROM (VALUES {values}) "
+            "AS v WHERE messages.id=v.column1 AND messages.state!='final' "
+            "RETURNING messages.id", [x for e in chunk for x in e]))
+    return moved
 
 
 def row_to_message(r: Any) -> StoredMessage:

@@ -62,6 +62,7 @@ from smppbridge.store.sqlite.rows import (
     index_parts,
     insert_receipts,
     mark_final_rows,
+    mark_sent_rows,
     message_row,
     receipt_from_row,
     row_to_message,
@@ -406,14 +407,9 @@ class SqliteStore:
         :meth:`mark_final_many`. The row is the timeline's ``sent`` entry (sent_at).
         ``callbacks``: events of messages marked sent here."""
         def op(db: sqlite3.Connection) -> Leased:
-            # A message final meanwhile (cancelled, or a webhook faster than this
-            # write) stays final.
+            moved = mark_sent_rows(db, [e[:5] for e in sent])
             if callbacks:
-                moved = {e[0] for e in sent
-                         if db.execute(_MARK_SENT, (e[1], e[2], e[3], e[4], e[0])).rowcount}
                 outbox.insert(db, callbacks, moved)
-            else:
-                db.executemany(_MARK_SENT, [(e[1], e[2], e[3], e[4], e[0]) for e in sent])
             return insert_receipts(db, [r for e in sent for r in e[5]], lease=lease)
         return await self._call(op)
 
@@ -659,8 +655,6 @@ class SqliteStore:
         await self._call(partial(idempotency.release, account=account, key=key))
 
 
-_MARK_SENT = ("UPDATE messages SET state='sent', provider=?, provider_id=?, stat=?, "
-              "sent_at=?, attempts=attempts+1 WHERE id=? AND state!='final'")
 _MARK_FINAL = ("UPDATE messages SET state='final', stat=?, err=?, done_at=?, final_detail=? "
                "WHERE id=? AND state!='final'")
 
