@@ -62,8 +62,8 @@ def index_parts(db: sqlite3.Connection, m: OutboundMessage) -> None:
     db.executemany("DELETE FROM parts WHERE part_id=?", [(p,) for p in m.part_ids])
 
 
-#: rows of one mark_final_rows statement (5 parameters each, well under SQLite's limit)
-_FINAL_CHUNK = 500
+#: rows of one batch UPDATE (5 parameters each, well under SQLite's 32,766)
+_UPDATE_CHUNK = 500
 
 
 def mark_final_rows(db: sqlite3.Connection,
@@ -79,17 +79,9 @@ def mark_final_rows(db: sqlite3.Connection,
     first: dict[str, tuple[str, str, int, float, str]] = {}
     for entry in finals:
         first.setdefault(entry[0], entry)
-    rows = list(first.values())
-    ended: set[str] = set()
-    for start in range(0, len(rows), _FINAL_CHUNK):
-        chunk = rows[start:start + _FINAL_CHUNK]
-        values = ",".join(["(?,?,?,?,?)"] * len(chunk))
-        ended.update(r[0] for r in db.execute(
-            "UPDATE messages SET state='final', stat=v.column2, err=v.column3, "
-            f"done_at=v.column4, final_detail=v.column5 FROM (VALUES {values}) AS v "
-            "WHERE messages.id=v.column1 AND messages.state!='final' RETURNING messages.id",
-            [x for r in chunk for x in r]))
-    return ended
+    return _update_returning(db, "state='final', stat=v.column2, err=v.column3, "
+                             "done_at=v.column4, final_detail=v.column5",
+                             list(first.values()))
 
 
 _MARK_SENT = ("UPDATE messages SET state='sent', provider=?, provider_id=?, stat=?, "
@@ -106,16 +98,23 @@ def mark_sent_rows(db: sqlite3.Connection,
     if len({e[0] for e in sent}) != len(sent):
         return {e[0] for e in sent
                 if db.execute(_MARK_SENT, (e[1], e[2], e[3], e[4], e[0])).rowcount}
-    moved: set[str] = set()
-    for start in range(0, len(sent), _FINAL_CHUNK):
-        chunk = sent[start:start + _FINAL_CHUNK]
+    return _update_returning(db, "state='sent', provider=v.column2, provider_id=v.column3, "
+                             "stat=v.column4, sent_at=v.column5, attempts=attempts+1", sent)
+
+
+def _update_returning(db: sqlite3.Connection, assignments: str,
+                      rows: Sequence[tuple[str, Any, Any, Any, Any]]) -> set[str]:
+    """``UPDATE messages SET <assignments>`` from rows (id first, then the values the
+    assignments read as v.column2..5) for messages not final; the ids updated."""
+    done: set[str] = set()
+    for start in range(0, len(rows), _UPDATE_CHUNK):
+        chunk = rows[start:start + _UPDATE_CHUNK]
         values = ",".join(["(?,?,?,?,?)"] * len(chunk))
-        moved.update(r[0] for r in db.execute(
-            "UPDATE messages SET state='sent', provider=v.column2, provider_id=v.column3, "
-            f"stat=v.column4, sent_at=v.column5, attempts=attempts+1 FROM (VALUES {values}) "
-            "AS v WHERE messages.id=v.column1 AND messages.state!='final' "
-            "RETURNING messages.id", [x for e in chunk for x in e]))
-    return moved
+        done.update(r[0] for r in db.execute(
+            f"UPDATE messages SET {assignments} FROM (VALUES {values}) AS v "
+            "WHERE messages.id=v.column1 AND messages.state!='final' RETURNING messages.id",
+            [x for r in chunk for x in r]))
+    return done
 
 
 def row_to_message(r: Any) -> StoredMessage:
