@@ -17,9 +17,9 @@ import argparse
 import asyncio
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from pathlib import Path
 
 from smppbridge.core.message import Address, OutboundMessage
@@ -66,7 +66,6 @@ async def main_async(args: argparse.Namespace) -> int:
         store = SqliteStore(path, synchronous=args.synchronous)
         await store.open()
         clock = _WriterClock(store)
-        assert threading.active_count() >= 2
         first = 1
         try:
             for n in range(args.rounds):
@@ -77,10 +76,10 @@ async def main_async(args: argparse.Namespace) -> int:
                     batch = [_message(i, now) for i in range(start, start + args.batch)]
                     ids = [m.message_id for m in batch]
                     await _phase(clock, spent, "accept",
-                                 lambda b=batch: store.accept_many(b, claim=True))
-                    await _phase(clock, spent, "sent", lambda i=ids, t=now: (
-                        store.mark_sent_many([(m, "sim", f"p{m}", "ENROUTE", t, ())
-                                              for m in i])))
+                                 partial(store.accept_many, batch, claim=True))
+                    await _phase(clock, spent, "sent", partial(
+                        store.mark_sent_many, [(m, "sim", f"p{m}", "ENROUTE", now, ())
+                                               for m in ids]))
                     leased: list[tuple[int, ReceiptRecord]] = []
 
                     async def final(b: list[OutboundMessage] = batch, t: float = now,
@@ -89,8 +88,8 @@ async def main_async(args: argparse.Namespace) -> int:
                             [(m.message_id, "DELIVRD", 0, t, [_receipt(m, t)], "")
                              for m in b], lease=True)
                     await _phase(clock, spent, "final", final)
-                    await _phase(clock, spent, "receipt done", lambda lz=leased, t=now: (
-                        store.receipt_done([s for s, _ in lz], t)))
+                    await _phase(clock, spent, "receipt done", partial(
+                        store.receipt_done, [s for s, _ in leased], now))
                 first += args.messages
                 wall = time.perf_counter() - wall
                 total = sum(spent.values())
