@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import statistics
 import sys
 import tempfile
@@ -24,30 +23,23 @@ from dataclasses import replace
 from pathlib import Path
 
 from smppbridge.bench.loadgen import LoadConfig, LoadResult, run_load
-from smppbridge.bench.targets import ServerProcess, free_port, smppbridge_config, start_target
+from smppbridge.bench.procstat import read_cpu_seconds
+from smppbridge.bench.targets import start_target, start_tree
 
 
 async def _load(port: int, cfg: LoadConfig) -> LoadResult:
     return await run_load(replace(cfg, port=port))
 
 
-async def _server(tree: Path, workdir: Path, cfg: LoadConfig) -> LoadResult:
-    port = free_port()
-    config = workdir / "smppbridge.toml"
-    config.write_text(smppbridge_config(workdir, port, free_port()))
-    server = ServerProcess(tree.name, [sys.executable, "-m", "smppbridge", "serve",
-                                       "--config", str(config)], port, workdir)
-    old = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = str(tree)
+async def _server(tree: Path, workdir: Path, cfg: LoadConfig) -> tuple[LoadResult, float]:
+    """The run's load figures and the server's CPU-us per acked message (steadier than
+    acks/s on a shared machine: a neighbour's load takes time, not CPU)."""
+    server = await start_tree(tree, workdir)
     try:
-        await server.start()
-    finally:
-        if old is None:
-            os.environ.pop("PYTHONPATH")
-        else:
-            os.environ["PYTHONPATH"] = old
-    try:
-        return await _load(port, cfg)
+        cpu = read_cpu_seconds(server.pid)
+        result = await _load(server.port, cfg)
+        cpu = read_cpu_seconds(server.pid) - cpu
+        return result, cpu / max(1, result.acked) * 1e6
     finally:
         await server.stop()
 
@@ -60,14 +52,15 @@ async def _echo(workdir: Path, cfg: LoadConfig) -> LoadResult:
         await echo.stop()
 
 
-def _line(name: str, r: LoadResult, echo: float) -> str:
+def _line(name: str, r: LoadResult, echo: float, cpu_us: float) -> str:
     rate = r.submits_per_second
     return (f"  {name:<28} {rate:>9,.0f} acks/s  p99 {r.latency.p99_ms:6.1f} ms  "
-            f"{rate / echo:.3f}x echo  errors {r.errors or '-'}")
+            f"{rate / echo:.3f}x echo  {cpu_us:4.0f} CPU-us/msg  errors {r.errors or '-'}")
 
 
 async def main_async(trees: list[Path], rounds: int, cfg: LoadConfig) -> int:
     ratios: dict[str, list[float]] = {str(t): [] for t in trees}
+    cpus: dict[str, list[float]] = {str(t): [] for t in trees}
     for n in range(rounds):
         order = trees if n % 2 == 0 else trees[::-1]
         with tempfile.TemporaryDirectory() as tmp:
@@ -76,13 +69,15 @@ async def main_async(trees: list[Path], rounds: int, cfg: LoadConfig) -> int:
         print(f"round {n + 1}: echo {base:,.0f}/s", flush=True)
         for tree in order:
             with tempfile.TemporaryDirectory() as tmp:
-                r = await _server(tree, Path(tmp), cfg)
+                r, cpu_us = await _server(tree, Path(tmp), cfg)
             ratios[str(tree)].append(r.submits_per_second / base)
-            print(_line(str(tree), r, base), flush=True)
+            cpus[str(tree)].append(cpu_us)
+            print(_line(str(tree), r, base, cpu_us), flush=True)
     print("median ratio to echo:")
     for name, values in ratios.items():
         each = ", ".join(f"{v:.3f}" for v in values)
-        print(f"  {name:<28} {statistics.median(values):.3f}x  ({each})")
+        print(f"  {name:<28} {statistics.median(values):.3f}x  ({each}); server "
+              f"{statistics.median(cpus[name]):.0f} CPU-us/msg")
     return 0
 
 

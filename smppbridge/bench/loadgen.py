@@ -111,6 +111,9 @@ class LoadConfig:
     #: steady submit_sm per second over all sessions; None: as fast as windows allow
     rate: float | None = None
     registered_delivery: int = RegisteredDelivery.FINAL
+    #: index of each session's first message: runs against the same server with
+    #: different offsets send different messages (the flood rules refuse repeats)
+    first_message: int = 0
     data_coding: int = DataCoding.DEFAULT
     #: > 1: UCS2 texts of this many parts behind a 16-bit-reference UDH (esm_class 0x40)
     parts: int = 1
@@ -269,7 +272,7 @@ class _Session(asyncio.Protocol):
         self.seq = 1  # the bind's; submits start at 2
         self.sent_at: dict[int, float] = {}
         self.outstanding = 0
-        self.next_message = 0
+        self.next_message = run.config.first_message
         self.paused = False
         loop = asyncio.get_running_loop()
         self.bind_status: asyncio.Future[int] = loop.create_future()

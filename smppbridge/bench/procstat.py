@@ -60,6 +60,27 @@ def read_cpu_seconds(pid: int) -> float:
     return parse_stat(Path(f"/proc/{pid}/stat").read_text())
 
 
+def _tasks(pid: int) -> list[Path]:
+    """/proc/<pid>/task/<tid> of each live thread (none when the process is gone)."""
+    try:
+        return list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+
+
+def thread_cpu_seconds(pid: int) -> dict[int, float]:
+    """User plus system CPU seconds of each live thread of ``pid``, by thread id (the
+    main thread's id is ``pid``): how a node's CPU splits between the event loop and
+    the store's writer thread."""
+    out: dict[int, float] = {}
+    for task in _tasks(pid):
+        try:
+            out[int(task.name)] = parse_stat((task / "stat").read_text())
+        except OSError:  # the thread ended meanwhile
+            continue
+    return out
+
+
 def read_memory(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of ``pid`` in bytes."""
     return parse_status(Path(f"/proc/{pid}/status").read_text())
@@ -68,11 +89,7 @@ def read_memory(pid: int) -> tuple[int, int]:
 def children(pid: int) -> list[int]:
     """The live child processes of ``pid`` (of any of its threads)."""
     found: list[int] = []
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:
-        return found
-    for task in tasks:
+    for task in _tasks(pid):
         try:
             found += [int(c) for c in (task / "children").read_text().split()]
         except OSError:  # the thread ended meanwhile, or no such file on this kernel

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import socket
 import sys
@@ -28,6 +29,7 @@ __all__ = [
     "free_port",
     "smppbridge_config",
     "start_target",
+    "start_tree",
 ]
 
 TARGETS = ("echo", "echo-session", "smppbridge", "smppbridge-mysmpp", "smppbridge-smsfly")
@@ -272,4 +274,28 @@ async def start_target(name: str, workdir: Path, *, loop: str = "auto",
         raise ValueError(f"unknown target {name!r} (known: {', '.join(TARGETS)})")
     server = ServerProcess(name, argv, port, workdir)
     await server.start(ready_timeout)
+    return server
+
+
+async def start_tree(tree: Path | None, workdir: Path, *,
+                     ready_timeout: float = 20.0) -> ServerProcess:
+    """``smppbridge serve`` with the stock bench config, importing the server's code
+    from checkout ``tree`` (``PYTHONPATH``; None: this one). The config comes from this
+    checkout, so an older tree must read today's config format."""
+    if tree is None:
+        return await start_target("smppbridge", workdir, ready_timeout=ready_timeout)
+    port = free_port()
+    config = workdir / "smppbridge.toml"
+    config.write_text(smppbridge_config(workdir, port, free_port()))
+    server = ServerProcess(tree.name, [sys.executable, "-m", "smppbridge", "serve",
+                                       "--config", str(config)], port, workdir)
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(tree)
+    try:
+        await server.start(ready_timeout)
+    finally:
+        if old is None:
+            os.environ.pop("PYTHONPATH")
+        else:
+            os.environ["PYTHONPATH"] = old
     return server

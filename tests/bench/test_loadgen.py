@@ -130,6 +130,21 @@ async def test_messages_differ_in_destination_and_text():
     assert recorder.submits[0].short_message == b"load 0 0"
 
 
+async def test_first_message_numbers_a_run_after_an_earlier_one():
+    """``first_message`` starts each session's numbering further on, so a second run
+    against the same server repeats none of the first run's messages."""
+    recorder = _Recorder(answer=True)
+    server, port = await _serve(recorder)
+    async with server:
+        for first in (0, 1_000_000):
+            r = await run_load(LoadConfig(port=port, messages=10, window=5,
+                                          registered_delivery=0, first_message=first))
+            assert r.acked == 10
+    assert len({(s.destination_addr, s.short_message) for s in recorder.submits}) == 20
+    assert recorder.submits[10].destination_addr == "7900" + "1000000"
+    assert recorder.submits[10].short_message == b"load 0 1000000"
+
+
 async def test_multipart_parts_travel_together():
     """The parts of one message go to one destination in order, UDHI set, UCS2, with a
     16-bit-reference UDH numbering them 1..3 under one reference."""

@@ -5,8 +5,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
+import time
 
-from smppbridge.bench.procstat import children, parse_stat, parse_status, read_cpu_seconds, sample
+from smppbridge.bench.procstat import (
+    children,
+    parse_stat,
+    parse_status,
+    read_cpu_seconds,
+    sample,
+    thread_cpu_seconds,
+)
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -58,3 +67,32 @@ def test_sample_adds_the_live_children_of_a_process():
         child.wait(timeout=30)
         if child.stdout is not None:
             child.stdout.close()
+
+
+def test_thread_cpu_seconds_lists_every_thread_of_the_process():
+    """Per-thread CPU of this process: the main thread under the process id, a thread
+    that burnt CPU under its own id with at least what it measured itself."""
+    spent: list[float] = []
+    ident: list[int] = []
+
+    def burn() -> None:
+        ident.append(threading.get_native_id())
+        t0 = time.thread_time()
+        while time.thread_time() - t0 < 0.05:
+            pass
+        spent.append(time.thread_time() - t0)
+        burnt.set()
+        done.wait()
+
+    burnt, done = threading.Event(), threading.Event()
+    worker = threading.Thread(target=burn)
+    worker.start()
+    try:
+        assert burnt.wait(10)
+        threads = thread_cpu_seconds(os.getpid())
+    finally:
+        done.set()
+        worker.join()
+    assert os.getpid() in threads
+    # /proc counts whole clock ticks (1/SC_CLK_TCK s): allow two
+    assert threads[ident[0]] >= spent[0] - 2 / _TICKS

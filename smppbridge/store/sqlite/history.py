@@ -42,7 +42,7 @@ from smppbridge.core.history import (
     TimelineEntry,
 )
 from smppbridge.core.records import DeliveryState
-from smppbridge.store.sqlite.rows import COLUMNS, row_to_message
+from smppbridge.store.sqlite.rows import COLUMNS, receipt_stat, row_to_message
 from smppbridge.store.sqlite.schema import ACCEPTED
 
 __all__ = ["choose_index", "purge", "receipts_of", "search", "search_sql", "timeline"]
@@ -225,11 +225,11 @@ def receipts_of(db: sqlite3.Connection, message_id: str) -> list[ReceiptView]:
                       list(part_ids)).fetchall()
     out = []
     for part_id, account, body, state, attempts, done_at in rows:
-        fields = json.loads(body)
+        stat, err, done_date = receipt_stat(body)
         # a pending receipt's time is its creation: the status time it reports
-        at = fields["done_date"] if done_at is None else done_at
-        out.append(ReceiptView(part_id, account, fields["stat"], fields["err"],
-                               ReceiptState(state), attempts, at))
+        at = done_date if done_at is None else done_at
+        out.append(ReceiptView(part_id, account, stat, err, ReceiptState(state), attempts,
+                               at))
     return out
 
 

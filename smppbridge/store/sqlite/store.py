@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import json
 import queue
 import sqlite3
 import threading
@@ -62,7 +61,10 @@ from smppbridge.store.sqlite.rows import (
     INSERT_MESSAGE,
     index_parts,
     insert_receipts,
+    mark_final_rows,
+    mark_sent_rows,
     message_row,
+    receipt_from_row,
     row_to_message,
 )
 from smppbridge.store.sqlite.schema import RECEIPT_LEASED, migrate
@@ -405,14 +407,9 @@ class SqliteStore:
         :meth:`mark_final_many`. The row is the timeline's ``sent`` entry (sent_at).
         ``callbacks``: events of messages marked sent here."""
         def op(db: sqlite3.Connection) -> Leased:
-            # A message final meanwhile (cancelled, or a webhook faster than this
-            # write) stays final.
+            moved = mark_sent_rows(db, [e[:5] for e in sent])
             if callbacks:
-                moved = {e[0] for e in sent
-                         if db.execute(_MARK_SENT, (e[1], e[2], e[3], e[4], e[0])).rowcount}
                 outbox.insert(db, callbacks, moved)
-            else:
-                db.executemany(_MARK_SENT, [(e[1], e[2], e[3], e[4], e[0]) for e in sent])
             return insert_receipts(db, [r for e in sent for r in e[5]], lease=lease)
         return await self._call(op)
 
@@ -471,12 +468,13 @@ class SqliteStore:
         (:meth:`release_receipts`, :meth:`receipt_retry`, or the next open). Returns
         (seq, receipt) of each receipt added (empty without ``lease``)."""
         def op(db: sqlite3.Connection) -> Leased:
+            ended = mark_final_rows(db, [(f[0], f[1], f[2], f[3], f[5]) for f in finals])
             receipts: list[ReceiptRecord] = []
-            ended: set[str] = set()
-            for message_id, stat, err, now, recs, detail in finals:
-                if db.execute(_MARK_FINAL, (stat, err, now, detail, message_id)).rowcount:
-                    receipts.extend(recs)
-                    ended.add(message_id)
+            added: set[str] = set()
+            for f in finals:  # each message's receipts once, from its first entry
+                if f[0] in ended and f[0] not in added:
+                    added.add(f[0])
+                    receipts.extend(f[4])
             outbox.insert(db, callbacks, ended)
             return insert_receipts(db, receipts, lease=lease)
         return await self._call(op)
@@ -545,15 +543,13 @@ class SqliteStore:
     async def receipts_for(self, account: str, now: float, limit: int
                            ) -> list[ReceiptRecord]:
         def op(db: sqlite3.Connection) -> list[ReceiptRecord]:
-            rows = db.execute("SELECT seq, body, attempts, next_at FROM receipts WHERE "
+            rows = db.execute("SELECT seq, message_id, body, expire_at, attempts, next_at "
+                              "FROM receipts WHERE "
                               "state='pending' AND account=? AND next_at<=? ORDER BY seq "
                               "LIMIT ?", (account, now, limit)).fetchall()
-            out = []
-            for seq, body, attempts, next_at in rows:
-                fields = json.loads(body)
-                fields.update(seq=seq, attempts=attempts, next_at=next_at)
-                out.append(ReceiptRecord(**fields))
-            return out
+            return [receipt_from_row(account, mid, body, expire_at, seq=seq,
+                                     attempts=attempts, next_at=next_at)
+                    for seq, mid, body, expire_at, attempts, next_at in rows]
         return await self._call(op)
 
     async def receipt_done(self, seqs: Sequence[int], now: float,
@@ -659,8 +655,6 @@ class SqliteStore:
         await self._call(partial(idempotency.release, account=account, key=key))
 
 
-_MARK_SENT = ("UPDATE messages SET state='sent', provider=?, provider_id=?, stat=?, "
-              "sent_at=?, attempts=attempts+1 WHERE id=? AND state!='final'")
 _MARK_FINAL = ("UPDATE messages SET state='final', stat=?, err=?, done_at=?, final_detail=? "
                "WHERE id=? AND state!='final'")
 

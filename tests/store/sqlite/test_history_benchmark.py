@@ -48,4 +48,6 @@ async def test_smoke_run_reports_every_query(bench: ModuleType, tmp_path: Path,
     for name in report.queries:
         assert name in out
     dml = sum(report.statements[w] for w in ("INSERT", "UPDATE", "DELETE")) / 1000
-    assert 4 <= dml < 6
+    # mark_sent_many and mark_final_many are one statement a batch (rows.py): the
+    # message and receipt inserts and the receipt's done update are what is left
+    assert 3 <= dml < 4

@@ -251,6 +251,47 @@ async def test_mark_final_many_keeps_a_first_final_status(store: SqliteStore) ->
         ("queued", ""), ("final", "REJECTD")]
 
 
+async def test_mark_final_many_with_an_id_twice_takes_its_first_entry(
+        store: SqliteStore) -> None:
+    """A message twice in one mark_final_many batch (two statuses in one poll answer)
+    ends with the first entry's status and that entry's receipts, once; the batch is
+    one statement for all (rows.mark_final_rows), as if the updates ran in order."""
+    for i in (1, 2):
+        await store.accept(_msg(i))
+    await store.mark_final_many([
+        ("1-0", "UNDELIV", 1, 5001.0, [_receipt("1-0")], ""),
+        ("2-0", "DELIVRD", 0, 5002.0, [_receipt("2-0")], ""),
+        ("1-0", "DELIVRD", 0, 5003.0, [_receipt("1-0"), _receipt("1-0")], ""),
+    ])
+    found = await store.find("1-0")
+    assert found is not None
+    assert (found.stat, found.err, found.done_at) == ("UNDELIV", 1, 5001.0)
+    receipts = await store.receipts_for("acme", 9000.0, 10)
+    assert [r.message_id for r in receipts] == ["1-0", "2-0"]
+
+
+async def test_mark_sent_many_leaves_final_messages_and_applies_repeats_in_order(
+        store: SqliteStore) -> None:
+    """mark_sent_many (one statement a batch) moves queued messages to sent and leaves
+    a final one final; a batch naming a message twice applies both in order: the last
+    provider id wins and each counts an attempt."""
+    for i in (1, 2, 3):
+        await store.accept(_msg(i))
+    await store.mark_final("3-0", "REJECTD", 101, 5000.0)
+    await store.mark_sent_many([("1-0", "sim", "P1", "ENROUTE", 5001.0, ()),
+                                ("3-0", "sim", "P3", "ENROUTE", 5001.0, ())])
+    await store.mark_sent_many([("2-0", "sim", "P2", "ENROUTE", 5002.0, ()),
+                                ("2-0", "sim", "P2b", "ENROUTE", 5003.0, ())])
+    got = {}
+    for mid in ("1-0", "2-0", "3-0"):
+        found = await store.find(mid)
+        assert found is not None
+        got[mid] = (found.state, found.provider_id, found.attempts)
+    assert got == {"1-0": (DeliveryState.SENT, "P1", 1),
+                   "2-0": (DeliveryState.SENT, "P2b", 2),
+                   "3-0": (DeliveryState.FINAL, "", 0)}
+
+
 # --- receipt leases (receipts handed to this process's dispatcher in memory) -----------
 
 async def _final_leased(store: SqliteStore, *ids: int) -> list[tuple[int, ReceiptRecord]]:
