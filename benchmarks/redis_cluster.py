@@ -85,7 +85,8 @@ async def one_run(store: str, messages: int, window: int, workdir: Path) -> dict
     async with servers(store, workdir) as (url, plain):
         port = free_port()
         cfg = workdir / f"node-{store}-{port}.toml"
-        text = CONFIG.format(port=port, redis=url, run="b", accounts=ACCOUNT.format(i=0))
+        text = CONFIG.format(port=port, store=f"{url}?prefix=scale-b:",
+                             accounts=ACCOUNT.format(i=0))
         if store == "cluster+wait":
             text = text.replace("?prefix=", "?min_replicas=1&prefix=")
         cfg.write_text(text)
