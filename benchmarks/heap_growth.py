@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/heap_growth.py                       # 4 reps of 20 s
     .venv/bin/python benchmarks/heap_growth.py --reps 6 --tracemalloc 1
+    .venv/bin/python benchmarks/heap_growth.py --no-flood --sim-max-messages 20000
 
 A diagnostic, not a figure of merit (the probe's own bookkeeping costs a little CPU).
 It starts ``smppbridge serve`` (the stock bench config of ``sustained.py``) under a
@@ -153,7 +154,14 @@ async def _drive(args: argparse.Namespace) -> int:
         work = Path(tmp)
         port = free_port()
         config = work / "smppbridge.toml"
-        config.write_text(smppbridge_config(work, port, free_port()))
+        text = smppbridge_config(work, port, free_port())
+        if args.sim_max_messages is not None:  # the in-process simulator's cap
+            text = text.replace("deliver_after = 1.0 }", "deliver_after = 1.0, "
+                                f"max_messages = {args.sim_max_messages} }}")
+        if args.no_flood:  # the account's flood rules off
+            text = text.replace('providers = ["simulator"]\n',
+                                'providers = ["simulator"]\nflood = { enabled = false }\n')
+        config.write_text(text)
         env_frames = str(args.tracemalloc)
         os.environ["HEAP_PROBE_TRACEMALLOC"] = env_frames
         server = ServerProcess("probe", [sys.executable, str(Path(__file__).resolve()),
@@ -197,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reps", type=int, default=4)
     p.add_argument("--duration", type=float, default=20.0)
     p.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES")
+    p.add_argument("--no-flood", action="store_true", help="the flood rules off")
+    p.add_argument("--sim-max-messages", type=int, metavar="N",
+                   help="cap the in-process simulator at N messages (default 100,000)")
     args = p.parse_args(argv)
     from smppbridge.bench.echo import use_loop
     use_loop("auto")
