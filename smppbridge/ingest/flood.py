@@ -74,11 +74,11 @@ def flood_error(status: int, rules: FloodRules) -> ContentError | None:
     return SubscriberFlood("too many messages to this destination", status=status)
 
 
-#: A destination's run of messages: (last attempt, attempts in the run, forget at). A
-#: plain tuple of numbers, because the garbage collector stops tracking those: tens of
-#: thousands of live streaks as objects made every full collection longer (pauses of
-#: hundreds of ms in a soak at 1,000 msg/s).
-_Streak = tuple[float, int, float]
+#: The in-process records are plain numbers under bytes and str keys: the garbage
+#: collector never tracks a dict of those (no container inside), so neither young nor
+#: full collections walk the hundreds of thousands of records a busy window holds.
+#: Objects or tuples as records made every full collection longer (pauses of hundreds
+#: of ms in a soak at 1,000 msg/s) and cost ~450 bytes a message at 5,000/s.
 
 
 class MemoryFloodState:
@@ -101,12 +101,16 @@ class MemoryFloodState:
         #: 16-byte key and one float an entry (see _duplicate_key); the window at
         #: recording time is the dict's, so the forget time is ``first + window``.
         self._duplicates: dict[float, dict[bytes, float]] = {}
-        #: (account, destination) -> streak, least recently updated first
-        self._streaks: dict[tuple[str, str], _Streak] = {}
+        #: flood gap -> {streak key: last attempt at}, least recently updated first;
+        #: the gap at recording time is the dict's (forget at ``last + gap``)
+        self._streaks: dict[float, dict[str, float]] = {}
+        #: streak key -> attempts in the streak, only for streaks of two or more
+        self._counts: dict[str, int] = {}
         self._next_sweep = float("-inf")
 
     def __len__(self) -> int:
-        return sum(map(len, self._duplicates.values())) + len(self._streaks)
+        return (sum(map(len, self._duplicates.values()))
+                + sum(map(len, self._streaks.values())))
 
     async def check_and_record(
         self,
@@ -121,12 +125,20 @@ class MemoryFloodState:
         if not rules.enabled:
             return CommandStatus.ESME_ROK
         self._sweep(now)
-        skey = (account, destination)
-        streak = self._streaks.pop(skey, None)
+        skey = f"{len(account)}:{account}{destination}"
+        last = None
+        for lasts in self._streaks.values():  # one dict unless gaps differ
+            last = lasts.pop(skey, None)
+            if last is not None:
+                break
         # Only a pause of flood_gap or more ends a streak (SMS Center rule).
-        paused = streak is None or now - streak[0] >= rules.flood_gap
-        count = 1 if paused or streak is None else streak[1] + 1
-        self._streaks[skey] = (now, count, now + rules.flood_gap)
+        if last is None or now - last >= rules.flood_gap:
+            count = 1
+            self._counts.pop(skey, None)
+        else:
+            count = self._counts.get(skey, 1) + 1
+            self._counts[skey] = count
+        self._streaks.setdefault(rules.flood_gap, {})[skey] = now
         dkey = _duplicate_key(account, source, destination, text_digest)
         window = rules.duplicate_window
         first = self._first_accepted(dkey) if window > 0 else None
@@ -137,8 +149,8 @@ class MemoryFloodState:
         else:
             status = CommandStatus.ESME_ROK
             if window > 0:
-                for entries in self._duplicates.values():  # re-insert: oldest first
-                    entries.pop(dkey, None)
+                for firsts in self._duplicates.values():  # re-insert: oldest first
+                    firsts.pop(dkey, None)
                 self._duplicates.setdefault(window, {})[dkey] = now
         self._trim()
         return status
@@ -170,22 +182,21 @@ class MemoryFloodState:
         # 3,000 msg/s (180,000 duplicate records in a 60 s window). An entry with a
         # longer window than the ones after it (accounts differ) only holds those back
         # until it expires itself: memory, never a verdict — checks compare the times.
-        for window, entries in self._duplicates.items():
-            expired = []
-            for key, first in entries.items():
-                if first + window > now:
-                    break
-                expired.append(key)
-            for key in expired:
-                del entries[key]
-        _drop_expired(self._streaks, 2, now)  # (last, count, forget at)
+        for window, firsts in self._duplicates.items():
+            _drop_expired(firsts, window, now)
+        for gap, lasts in self._streaks.items():
+            for key in _drop_expired(lasts, gap, now):
+                self._counts.pop(key, None)
 
     def _trim(self) -> None:
         for entries in self._duplicates.values():
             while len(entries) > self.max_entries:
                 del entries[next(iter(entries))]
-        while len(self._streaks) > self.max_entries:
-            del self._streaks[next(iter(self._streaks))]
+        for lasts in self._streaks.values():
+            while len(lasts) > self.max_entries:
+                key = next(iter(lasts))
+                del lasts[key]
+                self._counts.pop(key, None)
 
 
 def _duplicate_key(account: str, source: str, destination: str, digest: bytes) -> bytes:
@@ -202,15 +213,16 @@ def _duplicate_key(account: str, source: str, destination: str, digest: bytes) -
                            digest_size=_DIGEST_SIZE).digest()
 
 
-def _drop_expired(entries: dict[Any, tuple[Any, ...]], until: int, now: float) -> None:
-    """Drop entries from the front of an oldest-first dict while their ``until`` field
-    has passed."""
+def _drop_expired(entries: dict[Any, float], window: float, now: float) -> list[Any]:
+    """Drop the entries from the front of an oldest-first dict of times while
+    ``time + window`` has passed; the keys dropped."""
     # One pass, then the deletes: next(iter(...)) after each delete would walk the
     # deleted slots at the front again (quadratic in the expired count).
     expired = []
-    for key, value in entries.items():
-        if value[until] > now:
+    for key, at in entries.items():
+        if at + window > now:
             break
         expired.append(key)
     for key in expired:
         del entries[key]
+    return expired

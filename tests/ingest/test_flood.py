@@ -252,9 +252,10 @@ async def test_records_stay_bounded_by_the_windows_after_many_messages() -> None
     assert len(s) >= 60 * 100 + 30 * 100 - 2  # the live windows are all still there
 
 
-async def test_duplicate_records_are_invisible_to_the_garbage_collector() -> None:
-    """The duplicate records hold no container (a bytes key, a float), so the dict is
-    never tracked and full collections do not walk its 300,000 entries at 5,000/s."""
+async def test_flood_records_are_invisible_to_the_garbage_collector() -> None:
+    """The duplicate and streak records hold no container (bytes or str keys, floats,
+    ints), so their dicts are never tracked and collections do not walk the ~450,000
+    records of the windows at 5,000/s."""
     import gc
 
     s = MemoryFloodState()
@@ -263,7 +264,10 @@ async def test_duplicate_records_are_invisible_to_the_garbage_collector() -> Non
     gc.collect()
     await check(s, 1_000.0, "one more", destination="380x")
     assert s._duplicates
+    assert s._streaks
     assert not any(gc.is_tracked(d) for d in s._duplicates.values())
+    assert not any(gc.is_tracked(d) for d in s._streaks.values())
+    assert not gc.is_tracked(s._counts)
     assert await check(s, 1_000.5, "one more", destination="380x") == DUP
 
 
@@ -283,3 +287,16 @@ async def test_key_fields_do_not_run_into_each_other() -> None:
     s = MemoryFloodState()
     assert await check(s, 0.0, account="x", source="ab", destination="c") == OK
     assert await check(s, 1.0, account="x", source="a", destination="bc") == OK
+
+
+async def test_streak_counts_are_forgotten_with_their_streak() -> None:
+    """A streak of 51 is refused; swept after its 30-s gap, its count goes too (no
+    record outlives its window), and the destination starts a streak of one again."""
+    s = MemoryFloodState(sweep_interval=0.0)
+    for n in range(50):
+        assert await check(s, n * 0.1, f"t{n}") == OK
+    assert await check(s, 5.0, "t50") == FLOOD
+    assert s._counts
+    assert await check(s, 40.0, "other", destination="380999") == OK  # sweeps the first
+    assert not any("380501234567" in k for k in s._counts)
+    assert await check(s, 41.0, "t51") == OK
