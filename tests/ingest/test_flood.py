@@ -238,3 +238,65 @@ async def test_max_entries_drops_the_oldest() -> None:
     assert len(s) <= 20
     assert await check(s, 1.0, "m0", destination="d0") == OK  # forgotten, accepted
     assert await check(s, 1.0, "m49", destination="d49") == DUP  # still remembered
+
+
+# --- memory under sustained load (issue 21 #4: no decay) ----------------------------------
+
+async def test_records_stay_bounded_by_the_windows_after_many_messages() -> None:
+    """20,000 distinct messages at 100/s (200 s of an injected clock): only the last
+    60 s of duplicate records and 30 s of streaks (plus one sweep interval) remain."""
+    s = MemoryFloodState(sweep_interval=10.0)
+    for n in range(20_000):
+        assert await check(s, n / 100, f"t{n}", destination=f"380{n}") == OK
+    assert len(s) <= (60 + 10) * 100 + (30 + 10) * 100
+    assert len(s) >= 60 * 100 + 30 * 100 - 2  # the live windows are all still there
+
+
+async def test_flood_records_are_invisible_to_the_garbage_collector() -> None:
+    """The duplicate and streak records hold no container (bytes or str keys, floats,
+    ints), so their dicts are never tracked and collections do not walk the ~450,000
+    records of the windows at 5,000/s."""
+    import gc
+
+    s = MemoryFloodState()
+    for n in range(1_000):
+        await check(s, float(n), f"t{n}", destination=f"380{n}")
+    gc.collect()
+    await check(s, 1_000.0, "one more", destination="380x")
+    assert s._duplicates
+    assert s._streaks
+    assert not any(gc.is_tracked(d) for d in s._duplicates.values())
+    assert not any(gc.is_tracked(d) for d in s._streaks.values())
+    assert not gc.is_tracked(s._counts)
+    assert await check(s, 1_000.5, "one more", destination="380x") == DUP
+
+
+async def test_record_made_under_another_window_still_counts() -> None:
+    """A window changed between two copies (config reload): the earlier record is found,
+    judged by the current window, and forgotten when its own window ends."""
+    s = MemoryFloodState(sweep_interval=0.0)
+    assert await check(s, 0.0) == OK
+    longer = FloodRules(duplicate_window=120.0)
+    assert await check(s, 59.0, rules=longer) == DUP
+    assert await check(s, 60.0, rules=longer) == OK  # its 60-s record was swept
+    assert await check(s, 100.0, rules=longer) == DUP  # the new one, under 120 s
+
+
+async def test_key_fields_do_not_run_into_each_other() -> None:
+    """("ab", "c") and ("a", "bc") as source and destination are two messages."""
+    s = MemoryFloodState()
+    assert await check(s, 0.0, account="x", source="ab", destination="c") == OK
+    assert await check(s, 1.0, account="x", source="a", destination="bc") == OK
+
+
+async def test_streak_counts_are_forgotten_with_their_streak() -> None:
+    """A streak of 51 is refused; swept after its 30-s gap, its count goes too (no
+    record outlives its window), and the destination starts a streak of one again."""
+    s = MemoryFloodState(sweep_interval=0.0)
+    for n in range(50):
+        assert await check(s, n * 0.1, f"t{n}") == OK
+    assert await check(s, 5.0, "t50") == FLOOD
+    assert s._counts
+    assert await check(s, 40.0, "other", destination="380999") == OK  # sweeps the first
+    assert not any("380501234567" in k for k in s._counts)
+    assert await check(s, 41.0, "t51") == OK
