@@ -81,12 +81,15 @@ def _cost(urls: list[str]) -> tuple[int, float]:
     return calls, cpu
 
 
-async def one_run(store: str, messages: int, window: int, workdir: Path) -> dict[str, float]:
+async def one_run(store: str, messages: int, window: int, workdir: Path,
+                  partitions: int = 16) -> dict[str, float]:
     async with servers(store, workdir) as (url, plain):
         port = free_port()
         cfg = workdir / f"node-{store}-{port}.toml"
         text = CONFIG.format(port=port, store=f"{url}?prefix=scale-b:",
                              accounts=ACCOUNT.format(i=0))
+        if store != "one":
+            text = text.replace("?prefix=", f"?partitions={partitions}&prefix=")
         if store == "cluster+wait":
             text = text.replace("?prefix=", "?min_replicas=1&prefix=")
         cfg.write_text(text)
@@ -116,13 +119,16 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--stores", default=",".join(STORES))
+    parser.add_argument("--partitions", type=int, default=16,
+                        help="partitions of the cluster stores")
     args = parser.parse_args()
     stores = args.stores.split(",")
     runs: dict[str, list[dict[str, float]]] = {s: [] for s in stores}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             for store in stores:  # alternating: one, cluster, cluster+wait, one, ...
-                r = asyncio.run(one_run(store, args.messages, args.window, Path(tmp)))
+                r = asyncio.run(one_run(store, args.messages, args.window, Path(tmp),
+                                       args.partitions))
                 runs[store].append(r)
                 print(f"rep {rep + 1} {store:13} {r['acks_per_s']:8,.0f} acks/s  receipts "
                       f"{r['receipts']:.0f}/{r['acked']:.0f}  {r['commands']:.1f} cmd/msg  "

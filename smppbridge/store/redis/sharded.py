@@ -69,6 +69,7 @@ from smppbridge.core.records import (
     ReceiptRecord,
     StoredMessage,
 )
+from smppbridge.store.redis.batching import Pipelines
 from smppbridge.store.redis.cluster import ClusterRouter
 from smppbridge.store.redis.flood import RedisFloodState
 from smppbridge.store.redis.registry import RedisRegistry
@@ -128,13 +129,16 @@ class ShardedRedisStore:
             **{k: options[k] for k in ("max_connections", "connect_timeout",
                                        "socket_timeout", "retries") if k in options})
         self.n = self.settings.partitions
+        #: the partitions' operations queue per master: one pipeline a master a round
+        #: trip, whatever the number of partitions it serves (docs/cluster.md)
+        self.pipelines = Pipelines()
         self.parts: list[RedisStore] = []
         for tag in partition_tags(self.n):
             prefix = f"{base}{{{tag}}}:"
             slot = key_slot(prefix.encode())
             self.parts.append(RedisStore(
                 "", prefix=prefix, client=functools.partial(self.router.client_for, slot),
-                **options))
+                pipelines=self.pipelines, **options))
         self.home = self.parts[0]
         self.node_id = self.home.node_id
         self.min_replicas = self.home.min_replicas
@@ -243,7 +247,8 @@ class ShardedRedisStore:
 
     @property
     def round_trips(self) -> int:
-        return sum(p.round_trips for p in self.parts)
+        """Pipelines sent, to all masters."""
+        return self.pipelines.round_trips
 
     async def open(self) -> None:
         await self.router.open()
