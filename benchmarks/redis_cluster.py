@@ -68,15 +68,19 @@ async def servers(store: str, workdir: Path) -> AsyncIterator[tuple[str, list[st
         local.stop()
 
 
-def _cost(urls: list[str]) -> tuple[int, float]:
-    calls, cpu = 0, 0.0
+def _cost(urls: list[str]) -> tuple[dict[str, int], float]:
+    """Calls by command and CPU seconds, summed over ``urls`` (INFO left out)."""
+    calls: dict[str, int] = {}
+    cpu = 0.0
     for url in urls:
         client = redis.Redis.from_url(url)
         try:
             c, u = _reading(client)
         finally:
             client.close()
-        calls += sum(n for k, n in c.items() if k != "info")
+        for k, n in c.items():
+            if k != "info":
+                calls[k] = calls.get(k, 0) + n
         cpu += u
     return calls, cpu
 
@@ -108,9 +112,11 @@ async def one_run(store: str, messages: int, window: int, workdir: Path,
             proc.terminate()
             proc.wait(15)
     acked = max(1, result.acked)
+    by_command = {k: (n - calls0.get(k, 0)) / acked for k, n in calls1.items()}
     return {"acks_per_s": result.acked / result.elapsed, "receipts": result.receipts,
-            "acked": result.acked, "commands": (calls1 - calls0) / acked,
-            "cpu_us": (cpu1 - cpu0) * 1e6 / acked}
+            "acked": result.acked, "commands": sum(by_command.values()),
+            "cpu_us": (cpu1 - cpu0) * 1e6 / acked,
+            **{f"cmd:{k}": v for k, v in by_command.items() if v > 0}}
 
 
 def main() -> int:
@@ -121,6 +127,8 @@ def main() -> int:
     parser.add_argument("--stores", default=",".join(STORES))
     parser.add_argument("--partitions", type=int, default=16,
                         help="partitions of the cluster stores")
+    parser.add_argument("--commands", action="store_true",
+                        help="also print each store's commands a message, by command")
     args = parser.parse_args()
     stores = args.stores.split(",")
     runs: dict[str, list[dict[str, float]]] = {s: [] for s in stores}
@@ -140,6 +148,11 @@ def main() -> int:
         cmd = statistics.median(r["commands"] for r in runs[store])
         print(f"median {store:13} {med:8,.0f} acks/s = {med / base:.2f}x {stores[0]}  "
               f"{cmd:.1f} cmd/msg  {cpu:.0f} us Redis CPU/msg")
+        if args.commands:
+            names = {k for r in runs[store] for k in r if k.startswith("cmd:")}
+            each = {k: statistics.median(r.get(k, 0.0) for r in runs[store]) for k in names}
+            busiest = sorted(each.items(), key=lambda kv: -kv[1])
+            print("   ", "  ".join(f"{k[4:]} {v:.2f}" for k, v in busiest if v >= 0.05))
     return 0
 
 

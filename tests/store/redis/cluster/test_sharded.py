@@ -67,6 +67,30 @@ def test_partition_tags_fall_in_their_share_of_the_slots() -> None:
             assert i * 16384 // n <= key_slot(f"{{{tag}}}".encode()) < (i + 1) * 16384 // n
 
 
+async def test_a_batch_over_every_partition_is_one_pipeline_per_master(
+        store: ShardedRedisStore) -> None:
+    """accept_many, mark_final_many and a claim that touch all six partitions send one
+    pipeline to each of the three masters (the partitions of a master share it), each
+    partition's calls still answered on their own."""
+    messages = [sample_message(i) for i in range(60)]
+    assert {store.index(m.message_id) for m in messages} == set(range(PARTITIONS))
+    before = store.round_trips
+    assert await store.accept_many(messages) == [None] * 60
+    assert store.round_trips - before == 3
+    before = store.round_trips
+    claimed = await store.due(5000.0, 600)  # each partition asked for 100: one round
+    assert store.round_trips - before == 3
+    assert sorted(m.message.message_id for m in claimed) == sorted(
+        m.message_id for m in messages)
+    before = store.round_trips
+    await store.mark_final_many([(m.message_id, "DELIVRD", 0, 3000.0, (), "poll")
+                                 for m in messages])
+    assert store.round_trips - before == 3
+    found = await store.find(messages[7].message_id)
+    assert found is not None
+    assert found.state is DeliveryState.FINAL
+
+
 async def test_work_of_every_partition_is_claimed_once_across_nodes(
         make_store: Factory) -> None:
     """Two nodes draining 200 messages in small claims take each exactly once, from
