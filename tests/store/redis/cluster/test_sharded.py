@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -89,6 +90,16 @@ async def test_a_batch_over_every_partition_is_one_pipeline_per_master(
     found = await store.find(messages[7].message_id)
     assert found is not None
     assert found.state is DeliveryState.FINAL
+
+
+def test_consecutive_ids_share_a_partition_and_runs_spread_over_all() -> None:
+    """A message's partition is a function of its id without the last two characters:
+    the 100 decimal ids of a run (256 hex) are in one partition, and runs are spread
+    over every partition."""
+    s = ShardedRedisStore("redis-cluster://127.0.0.1:1/?partitions=16")
+    assert len({s.index(str(n)) for n in range(123400, 123500)}) == 1
+    assert len({s.index(f"{n:x}") for n in range(0x1f00, 0x2000)}) == 1
+    assert {s.index(str(n * 100)) for n in range(1000, 1400)} == set(range(16))
 
 
 async def test_work_of_every_partition_is_claimed_once_across_nodes(
@@ -181,7 +192,9 @@ async def test_leftover_parts_of_a_stored_message_are_dropped(
     """Parts held on several partitions: accepting their message drops them all; a part
     left behind (a crash between the two writes) whose message is stored is not
     replayed by load_parts, and is dropped."""
-    m = sample_message(5, parts=4)
+    # ids far enough apart to be in other partitions (consecutive ids share one)
+    ids = tuple(f"{k}5-{k}" for k in range(4))
+    m = replace(sample_message(5, parts=4), message_id=ids[-1], part_ids=ids)
     assert len({store.index(p) for p in m.part_ids}) > 1  # parts on several partitions
     for k, pid in enumerate(m.part_ids[:-1]):
         await store.save_part(PartRecord(pid, "acme", "k", b"pdu", 1.0 + k, "", 0x34))
