@@ -8,10 +8,12 @@ master and replica), alternating the stores rep after rep.
 Stores (each a fresh server set per rep, AOF with ``appendfsync always``):
 
 * ``one`` — one redis-server, ``redis://``;
-* ``cluster`` — three masters, no replicas, ``redis-cluster://`` with 16 partitions;
+* ``cluster`` — three masters, no replicas, ``redis-cluster://`` with 16 partitions
+  (``--partitions``);
 * ``cluster+wait`` — three masters with a replica each and ``min_replicas=1``, the
   failover prescription.
 
+``--commands`` also prints each store's commands a message, by command (medians).
 All of it runs on this machine: Redis servers, the node and the load generator share its
 cores, so the figures say what the sharding costs a node, not what a cluster of real
 machines reaches. The local cluster is the tests' (tests/store/redis/cluster/support.py).
