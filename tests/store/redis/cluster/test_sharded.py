@@ -92,6 +92,32 @@ async def test_a_batch_over_every_partition_is_one_pipeline_per_master(
     assert found.state is DeliveryState.FINAL
 
 
+async def test_with_min_replicas_each_master_pipeline_waits_once(
+        cluster: LocalCluster, make_store: Factory) -> None:
+    """min_replicas=1: a batch over all six partitions sends one WAIT to each master
+    (after the pipeline that wrote its partitions' messages), and is acknowledged."""
+    await cluster.wait_replicated()
+    store = await make_store(min_replicas=1)
+    messages = [sample_message(i * 100) for i in range(30)]
+    assert len({store.index(m.message_id) for m in messages}) == PARTITIONS
+
+    async def waits() -> dict[int, int]:
+        out = {}
+        for port in await cluster.master_ports():
+            client = cluster.node(port).client()
+            try:
+                stats = await client.info("commandstats")
+            finally:
+                await client.aclose()
+            out[port] = int(stats.get("cmdstat_wait", {}).get("calls", 0))
+        return out
+
+    before = await waits()
+    assert await store.accept_many(messages) == [None] * 30
+    after = await waits()
+    assert {port: after[port] - before[port] for port in after} == dict.fromkeys(after, 1)
+
+
 def test_consecutive_ids_share_a_partition_and_runs_spread_over_all() -> None:
     """A message's partition is a function of its id without the last two characters:
     the 100 decimal ids of a run (256 hex) are in one partition, and runs are spread
