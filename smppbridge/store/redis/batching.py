@@ -2,7 +2,9 @@
 :class:`Batcher`, and whatever is queued while its round trips are in progress (up to
 ``MAX_IN_FLIGHT`` at once) is sent as the next pipeline. Hundreds of concurrent
 ``accept`` calls cost one round trip (and one AOF fsync with ``appendfsync always``), as
-one transaction does in the SQLite store.
+one transaction does in the SQLite store. The queue is per Redis client
+(:class:`Pipelines`): the partitions of a sharded store that one master serves share
+theirs, so they cost that master one pipeline a round trip, not one each.
 
 Redis errors never leave this module as redis-py types where they mean "the store is
 not there right now": :func:`map_error` makes them
