@@ -8,10 +8,12 @@ master and replica), alternating the stores rep after rep.
 Stores (each a fresh server set per rep, AOF with ``appendfsync always``):
 
 * ``one`` — one redis-server, ``redis://``;
-* ``cluster`` — three masters, no replicas, ``redis-cluster://`` with 16 partitions;
+* ``cluster`` — three masters, no replicas, ``redis-cluster://`` with 16 partitions
+  (``--partitions``);
 * ``cluster+wait`` — three masters with a replica each and ``min_replicas=1``, the
   failover prescription.
 
+``--commands`` also prints each store's commands a message, by command (medians).
 All of it runs on this machine: Redis servers, the node and the load generator share its
 cores, so the figures say what the sharding costs a node, not what a cluster of real
 machines reaches. The local cluster is the tests' (tests/store/redis/cluster/support.py).
@@ -68,25 +70,32 @@ async def servers(store: str, workdir: Path) -> AsyncIterator[tuple[str, list[st
         local.stop()
 
 
-def _cost(urls: list[str]) -> tuple[int, float]:
-    calls, cpu = 0, 0.0
+def _cost(urls: list[str]) -> tuple[dict[str, int], float]:
+    """Calls by command and CPU seconds, summed over ``urls`` (INFO left out)."""
+    calls: dict[str, int] = {}
+    cpu = 0.0
     for url in urls:
         client = redis.Redis.from_url(url)
         try:
             c, u = _reading(client)
         finally:
             client.close()
-        calls += sum(n for k, n in c.items() if k != "info")
+        for k, n in c.items():
+            if k != "info":
+                calls[k] = calls.get(k, 0) + n
         cpu += u
     return calls, cpu
 
 
-async def one_run(store: str, messages: int, window: int, workdir: Path) -> dict[str, float]:
+async def one_run(store: str, messages: int, window: int, workdir: Path,
+                  partitions: int = 16) -> dict[str, float]:
     async with servers(store, workdir) as (url, plain):
         port = free_port()
         cfg = workdir / f"node-{store}-{port}.toml"
         text = CONFIG.format(port=port, store=f"{url}?prefix=scale-b:",
                              accounts=ACCOUNT.format(i=0))
+        if store != "one":
+            text = text.replace("?prefix=", f"?partitions={partitions}&prefix=")
         if store == "cluster+wait":
             text = text.replace("?prefix=", "?min_replicas=1&prefix=")
         cfg.write_text(text)
@@ -105,9 +114,11 @@ async def one_run(store: str, messages: int, window: int, workdir: Path) -> dict
             proc.terminate()
             proc.wait(15)
     acked = max(1, result.acked)
+    by_command = {k: (n - calls0.get(k, 0)) / acked for k, n in calls1.items()}
     return {"acks_per_s": result.acked / result.elapsed, "receipts": result.receipts,
-            "acked": result.acked, "commands": (calls1 - calls0) / acked,
-            "cpu_us": (cpu1 - cpu0) * 1e6 / acked}
+            "acked": result.acked, "commands": sum(by_command.values()),
+            "cpu_us": (cpu1 - cpu0) * 1e6 / acked,
+            **{f"cmd:{k}": v for k, v in by_command.items() if v > 0}}
 
 
 def main() -> int:
@@ -116,13 +127,18 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=10_000)
     parser.add_argument("--window", type=int, default=100)
     parser.add_argument("--stores", default=",".join(STORES))
+    parser.add_argument("--partitions", type=int, default=16,
+                        help="partitions of the cluster stores")
+    parser.add_argument("--commands", action="store_true",
+                        help="also print each store's commands a message, by command")
     args = parser.parse_args()
     stores = args.stores.split(",")
     runs: dict[str, list[dict[str, float]]] = {s: [] for s in stores}
     with tempfile.TemporaryDirectory() as tmp:
         for rep in range(args.reps):
             for store in stores:  # alternating: one, cluster, cluster+wait, one, ...
-                r = asyncio.run(one_run(store, args.messages, args.window, Path(tmp)))
+                r = asyncio.run(one_run(store, args.messages, args.window, Path(tmp),
+                                       args.partitions))
                 runs[store].append(r)
                 print(f"rep {rep + 1} {store:13} {r['acks_per_s']:8,.0f} acks/s  receipts "
                       f"{r['receipts']:.0f}/{r['acked']:.0f}  {r['commands']:.1f} cmd/msg  "
@@ -134,6 +150,11 @@ def main() -> int:
         cmd = statistics.median(r["commands"] for r in runs[store])
         print(f"median {store:13} {med:8,.0f} acks/s = {med / base:.2f}x {stores[0]}  "
               f"{cmd:.1f} cmd/msg  {cpu:.0f} us Redis CPU/msg")
+        if args.commands:
+            names = {k for r in runs[store] for k in r if k.startswith("cmd:")}
+            each = {k: statistics.median(r.get(k, 0.0) for r in runs[store]) for k in names}
+            busiest = sorted(each.items(), key=lambda kv: -kv[1])
+            print("   ", "  ".join(f"{k[4:]} {v:.2f}" for k, v in busiest if v >= 0.05))
     return 0
 
 

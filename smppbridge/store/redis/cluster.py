@@ -4,11 +4,12 @@
 Theory of operation
 -------------------
 The sharded store (:mod:`.sharded`) runs one :class:`~.store.RedisStore` per partition,
-each on a prefix whose hash tag puts all of its keys in one slot. A partition's batcher
-sends its pipeline to the master that owns that slot over a plain connection to that
-master — not through redis-py's ``ClusterPipeline`` — because the store's ``WAIT``
-(``min_replicas``) must follow the writes on the same connection, and a cluster
-pipeline sends a keyless ``WAIT`` to every node instead.
+each on a prefix whose hash tag puts all of its keys in one slot. The partitions'
+batchers send their pipelines to the master that owns each slot over a plain connection
+to that master — one pipeline for all the partitions it serves (``batching.Pipelines``
+queues by client) — not through redis-py's ``ClusterPipeline``, because the store's
+``WAIT`` (``min_replicas``) must follow the writes on the same connection, and a
+cluster pipeline sends a keyless ``WAIT`` to every node instead.
 
 :class:`ClusterRouter` keeps the slot layout (``CLUSTER SLOTS``, asked of the seeds and
 then of any node it knows) and one client per master (the store's own pool settings,

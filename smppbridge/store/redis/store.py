@@ -111,7 +111,7 @@ from smppbridge.core.records import (
     StoredMessage,
 )
 from smppbridge.observability.metrics import METRICS
-from smppbridge.store.redis.batching import Batcher, redis_unavailable
+from smppbridge.store.redis.batching import Batcher, Pipelines, redis_unavailable
 from smppbridge.store.redis.flood import RedisFloodState
 from smppbridge.store.redis.history import (
     RECEIPT_CODES,
@@ -201,7 +201,8 @@ class RedisStore:
                  min_replicas: int = 0, replica_timeout: float = 1.0,
                  retries: int = 3, connect_timeout: float = 1.0,
                  socket_timeout: float = 5.0, max_connections: int = 64,
-                 client: Callable[[], aioredis.Redis] | None = None) -> None:
+                 client: Callable[[], aioredis.Redis] | None = None,
+                 pipelines: Pipelines | None = None) -> None:
         if final_ttl is None:
             final_ttl = history_days * 86400.0 + _FINAL_TTL_MARGIN
         if (claim_after <= 0 or final_ttl < 1 or receipt_lease <= 0 or history_cap < 1
@@ -230,8 +231,11 @@ class RedisStore:
         #: a partition of a sharded store: its router's client for this prefix's slot
         #: (the master that owns it now), asked again for every pipeline
         self._shared = client
+        #: ``pipelines``: shared by the partitions of a sharded store (one pipeline per
+        #: master a round trip, batching.py)
         self._batch = Batcher(lambda: self.client, (self.prefix, _GROUP, self.history_cap),
-                              min_replicas=min_replicas, replica_timeout=replica_timeout)
+                              min_replicas=min_replicas, replica_timeout=replica_timeout,
+                              pipelines=pipelines)
         self._heartbeat: asyncio.Task[None] | None = None
         #: the batch scripts' entries, merged across concurrent callers (merging.py)
         self._merged: dict[str, Merger] = {

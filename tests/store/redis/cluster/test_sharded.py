@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -65,6 +66,66 @@ def test_partition_tags_fall_in_their_share_of_the_slots() -> None:
     for n in (1, 3, 6, 16, 100):
         for i, tag in enumerate(partition_tags(n)):
             assert i * 16384 // n <= key_slot(f"{{{tag}}}".encode()) < (i + 1) * 16384 // n
+
+
+async def test_a_batch_over_every_partition_is_one_pipeline_per_master(
+        store: ShardedRedisStore) -> None:
+    """accept_many, mark_final_many and a claim that touch all six partitions send one
+    pipeline to each of the three masters (the partitions of a master share it), each
+    partition's calls still answered on their own."""
+    messages = [sample_message(i) for i in range(60)]
+    assert {store.index(m.message_id) for m in messages} == set(range(PARTITIONS))
+    before = store.round_trips
+    assert await store.accept_many(messages) == [None] * 60
+    assert store.round_trips - before == 3
+    before = store.round_trips
+    claimed = await store.due(5000.0, 600)  # each partition asked for 100: one round
+    assert store.round_trips - before == 3
+    assert sorted(m.message.message_id for m in claimed) == sorted(
+        m.message_id for m in messages)
+    before = store.round_trips
+    await store.mark_final_many([(m.message_id, "DELIVRD", 0, 3000.0, (), "poll")
+                                 for m in messages])
+    assert store.round_trips - before == 3
+    found = await store.find(messages[7].message_id)
+    assert found is not None
+    assert found.state is DeliveryState.FINAL
+
+
+async def test_with_min_replicas_each_master_pipeline_waits_once(
+        cluster: LocalCluster, make_store: Factory) -> None:
+    """min_replicas=1: a batch over all six partitions sends one WAIT to each master
+    (after the pipeline that wrote its partitions' messages), and is acknowledged."""
+    await cluster.wait_replicated()
+    store = await make_store(min_replicas=1)
+    messages = [sample_message(i * 100) for i in range(30)]
+    assert len({store.index(m.message_id) for m in messages}) == PARTITIONS
+
+    async def waits() -> dict[int, int]:
+        out = {}
+        for port in await cluster.master_ports():
+            client = cluster.node(port).client()
+            try:
+                stats = await client.info("commandstats")
+            finally:
+                await client.aclose()
+            out[port] = int(stats.get("cmdstat_wait", {}).get("calls", 0))
+        return out
+
+    before = await waits()
+    assert await store.accept_many(messages) == [None] * 30
+    after = await waits()
+    assert {port: after[port] - before[port] for port in after} == dict.fromkeys(after, 1)
+
+
+def test_consecutive_ids_share_a_partition_and_runs_spread_over_all() -> None:
+    """A message's partition is a function of its id without the last two characters:
+    the 100 decimal ids of a run (256 hex) are in one partition, and runs are spread
+    over every partition."""
+    s = ShardedRedisStore("redis-cluster://127.0.0.1:1/?partitions=16")
+    assert len({s.index(str(n)) for n in range(123400, 123500)}) == 1
+    assert len({s.index(f"{n:x}") for n in range(0x1f00, 0x2000)}) == 1
+    assert {s.index(str(n * 100)) for n in range(1000, 1400)} == set(range(16))
 
 
 async def test_work_of_every_partition_is_claimed_once_across_nodes(
@@ -157,7 +218,9 @@ async def test_leftover_parts_of_a_stored_message_are_dropped(
     """Parts held on several partitions: accepting their message drops them all; a part
     left behind (a crash between the two writes) whose message is stored is not
     replayed by load_parts, and is dropped."""
-    m = sample_message(5, parts=4)
+    # ids far enough apart to be in other partitions (consecutive ids share one)
+    ids = tuple(f"{k}5-{k}" for k in range(4))
+    m = replace(sample_message(5, parts=4), message_id=ids[-1], part_ids=ids)
     assert len({store.index(p) for p in m.part_ids}) > 1  # parts on several partitions
     for k, pid in enumerate(m.part_ids[:-1]):
         await store.save_part(PartRecord(pid, "acme", "k", b"pdu", 1.0 + k, "", 0x34))
