@@ -116,7 +116,9 @@ def _probe(argv: list[str]) -> int:
                 out["growth"] = [str(s) for s in
                                  snap.compare_to(previous[0], "traceback")[:15]]
             previous[0] = snap
-        Path(_SNAPSHOT).write_text(json.dumps(out))
+        # written whole, then renamed: the driver reads it as soon as the name exists
+        Path(_SNAPSHOT + ".tmp").write_text(json.dumps(out))
+        Path(_SNAPSHOT + ".tmp").replace(_SNAPSHOT)
 
     signal.signal(signal.SIGUSR1, snapshot)
     from smppbridge.cli import main
@@ -184,7 +186,6 @@ async def _drive(args: argparse.Namespace) -> int:
                     if snap_path.exists():
                         break
                     await asyncio.sleep(0.1)
-                await asyncio.sleep(0.5)
                 snap = json.loads(snap_path.read_text())
                 print(f"rep {n + 1}: {r.submits_per_second:,.0f} acks/s, receipts "
                       f"{r.receipts}/{r.expected_receipts}, p99 {r.latency.p99_ms:.1f} ms,"

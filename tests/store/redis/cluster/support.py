@@ -11,6 +11,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,20 @@ from tests.integration.cluster import stop, wait_port
 
 #: upper bound for the cluster to form or to fail over
 DEADLINE = 30.0
+
+
+async def until(what: str, probe: Callable[[], Awaitable[bool] | bool]) -> None:
+    """Poll ``probe`` (sync or async) until it is true; fail naming ``what`` after
+    DEADLINE seconds. The state polled is another process's (a cluster's gossip), so
+    there is nothing to wait on but the answer itself."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        answer = probe()
+        if answer if isinstance(answer, bool) else await answer:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 def free_cluster_port() -> int:
@@ -118,13 +133,7 @@ class LocalCluster:
         """Until every live node says cluster_state:ok and all see the same number of
         masters, each with its replicas."""
         nodes = alive if alive is not None else [n for n in self.nodes if _running(n)]
-        deadline = time.monotonic() + DEADLINE
-        while True:
-            if await self._settled(nodes):
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError("the cluster did not reach cluster_state:ok")
-            await asyncio.sleep(0.05)
+        await until("the cluster to reach cluster_state:ok", lambda: self._settled(nodes))
 
     async def _settled(self, nodes: list[ClusterNode]) -> bool:
         for node in nodes:
@@ -161,11 +170,7 @@ class LocalCluster:
 
     async def wait_replicated(self) -> None:
         """Until every master has a replica that is online (replication caught up)."""
-        deadline = time.monotonic() + DEADLINE
-        while not await self._replicated():
-            if time.monotonic() > deadline:
-                raise AssertionError("the masters did not get their replicas")
-            await asyncio.sleep(0.05)
+        await until("the masters to get their replicas", self._replicated)
         await self.wait_ok()
 
     async def _replicated(self) -> bool:
@@ -188,16 +193,13 @@ class LocalCluster:
 
     async def wait_promoted(self, dead: int, slot: int) -> None:
         """Until a live node reports another master than ``dead`` for ``slot``."""
-        deadline = time.monotonic() + DEADLINE
-        while True:
+        async def promoted() -> bool:
             masters = await self.master_ports()
             owner = [p for p, ranges in masters.items()
                      if any(lo <= slot <= hi for lo, hi in ranges)]
-            if owner and owner[0] != dead:
-                return
-            if time.monotonic() > deadline:
-                raise AssertionError(f"slot {slot} was not failed over")
-            await asyncio.sleep(0.05)
+            return bool(owner) and owner[0] != dead
+
+        await until(f"slot {slot} to fail over", promoted)
 
     async def delete_prefix(self, prefix: str) -> None:
         """Delete every key starting with ``prefix`` from every live master."""

@@ -18,8 +18,7 @@ import asyncio
 import itertools
 import os
 import signal
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -27,7 +26,7 @@ from redis.crc import key_slot
 
 from smppbridge.core.errors import StoreUnavailable
 from smppbridge.store.redis.sharded import ShardedRedisStore
-from tests.store.redis.cluster.support import DEADLINE, LocalCluster
+from tests.store.redis.cluster.support import LocalCluster, until
 from tests.store.samples import sample_message
 
 #: messages acknowledged before the replica stops, and after the recovery
@@ -49,13 +48,6 @@ async def own_cluster(tmp_path: Path) -> AsyncIterator[LocalCluster]:
             if node.proc is not None and node.proc.poll() is None:
                 os.kill(node.proc.pid, signal.SIGCONT)
         c.stop()
-
-
-async def _until(what: str, probe: Callable[[], bool]) -> None:
-    deadline = time.monotonic() + DEADLINE
-    while not probe():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.02)
 
 
 async def test_acknowledged_messages_survive_a_master_failover(
@@ -102,14 +94,14 @@ async def test_acknowledged_messages_survive_a_master_failover(
 
     tasks = [asyncio.create_task(loader()) for _ in range(4)]
     try:
-        await _until("the first acks", lambda: len(acked) >= BEFORE)
+        await until("the first acks", lambda: len(acked) >= BEFORE)
         master = c.node(c.owner(await c.master_ports(), slot))
         replica = await c.replica_of(master)
         assert replica.proc is not None
         os.kill(replica.proc.pid, signal.SIGSTOP)
         stopped["now"] = True
         mark = answered["victim"]
-        await _until("writes while the replica is stopped",
+        await until("writes while the replica is stopped",
                      lambda: answered["victim"] >= mark + WHILE_STOPPED)
         stopped["now"] = False
         master.kill()
@@ -119,7 +111,7 @@ async def test_acknowledged_messages_survive_a_master_failover(
         await master.start(c.node_timeout_ms)
         await c.wait_replicated()
         mark = len(acked)
-        await _until("acks after the recovery", lambda: len(acked) >= mark + AFTER)
+        await until("acks after the recovery", lambda: len(acked) >= mark + AFTER)
     finally:
         stop.set()
         await asyncio.gather(*tasks)
